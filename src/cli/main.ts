@@ -1,0 +1,50 @@
+import { Command, Option } from 'commander';
+import { PortcullisError } from '../errors.js';
+import { runSchema } from './schema-command.js';
+import { runStart } from './start-command.js';
+import { runValidate } from './validate-command.js';
+
+/** Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage. */
+function fail(err: unknown): never {
+  if (err instanceof PortcullisError) {
+    process.stderr.write(`portcullis: ${err.message}\n`);
+    process.exit(err.code === 'PCL_CONFIG_INVALID' || err.code === 'PCL_CONFIG_YAML' || err.code === 'PCL_CONFIG_NOT_FOUND' || err.code === 'PCL_CLI_USAGE' ? 2 : 1);
+  }
+  process.stderr.write(`portcullis: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+}
+
+const program = new Command()
+  .name('portcullis')
+  .description('Secure-by-default TLS access proxy for APIs')
+  .showHelpAfterError()
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+
+program
+  .command('start')
+  .description('run the proxy; without --config it uses ./portcullis.yaml, or else the zero-config quickstart')
+  .option('-c, --config <file>', 'config file (YAML)')
+  .option('--listen <host:port>', 'quickstart only: address of the HTTPS listener', '127.0.0.1:8443')
+  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
+  .action((opts: { config?: string; listen: string; logLevel: 'info' }, cmd: Command) =>
+    runStart({ config: opts.config, listen: opts.listen, listenGiven: cmd.getOptionValueSource('listen') === 'cli', logLevel: opts.logLevel }).catch(fail),
+  );
+
+program
+  .command('validate')
+  .description('check a config file and every file it names, without starting')
+  .argument('<file>', 'config file (YAML)')
+  .action((file: string) => {
+    try {
+      runValidate(file);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('schema')
+  .description('print the JSON Schema of the config file format (for editors)')
+  .action(() => runSchema());
+
+program.parseAsync(process.argv).catch(fail);

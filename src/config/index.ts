@@ -1,0 +1,5 @@
+export { loadConfigFile, parseConfigText, buildConfig } from './load-config.js';
+export { configJsonSchema } from './schema.js';
+export { tlsProfiles, type TlsProfile } from './tls-profiles.js';
+export { hostFromAuthority, formatHostPort, type ListenAddress } from './addresses.js';
+export type * from './types.js';

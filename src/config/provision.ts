@@ -1,0 +1,189 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
+import { resolve } from 'node:path';
+import { rootCertificates } from 'node:tls';
+import type { ConfigIssue } from '../errors.js';
+import { pemBlocks } from '../pki/x509.js';
+import { certificateCovers, loadCertificatePair } from '../tls/certificate-files.js';
+import { normaliseSiteHost, parseListenAddress } from './addresses.js';
+import { durationMs } from './durations.js';
+import { HostTable } from './host-table.js';
+import type { RawConfig, RawRoute, RawSite } from './schema.js';
+import { tlsProfiles } from './tls-profiles.js';
+import type { Config, CertificatePair, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
+
+/**
+ * Turns a schema-valid raw config into the runtime config: resolves paths
+ * against the config's folder, reads and checks every file, compiles host
+ * and route tables, and runs the cross-field checks. Collects every issue
+ * instead of stopping at the first; returns them when there is any.
+ */
+export function provision(raw: RawConfig, source: string, baseDir: string): { config?: Config; issues: ConfigIssue[] } {
+  const issues: ConfigIssue[] = [];
+  const issue = (path: string, message: string) => issues.push({ path, message });
+  const file = (p: string) => resolve(baseDir, p);
+
+  const trustedProxies = new BlockList();
+  for (const entry of raw.trustedProxies) {
+    const [address, bits] = entry.split('/') as [string, string | undefined];
+    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) trustedProxies.addAddress(address, type);
+    else trustedProxies.addSubnet(address, Number(bits), type);
+  }
+
+  const hosts = new HostTable<Site>();
+  const hostOwner = new Map<string, string>();
+  const sites: Site[] = [];
+  let defaultSite: Site | null = null;
+  raw.sites.forEach((rawSite, i) => {
+    const site = provisionSite(rawSite, i, `sites[${i}]`, file, issue);
+    sites.push(site);
+    site.hosts.forEach((host, j) => {
+      const owner = hostOwner.get(host);
+      if (owner !== undefined) issue(`sites[${i}].hosts[${j}]`, `"${host}" is already served by ${owner}; each host belongs to exactly one site`);
+      else {
+        hostOwner.set(host, `sites[${i}]`);
+        hosts.add(host, site);
+      }
+    });
+    if (site.isDefault) {
+      if (defaultSite) issue(`sites[${i}].default`, `${defaultSite.id} is already the default site; mark only one site default: true`);
+      else defaultSite = site;
+    }
+  });
+
+  if (issues.length > 0) return { issues };
+  const t = raw.timeouts;
+  const config: Config = {
+    source,
+    tls: { profile: tlsProfiles[raw.tls.profile], ticketKeyRotationMs: durationMs(raw.tls.ticketKeyRotation) },
+    listen: { https: parseListenAddress(raw.listen.https)! },
+    workers: raw.workers,
+    trustedProxies,
+    dataDir: file(raw.dataDir),
+    timeouts: {
+      handshakeMs: durationMs(t.handshake),
+      headersMs: durationMs(t.headers),
+      requestMs: durationMs(t.request),
+      idleMs: durationMs(t.idle),
+      upstreamConnectMs: durationMs(t.upstreamConnect),
+      upstreamResponseMs: durationMs(t.upstreamResponse),
+      upstreamIdleMs: durationMs(t.upstreamIdle),
+    },
+    limits: { maxHeaderBytes: raw.limits.maxHeaderBytes },
+    sites,
+    hosts,
+    defaultSite,
+  };
+  return { config: deepFreeze(config), issues };
+}
+
+type Issue = (path: string, message: string) => void;
+
+function provisionSite(raw: RawSite, index: number, at: string, file: (p: string) => string, issue: Issue): Site {
+  const hosts = raw.hosts.map((h) => normaliseSiteHost(h) as string);
+  hosts.forEach((h, j) => {
+    if (hosts.indexOf(h) !== j) issue(`${at}.hosts[${j}]`, `"${h}" is listed twice; remove the duplicate`);
+  });
+
+  const certificates: CertificatePair[] = [];
+  raw.certificates.forEach((source, j) => {
+    const path = `${at}.certificates[${j}]`;
+    if (source.cert === undefined || source.key === undefined) {
+      issue(path, `give both cert: (PEM chain, leaf first) and key: (PEM private key); ${source.cert === undefined ? 'cert' : 'key'} is missing`);
+      return;
+    }
+    const loaded = loadCertificatePair(file(source.cert), file(source.key), 'server');
+    if (!loaded.ok) {
+      for (const p of loaded.problems) issue(`${path}.${p.field}`, p.message);
+      return;
+    }
+    const kind = loaded.certificate.leaf.publicKey.asymmetricKeyType;
+    const twin = certificates.find((c) => c.leaf.publicKey.asymmetricKeyType === kind);
+    if (twin) {
+      issue(path, `the site already has a ${twin.keyDescription} certificate (${twin.certFile}); list at most one ECDSA and one RSA certificate per site`);
+      return;
+    }
+    certificates.push(loaded.certificate);
+  });
+  if (certificates.length === raw.certificates.length) {
+    hosts.forEach((host, j) => {
+      if (!certificates.some((c) => certificateCovers(c.leaf, host))) {
+        const names = certificates.map((c) => c.leaf.subjectAltName ?? '(no SAN)').join('; ');
+        issue(`${at}.hosts[${j}]`, `no certificate of this site covers "${host}" (they cover ${names}); add the name to a certificate or remove the host`);
+      }
+    });
+  }
+
+  const hsts = `max-age=${raw.hsts.maxAge}${raw.hsts.includeSubDomains ? '; includeSubDomains' : ''}${raw.hsts.preload ? '; preload' : ''}`;
+  if (raw.hsts.preload && (raw.hsts.maxAge < 31_536_000 || !raw.hsts.includeSubDomains)) {
+    issue(`${at}.hsts.preload`, 'preload lists require maxAge of at least 31536000 and includeSubDomains: true; raise them or drop preload');
+  }
+
+  const routes: Route[] = [];
+  raw.routes.forEach((r, j) => {
+    const path = `${at}.routes[${j}]`;
+    if (raw.routes.findIndex((o) => o.path === r.path) !== j) issue(`${path}.path`, `"${r.path}" is already used by another route of this site; merge them`);
+    const upstreams = provisionUpstreams(r, path, file, issue);
+    routes.push({ index: j, path: r.path, segmentBoundary: !r.path.endsWith('/'), upstreams });
+  });
+  routes.sort((a, b) => b.path.length - a.path.length);
+
+  return { id: `sites[${index}] ${hosts[0]}`, index, hosts, isDefault: raw.default, certificates, hsts, routes };
+}
+
+function provisionUpstreams(r: RawRoute, at: string, file: (p: string) => string, issue: Issue): UpstreamTarget[] {
+  const urls = typeof r.upstream === 'string' ? [r.upstream] : r.upstream;
+  const list = typeof r.upstream === 'string' ? `${at}.upstream` : (k: number) => `${at}.upstream[${k}]`;
+  const pathOf = (k: number) => (typeof list === 'string' ? list : list(k));
+  const builtin = urls.filter((u) => u.startsWith('builtin:'));
+  if (builtin.length > 0 && urls.length > 1) issue(`${at}.upstream`, `${builtin[0]} cannot be mixed with other upstreams; give it a route of its own`);
+  const anyHttps = urls.some((u) => u.startsWith('https:'));
+  if (r.upstreamTls && !anyHttps) issue(`${at}.upstreamTls`, 'upstreamTls applies to https:// upstreams only; use https:// URLs or remove upstreamTls');
+  const tls = anyHttps ? provisionUpstreamTls(r, `${at}.upstreamTls`, file, issue) : null;
+
+  return urls.map((u, k) => {
+    if (u.startsWith('builtin:')) return { kind: 'builtin', name: 'whoami', origin: u };
+    const url = new URL(u);
+    if (urls.indexOf(u) !== k) issue(pathOf(k), `${u} is listed twice; remove the duplicate`);
+    return { kind: 'http', origin: url.origin, tls: url.protocol === 'https:' ? tls : null };
+  });
+}
+
+function provisionUpstreamTls(r: RawRoute, at: string, file: (p: string) => string, issue: Issue): UpstreamTls {
+  const opts = r.upstreamTls ?? {};
+  const ca = [...rootCertificates];
+  if (opts.ca !== undefined) {
+    const caFile = file(opts.ca);
+    try {
+      const blocks = pemBlocks(readFileSync(caFile, 'utf8')).filter((b) => b.label === 'CERTIFICATE');
+      if (blocks.length === 0) issue(`${at}.ca`, `${caFile} holds no PEM certificate; give the upstream's CA certificate in PEM`);
+      for (const b of blocks) {
+        new X509Certificate(b.pem);
+        ca.push(b.pem);
+      }
+    } catch (err) {
+      issue(`${at}.ca`, `cannot use ${caFile}: ${(err as Error).message}; give a readable PEM CA certificate file`);
+    }
+  }
+  let clientCertificate: CertificatePair | undefined;
+  if ((opts.cert === undefined) !== (opts.key === undefined)) {
+    issue(at, `give both cert: and key: for the client certificate presented to the upstream; ${opts.cert === undefined ? 'cert' : 'key'} is missing`);
+  } else if (opts.cert !== undefined && opts.key !== undefined) {
+    const loaded = loadCertificatePair(file(opts.cert), file(opts.key), 'client');
+    if (loaded.ok) clientCertificate = loaded.certificate;
+    else for (const p of loaded.problems) issue(`${at}.${p.field}`, p.message);
+  }
+  return { ca, serverName: opts.serverName?.toLowerCase(), clientCertificate };
+}
+
+/** Freezes plain objects and arrays all the way down; class instances (certificates, tables) keep their own encapsulation. */
+function deepFreeze<T>(value: T): T {
+  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value;
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== Array.prototype) return value;
+  Object.freeze(value);
+  for (const v of Object.values(value as object)) deepFreeze(v);
+  return value;
+}

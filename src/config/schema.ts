@@ -1,0 +1,177 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { durationMs, durationPattern } from './durations.js';
+import { normaliseSiteHost, parseListenAddress } from './addresses.js';
+
+/**
+ * The raw config schema: the public file format of `shared/config-contract.yaml`
+ * plus the keys added beside it. Unknown keys are errors everywhere. Defaults
+ * live here and nowhere else. Values stay as written (strings for durations and
+ * paths); `provision.ts` turns them into the typed runtime config.
+ */
+
+const duration = (min: string, max: string) =>
+  z
+    .string({ error: 'use a duration string such as "90s", "15m", "12h" or "30d"' })
+    .regex(durationPattern, { error: 'use a duration string such as "500ms", "90s", "15m", "12h" or "30d"' })
+    .refine((v) => durationMs(v) >= durationMs(min) && durationMs(v) <= durationMs(max), {
+      error: `use a duration between ${min} and ${max}`,
+    });
+
+const listenAddress = z
+  .string({ error: 'use host:port, e.g. "127.0.0.1:8443" or "[::1]:8443"' })
+  .refine((v) => parseListenAddress(v) !== null, { error: 'use host:port, e.g. "127.0.0.1:8443", "0.0.0.0:443" or "[::1]:8443"' });
+
+const path = z.string({ error: 'use a file path (relative to the config file)' }).min(1, { error: 'use a non-empty file path' });
+
+/** A key whose capability lands in a later version: accepted by the schema, refused with a clear message. */
+const later = (what: string) =>
+  z
+    .unknown()
+    .optional()
+    .refine((v) => v === undefined, { error: `${what} is not supported yet by this version of Portcullis; remove the key` });
+
+const siteHost = z
+  .string({ error: 'use a DNS name, a "*." wildcard or an IP address' })
+  .refine((v) => normaliseSiteHost(v) !== null, {
+    error: 'use a DNS name ("api.example.test"), a wildcard over one whole label ("*.api.example.test") or an IP address',
+  });
+
+const cidr = z.string({ error: 'use an IP address or CIDR, e.g. "10.0.0.0/8"' }).refine(
+  (v) => {
+    const [addr, bits, extra] = v.split('/');
+    const family = isIP(addr ?? '');
+    if (!family || extra !== undefined) return false;
+    if (bits === undefined) return true;
+    return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+  },
+  { error: 'use an IP address or CIDR, e.g. "10.0.0.0/8" or "fd00::/8"' },
+);
+
+export const builtinUpstreams = ['builtin:whoami'] as const;
+
+function upstreamProblem(v: string): string | null {
+  if ((builtinUpstreams as readonly string[]).includes(v)) return null;
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    return `use an http:// or https:// URL such as "https://10.0.0.5:9001", or one of ${builtinUpstreams.join(', ')}`;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    return `the scheme ${url.protocol} is not an upstream scheme; use http:// or https://`;
+  if (url.username || url.password) return 'remove the user:password part; upstream credentials do not go in URLs';
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash)
+    return 'an upstream URL is an origin only (scheme://host:port); the request path is forwarded as received';
+  return null;
+}
+
+const upstreamUrl = z.string({ error: 'use an upstream URL string' }).superRefine((v, ctx) => {
+  const problem = upstreamProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+const route = z.strictObject({
+  path: z
+    .string({ error: 'use a path prefix starting with "/", e.g. "/payments/"' })
+    .regex(/^\/[\x21-\x7e]*$/, { error: 'use a path prefix starting with "/" without spaces, e.g. "/payments/"' }),
+  upstream: z.union([upstreamUrl, z.array(upstreamUrl).min(1, { error: 'list at least one upstream URL' })], {
+    error: 'use an upstream URL or a list of them',
+  }),
+  upstreamTls: z
+    .strictObject({
+      ca: path.optional(),
+      serverName: z
+        .string()
+        .refine((v) => normaliseSiteHost(v) !== null && !v.startsWith('*.'), { error: 'use the DNS name or IP the upstream certificate carries' })
+        .optional(),
+      cert: path.optional(),
+      key: path.optional(),
+    })
+    .optional(),
+  clientCert: later('routes[].clientCert (mutual TLS)'),
+  allow: later('routes[].allow (client identity allow-lists)'),
+  apiKeys: later('routes[].apiKeys (API keys)'),
+});
+
+const certificateSource = z.strictObject({
+  cert: path.optional(),
+  key: path.optional(),
+  internal: later('certificates[].internal (certificates from the built-in CA)'),
+  acme: later('certificates[].acme (ACME certificates)'),
+});
+
+const site = z.strictObject({
+  hosts: z.array(siteHost, { error: 'list the host names this site serves' }).min(1, { error: 'list at least one host' }),
+  default: z.boolean({ error: 'use true or false' }).default(false),
+  certificates: z
+    .array(certificateSource, { error: 'list the site certificates as {cert, key} entries' })
+    .min(1, { error: 'list at least one certificate ({cert: file, key: file})' }),
+  hsts: z
+    .strictObject({
+      maxAge: z.int({ error: 'use a whole number of seconds' }).min(0).max(63_072_000, { error: 'use at most 63072000 (two years)' }).default(31_536_000),
+      includeSubDomains: z.boolean({ error: 'use true or false' }).default(true),
+      preload: z.boolean({ error: 'use true or false' }).default(false),
+    })
+    .prefault({}),
+  clientAuth: later('sites[].clientAuth (mutual TLS)'),
+  routes: z.array(route, { error: 'list the routes of the site' }).min(1, { error: 'list at least one route' }),
+});
+
+export const configSchema = z.strictObject({
+  tls: z
+    .strictObject({
+      profile: z.enum(['intermediate', 'modern'], { error: 'use "intermediate" (TLS 1.2 + 1.3) or "modern" (TLS 1.3 only)' }).default('intermediate'),
+      ticketKeyRotation: duration('1m', '12h').default('12h'),
+    })
+    .prefault({}),
+  listen: z.strictObject(
+    {
+      https: listenAddress,
+      http: later('listen.http (the HTTPS redirect listener)'),
+      admin: later('listen.admin (the admin API)'),
+    },
+    { error: 'add listen: {https: "127.0.0.1:8443"}' },
+  ),
+  workers: z
+    .union([z.int(), z.literal('auto')], { error: 'use a number of workers or "auto"' })
+    .refine((v) => v === 1, { error: 'more than one worker is not supported yet by this version of Portcullis; use workers: 1' })
+    .default(1),
+  trustedProxies: z.array(cidr, { error: 'list CIDRs, e.g. ["10.0.0.0/8"]' }).default([]),
+  state: z
+    .strictObject({
+      backend: z
+        .enum(['memory', 'redis'], { error: 'use "memory" or "redis"' })
+        .refine((v) => v === 'memory', { error: 'the redis state backend is not supported yet by this version of Portcullis; use backend: memory' })
+        .default('memory'),
+      redis: z.string().optional(),
+    })
+    .prefault({}),
+  dataDir: path.default('./.portcullis'),
+  timeouts: z
+    .strictObject({
+      handshake: duration('1s', '5m').default('10s'),
+      headers: duration('1s', '10m').default('30s'),
+      request: duration('1s', '24h').default('300s'),
+      idle: duration('1s', '1h').default('60s'),
+      upstreamConnect: duration('100ms', '5m').default('10s'),
+      upstreamResponse: duration('1s', '1h').default('60s'),
+      upstreamIdle: duration('1s', '24h').default('300s'),
+    })
+    .prefault({}),
+  limits: z
+    .strictObject({
+      maxHeaderBytes: z.int({ error: 'use a number of bytes' }).min(1024, { error: 'use at least 1024' }).max(1_048_576, { error: 'use at most 1048576' }).default(16_384),
+    })
+    .prefault({}),
+  sites: z.array(site, { error: 'list at least one site' }).min(1, { error: 'list at least one site' }),
+});
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RawSite = RawConfig['sites'][number];
+export type RawRoute = RawSite['routes'][number];
+
+/** JSON Schema of the file format, for editors (`portcullis schema`). */
+export function configJsonSchema(): unknown {
+  return z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' });
+}

@@ -1,0 +1,93 @@
+import type { X509Certificate } from 'node:crypto';
+import type { BlockList } from 'node:net';
+import type { ListenAddress } from './addresses.js';
+import type { TlsProfile } from './tls-profiles.js';
+import type { HostTable } from './host-table.js';
+
+/**
+ * The provisioned config: parsed once, checked, normalised, deep-frozen.
+ * Runtime code reads only this, never the YAML or the environment.
+ */
+export interface Config {
+  /** The file it came from, or "(quickstart)". */
+  readonly source: string;
+  readonly tls: {
+    readonly profile: TlsProfile;
+    readonly ticketKeyRotationMs: number;
+  };
+  readonly listen: { readonly https: ListenAddress };
+  readonly workers: number;
+  readonly trustedProxies: BlockList;
+  readonly dataDir: string;
+  readonly timeouts: Timeouts;
+  readonly limits: { readonly maxHeaderBytes: number };
+  readonly sites: readonly Site[];
+  /** Host name → site, for SNI and Host headers. */
+  readonly hosts: HostTable<Site>;
+  readonly defaultSite: Site | null;
+}
+
+export interface Timeouts {
+  readonly handshakeMs: number;
+  readonly headersMs: number;
+  readonly requestMs: number;
+  readonly idleMs: number;
+  readonly upstreamConnectMs: number;
+  readonly upstreamResponseMs: number;
+  readonly upstreamIdleMs: number;
+}
+
+export interface Site {
+  /** Stable across reloads while the first host stays the same: "sites[0] api.example.test". */
+  readonly id: string;
+  readonly index: number;
+  readonly hosts: readonly string[];
+  readonly isDefault: boolean;
+  readonly certificates: readonly CertificatePair[];
+  /** The Strict-Transport-Security value, computed once. */
+  readonly hsts: string;
+  /** Longest prefix first. */
+  readonly routes: readonly Route[];
+}
+
+export interface CertificatePair {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** Leaf first, then intermediates, as read. */
+  readonly chainPem: string;
+  readonly keyPem: string;
+  readonly leaf: X509Certificate;
+  /** "ECDSA P-256", "RSA 2048" … */
+  readonly keyDescription: string;
+}
+
+export interface Route {
+  readonly index: number;
+  readonly path: string;
+  /** Prefix ends with "/": plain prefix. Otherwise `path` itself or `path/…` (whole segments). */
+  readonly segmentBoundary: boolean;
+  readonly upstreams: readonly UpstreamTarget[];
+}
+
+export type UpstreamTarget = HttpUpstream | BuiltinUpstream;
+
+export interface HttpUpstream {
+  readonly kind: 'http';
+  /** "https://10.0.0.5:9001" */
+  readonly origin: string;
+  readonly tls: UpstreamTls | null;
+}
+
+export interface BuiltinUpstream {
+  readonly kind: 'builtin';
+  readonly name: 'whoami';
+  readonly origin: string;
+}
+
+export interface UpstreamTls {
+  /** Public roots plus `upstreamTls.ca`, PEM. */
+  readonly ca: readonly string[];
+  readonly serverName: string | undefined;
+  /** Client certificate presented to the upstream. */
+  readonly clientCertificate: CertificatePair | undefined;
+}

@@ -1,0 +1,1 @@
+export { HttpsListener } from './https-listener.js';

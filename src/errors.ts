@@ -1,0 +1,74 @@
+/**
+ * The error catalog: every error Portcullis raises and every reason code a user
+ * can see. Codes are stable forever and never reused; code matches on `code`,
+ * never on message text. `docs/errors.md` documents each entry (a test checks).
+ */
+
+/** Operator-facing failures: config, files, listeners, the built-in CA. */
+export const errorCatalog = {
+  PCL_CONFIG_NOT_FOUND: 'the config file does not exist or cannot be read',
+  PCL_CONFIG_YAML: 'the config file is not valid YAML',
+  PCL_CONFIG_INVALID: 'the config does not pass validation; each issue names the key, the value and the fix',
+  PCL_LISTEN_FAILED: 'a listener could not bind its address',
+  PCL_PKI_STORE_INVALID: 'files of the built-in CA under dataDir exist but cannot be used',
+  PCL_CLI_USAGE: 'a command was called with arguments it cannot use',
+} as const;
+
+export type ErrorCode = keyof typeof errorCatalog;
+
+export class PortcullisError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PortcullisError';
+    this.code = code;
+  }
+}
+
+/** One problem in a config: `path` is the key (`sites[1].routes[0].upstream`), `message` says what and how to fix. */
+export interface ConfigIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+export class ConfigError extends PortcullisError {
+  readonly issues: readonly ConfigIssue[];
+  constructor(source: string, issues: readonly ConfigIssue[]) {
+    const lines = issues.map((i) => (i.path ? `  ${i.path}: ${i.message}` : `  ${i.message}`));
+    super('PCL_CONFIG_INVALID', `${source}: ${issues.length} problem${issues.length === 1 ? '' : 's'}\n${lines.join('\n')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+/**
+ * Reason codes: the vocabulary shared by logs, metrics, HTTP error bodies and
+ * the dashboard. `status` is the HTTP status when the reason ends a request.
+ */
+export const reasonCatalog = {
+  // request routing
+  unknown_host: { status: 421, text: 'the Host header names no host of the site this connection was made to' },
+  sni_host_mismatch: { status: 421, text: 'the Host header belongs to another site than the TLS server name (SNI)' },
+  no_route: { status: 404, text: 'no route of the site matches the request path' },
+  bad_request_target: { status: 400, text: 'the request target is not a valid origin-form or absolute-form URL' },
+  ambiguous_path: { status: 400, text: 'the path contains an encoded slash or backslash that upstreams could decode differently' },
+  method_not_allowed: { status: 405, text: 'the method cannot be proxied (CONNECT, TRACE)' },
+  unsupported_upgrade: { status: 400, text: 'only WebSocket upgrades over HTTP/1.1 are passed through' },
+  // upstream
+  upstream_unreachable: { status: 502, text: 'the upstream refused or dropped the connection' },
+  upstream_timeout: { status: 504, text: 'the upstream did not connect or answer within the configured timeout' },
+  upstream_cert_untrusted: { status: 502, text: 'the upstream certificate does not chain to a trusted CA (system roots plus upstreamTls.ca)' },
+  upstream_cert_expired: { status: 502, text: 'the upstream certificate has expired' },
+  upstream_cert_not_yet_valid: { status: 502, text: 'the upstream certificate is not valid yet' },
+  upstream_cert_name_mismatch: { status: 502, text: 'the upstream certificate does not cover the expected name (upstreamTls.serverName or the URL host)' },
+  upstream_tls_failed: { status: 502, text: 'the TLS handshake with the upstream failed' },
+  upstream_bad_response: { status: 502, text: 'the upstream answered with a malformed HTTP response' },
+  // proxy
+  internal_error: { status: 500, text: 'an unexpected error inside the proxy; the log has the details' },
+  // handshakes (never an HTTP answer)
+  unknown_sni: { status: 0, text: 'the TLS server name matches no site and no site is marked default' },
+  handshake_failed: { status: 0, text: 'the TLS handshake failed (protocol version, cipher or alert); the log has the OpenSSL reason' },
+  handshake_timeout: { status: 0, text: 'the TLS handshake did not finish within timeouts.handshake' },
+} as const;
+
+export type Reason = keyof typeof reasonCatalog;

@@ -1,0 +1,117 @@
+import { X509Certificate, createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import { PortcullisError } from '../errors.js';
+import { writeFileAtomic } from '../state/atomic-file.js';
+import { x509 } from './x509.js';
+
+/**
+ * The built-in CA: an ECDSA P-256 root kept under `dataDir/ca/` (key mode
+ * 0600), created on first use and reused afterwards, that issues server
+ * certificates. Keys never leave these files and are never logged.
+ */
+
+const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+const minute = 60_000;
+const day = 86_400_000;
+
+export interface LocalCa {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly cert: x509.X509Certificate;
+  readonly privateKey: webcrypto.CryptoKey;
+}
+
+export interface IssuedPair {
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+/** A positive 128-bit serial number, as hex (RFC 5280 §4.1.2.2 allows up to 20 octets). */
+function serialNumber(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0] as number) & 0x7f;
+  return bytes.toString('hex');
+}
+
+async function exportKeyPem(key: webcrypto.CryptoKey): Promise<string> {
+  const der = await webcrypto.subtle.exportKey('pkcs8', key);
+  return `${x509.PemConverter.encode(der, 'PRIVATE KEY')}\n`;
+}
+
+async function importKeyPem(pem: string): Promise<webcrypto.CryptoKey> {
+  const der = createPrivateKey(pem).export({ type: 'pkcs8', format: 'der' });
+  return webcrypto.subtle.importKey('pkcs8', der, algorithm, false, ['sign']);
+}
+
+/** Loads the CA under `dir`, or creates it when neither file exists. */
+export async function ensureLocalCa(dir: string, name = 'Portcullis Local CA'): Promise<LocalCa> {
+  const certFile = join(dir, 'ca.pem');
+  const keyFile = join(dir, 'ca.key');
+  const haveCert = existsSync(certFile);
+  const haveKey = existsSync(keyFile);
+  if (haveCert && haveKey) return loadLocalCa(certFile, keyFile);
+  if (haveCert || haveKey) {
+    throw new PortcullisError(
+      'PCL_PKI_STORE_INVALID',
+      `${haveCert ? keyFile : certFile} is missing while ${haveCert ? certFile : keyFile} exists; restore it, or delete ${dir} to create a new CA (clients must then trust the new one)`,
+    );
+  }
+  const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serialNumber(),
+    name: `CN=${name} ${randomBytes(4).toString('hex')}, O=Portcullis`,
+    notBefore: new Date(now - minute),
+    notAfter: new Date(now + 3650 * day),
+    signingAlgorithm: algorithm,
+    keys: keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  writeFileAtomic(keyFile, await exportKeyPem(keys.privateKey), 0o600);
+  writeFileAtomic(certFile, `${cert.toString('pem')}\n`);
+  return { certFile, keyFile, cert, privateKey: keys.privateKey };
+}
+
+async function loadLocalCa(certFile: string, keyFile: string): Promise<LocalCa> {
+  try {
+    const certPem = readFileSync(certFile, 'utf8');
+    const keyPem = readFileSync(keyFile, 'utf8');
+    if (!new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem))) throw new Error('the key does not match the certificate');
+    return { certFile, keyFile, cert: new x509.X509Certificate(certPem), privateKey: await importKeyPem(keyPem) };
+  } catch (err) {
+    throw new PortcullisError('PCL_PKI_STORE_INVALID', `the CA in ${certFile} / ${keyFile} cannot be used (${(err as Error).message}); restore the files or delete them to create a new CA`, {
+      cause: err,
+    });
+  }
+}
+
+/** Issues an ECDSA P-256 server certificate for `hosts` (DNS names and IPs), signed by the CA. */
+export async function issueServerCertificate(ca: LocalCa, hosts: readonly string[], lifetimeDays: number): Promise<IssuedPair> {
+  const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serialNumber(),
+    subject: `CN=${hosts[0]}`,
+    issuer: ca.cert.subject,
+    notBefore: new Date(now - minute),
+    notAfter: new Date(now + lifetimeDays * day),
+    signingAlgorithm: algorithm,
+    publicKey: keys.publicKey,
+    signingKey: ca.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      new x509.SubjectAlternativeNameExtension(hosts.map((h) => ({ type: isIP(h) ? 'ip' : 'dns', value: h }))),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { certPem: `${cert.toString('pem')}\n`, keyPem: await exportKeyPem(keys.privateKey) };
+}

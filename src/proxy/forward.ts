@@ -1,0 +1,145 @@
+import type { Http2ServerRequest } from 'node:http2';
+import type { Duplex, Writable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { ServerResponse, type IncomingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
+import { clientResponseHeaders } from './header-hygiene.js';
+import type { RequestContext } from './request-context.js';
+import { sendError } from './responses.js';
+import { classifyUpstreamError } from './upstream-errors.js';
+import type { Target, UpstreamGroup } from './upstreams.js';
+import { answerBuiltin } from './builtin-upstreams.js';
+
+/** Sends the request to the route's next upstream and streams the answer back. */
+export function forward(ctx: RequestContext): void {
+  const group = ctx.state.upstreams.groupFor(ctx.route!);
+  const target = group.pick(Date.now()) as Target;
+  if (target.pool === null) answerBuiltin(ctx, target.upstream);
+  else dispatch(ctx, group, target, 0);
+}
+
+function hasBody(ctx: RequestContext): boolean {
+  const req = ctx.req;
+  if (req.httpVersionMajor === 2) return !(req as Http2ServerRequest).stream.endAfterHeaders;
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+function dispatch(ctx: RequestContext, group: UpstreamGroup, target: Target, attempt: number): void {
+  const withBody = ctx.upgradeHead === null && hasBody(ctx);
+  const handler = new ForwardHandler(ctx, group, target, attempt, withBody);
+  target.pool!.dispatch(
+    {
+      path: ctx.target,
+      method: ctx.req.method as Dispatcher.HttpMethod,
+      headers: ctx.upstreamHeaders!,
+      body: withBody ? ctx.req : null,
+      upgrade: ctx.upgradeHead === null ? null : 'websocket',
+    },
+    handler,
+  );
+}
+
+const clientGone = Object.assign(new Error('the client closed the connection'), { code: 'PCL_CLIENT_GONE' });
+
+/**
+ * Streams one upstream exchange back to the client with backpressure both ways:
+ * the request body is read as the upstream takes it, and the upstream is paused
+ * while the client is slow. A client that goes away aborts the upstream request.
+ */
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  #controller: Dispatcher.DispatchController | null = null;
+  readonly #onDrain = (): void => this.#controller?.resume();
+  readonly #onClientClose = (): void => {
+    if (!this.ctx.res.writableFinished) this.#controller?.abort(clientGone);
+  };
+
+  constructor(
+    readonly ctx: RequestContext,
+    readonly group: UpstreamGroup,
+    readonly target: Target,
+    readonly attempt: number,
+    readonly withBody: boolean,
+  ) {
+    ctx.res.once('close', this.#onClientClose);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.ctx.res.destroyed) controller.abort(clientGone);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200) return;
+    const ctx = this.ctx;
+    ctx.status = statusCode;
+    try {
+      ctx.res.writeHead(statusCode, clientResponseHeaders(headers, ctx.hsts, ctx.id));
+    } catch (err) {
+      controller.abort(err as Error);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!(this.ctx.res as Writable).write(chunk)) {
+      controller.pause();
+      this.ctx.res.once('drain', this.#onDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.ctx.res.off('close', this.#onClientClose);
+    this.ctx.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    const ctx = this.ctx;
+    ctx.res.off('close', this.#onClientClose);
+    if (err === clientGone) return;
+    const failure = classifyUpstreamError(err);
+    const now = Date.now();
+    if (failure.beforeRequest) {
+      this.group.markFailed(this.target, now);
+      // Nothing reached this upstream and there is no body to replay: try another one once.
+      if (this.attempt === 0 && !this.withBody && !ctx.res.headersSent) {
+        const next = this.group.pick(now, this.target);
+        if (next?.pool) {
+          ctx.state.log.warn({ requestId: ctx.id, upstream: this.target.upstream.origin, reason: failure.reason, detail: failure.detail }, 'upstream failed; trying the next one');
+          dispatch(ctx, this.group, next, 1);
+          return;
+        }
+      }
+    }
+    ctx.state.log.warn(
+      { requestId: ctx.id, site: ctx.site?.id, route: ctx.route?.path, upstream: this.target.upstream.origin, reason: failure.reason, detail: failure.detail, err: err.message },
+      'upstream request failed',
+    );
+    sendError(ctx, failure.reason, failure.detail);
+  }
+
+  /** WebSocket: the upstream agreed to switch protocols; splice the two sockets. */
+  onRequestUpgrade(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, upstream: Duplex): void {
+    const ctx = this.ctx;
+    ctx.res.off('close', this.#onClientClose);
+    ctx.status = statusCode;
+    const client = ctx.req.socket as Duplex;
+    // from here on the raw socket carries WebSocket frames, not HTTP
+    if (ctx.res instanceof ServerResponse) ctx.res.detachSocket(client as Socket);
+    const fields = clientResponseHeaders(headers, ctx.hsts, ctx.id);
+    let head = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n';
+    for (const name in fields) {
+      const value = fields[name] as string | string[];
+      for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`;
+    }
+    client.write(`${head}\r\n`);
+    if (ctx.upgradeHead && ctx.upgradeHead.length > 0) upstream.write(ctx.upgradeHead);
+    const closeBoth = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', closeBoth).on('close', closeBoth);
+    upstream.on('error', closeBoth).on('close', closeBoth);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  }
+}

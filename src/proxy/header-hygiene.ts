@@ -1,0 +1,83 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { BlockList } from 'node:net';
+import { isIPv4 } from 'node:net';
+import type { HeaderMap } from './request-context.js';
+
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1) and those only the proxy may set.
+ * Fields named in `Connection` are dropped too. `expect` is answered by the
+ * proxy itself; `proxy-authorization` is meant for us, never the upstream.
+ */
+const hopByHop = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+  'expect',
+]);
+
+/** Client-supplied forwarding fields: kept only from a trusted proxy. */
+const forwarding = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip', 'x-request-id']);
+
+function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const text = Array.isArray(value) ? value.join(',') : value;
+  return new Set(text.split(',').map((t) => t.trim().toLowerCase()));
+}
+
+export interface ForwardingFacts {
+  readonly clientAddress: string;
+  readonly authority: string;
+  readonly requestId: string;
+  readonly trustedProxies: BlockList;
+}
+
+/** The request fields sent upstream: hop-by-hop fields removed, forwarding fields set by us. */
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: ForwardingFacts): HeaderMap {
+  const listed = connectionTokens(incoming.connection);
+  const trusted = isTrusted(facts.clientAddress, facts.trustedProxies);
+  const out: HeaderMap = {};
+  for (const name in incoming) {
+    const value = incoming[name];
+    if (value === undefined || name.charCodeAt(0) === 58 /* ":" pseudo-header */) continue;
+    if (hopByHop.has(name) || forwarding.has(name) || listed?.has(name)) continue;
+    out[name] = name === 'cookie' && Array.isArray(value) ? value.join('; ') : value;
+  }
+  out.host = facts.authority;
+  const priorFor = trusted ? incoming['x-forwarded-for'] : undefined;
+  out['x-forwarded-for'] = priorFor ? `${Array.isArray(priorFor) ? priorFor.join(', ') : priorFor}, ${facts.clientAddress}` : facts.clientAddress;
+  out['x-forwarded-proto'] = (trusted && firstValue(incoming['x-forwarded-proto'])) || 'https';
+  out['x-forwarded-host'] = (trusted && firstValue(incoming['x-forwarded-host'])) || facts.authority;
+  if (trusted && incoming.forwarded !== undefined) out.forwarded = incoming.forwarded;
+  out['x-request-id'] = facts.requestId;
+  return out;
+}
+
+/** The response fields sent to the client: hop-by-hop fields removed, HSTS ours, request id added. */
+export function clientResponseHeaders(upstream: IncomingHttpHeaders, hsts: string | null, requestId: string): HeaderMap {
+  const listed = connectionTokens(upstream.connection);
+  const out: HeaderMap = {};
+  for (const name in upstream) {
+    const value = upstream[name];
+    if (value === undefined || hopByHop.has(name) || listed?.has(name) || name === 'strict-transport-security') continue;
+    out[name] = value;
+  }
+  if (hsts) out['strict-transport-security'] = hsts;
+  out['x-request-id'] = requestId;
+  return out;
+}
+
+function firstValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function isTrusted(address: string, list: BlockList): boolean {
+  if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return list.check(address.slice(7), 'ipv4');
+  return list.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
+}

@@ -1,0 +1,3 @@
+export { handleRequest, handleUpgrade } from './handlers.js';
+export { UpstreamSet } from './upstreams.js';
+export type { ProxyState } from './request-context.js';

@@ -1,0 +1,86 @@
+import { hostFromAuthority } from '../config/index.js';
+import type { Reason } from '../errors.js';
+import type { Http2ServerRequest } from 'node:http2';
+import { forward } from './forward.js';
+import { upstreamRequestHeaders } from './header-hygiene.js';
+import type { RequestContext } from './request-context.js';
+import { parseRequestTarget } from './request-target.js';
+import { sendError } from './responses.js';
+
+/**
+ * The request pipeline. Each phase reads the context and the compiled config,
+ * fills in its part, and returns null to go on or a reason to stop with.
+ * The phases, in order, are this list; `runPipeline` is the only runner.
+ */
+type Phase = (ctx: RequestContext) => Reason | null;
+
+/** Normalises the target and finds the site from Host/:authority, bound to the TLS server name. */
+function resolveSite(ctx: RequestContext): Reason | null {
+  const req = ctx.req;
+  const method = req.method;
+  if (method === 'CONNECT' || method === 'TRACE') return 'method_not_allowed';
+  const target = parseRequestTarget(req.url ?? '');
+  if (!target.ok) return target.reason;
+  ctx.target = target.path + target.query;
+  const authority = target.authority ?? (req.httpVersionMajor === 2 ? ((req as Http2ServerRequest).headers[':authority'] ?? req.headers.host) : req.headers.host);
+  if (!authority) return 'bad_request_target';
+  const host = hostFromAuthority(authority);
+  if (host === null) return 'bad_request_target';
+  ctx.authority = authority;
+  ctx.host = host;
+
+  // The site is the one the TLS handshake selected. A Host of another site is
+  // refused, so a handshake with one site's policy cannot reach another site.
+  const connSite = ctx.conn.site;
+  const hostSite = ctx.state.config.hosts.lookup(host);
+  if (hostSite) {
+    if (connSite && hostSite.id !== connSite.id) return 'sni_host_mismatch';
+    ctx.site = hostSite;
+    return null;
+  }
+  if (connSite?.isDefault) {
+    ctx.site = ctx.state.config.defaultSite;
+    return ctx.site ? null : 'unknown_host';
+  }
+  return 'unknown_host';
+}
+
+/** Longest path prefix of the site wins (routes are sorted that way at load). */
+function matchRoute(ctx: RequestContext): Reason | null {
+  const path = ctx.target;
+  for (const route of ctx.site!.routes) {
+    const p = route.path;
+    if (!path.startsWith(p)) continue;
+    if (route.segmentBoundary && path.length > p.length) {
+      const next = path.charCodeAt(p.length);
+      if (next !== 47 /* / */ && next !== 63 /* ? */) continue;
+    }
+    ctx.route = route;
+    return null;
+  }
+  return 'no_route';
+}
+
+function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
+  ctx.upstreamHeaders = upstreamRequestHeaders(ctx.req.headers, {
+    clientAddress: ctx.conn.remoteAddress,
+    authority: ctx.authority,
+    requestId: ctx.id,
+    trustedProxies: ctx.state.config.trustedProxies,
+  });
+  return null;
+}
+
+const phases: readonly Phase[] = [resolveSite, matchRoute, prepareUpstreamRequest];
+
+/** Runs the phases, then forwards; the first reason ends the request with its JSON answer. */
+export function runPipeline(ctx: RequestContext): void {
+  for (const phase of phases) {
+    const reason = phase(ctx);
+    if (reason !== null) {
+      sendError(ctx, reason);
+      return;
+    }
+  }
+  forward(ctx);
+}

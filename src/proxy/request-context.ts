@@ -1,0 +1,55 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { Logger } from 'pino';
+import type { Config, Route, Site } from '../config/index.js';
+import type { Reason } from '../errors.js';
+import type { ConnectionInfo } from '../tls/index.js';
+import type { UpstreamSet } from './upstreams.js';
+
+export type ProxyRequest = IncomingMessage | Http2ServerRequest;
+export type ProxyResponse = ServerResponse | Http2ServerResponse;
+export type HeaderMap = Record<string, string | string[]>;
+
+/** What the pipeline works with for one config generation. */
+export interface ProxyState {
+  readonly config: Config;
+  readonly upstreams: UpstreamSet;
+  readonly log: Logger;
+}
+
+/**
+ * Everything one request carries through the pipeline. Created once per
+ * request with every field initialised, so its shape never changes.
+ */
+export class RequestContext {
+  readonly id = randomUUID();
+  readonly startedAt = process.hrtime.bigint();
+  /** Host from the Host header, :authority or an absolute-form target, lower case, no port. */
+  host = '';
+  /** Host header value forwarded upstream (with port when the client sent one). */
+  authority = '';
+  /** Normalised path plus query, as forwarded. */
+  target = '';
+  site: Site | null = null;
+  route: Route | null = null;
+  upstreamHeaders: HeaderMap | null = null;
+  status = 0;
+  reason: Reason | null = null;
+  /** Extra detail for the reason, e.g. the OpenSSL verification code. */
+  detail: string | null = null;
+
+  constructor(
+    readonly req: ProxyRequest,
+    readonly res: ProxyResponse,
+    readonly conn: ConnectionInfo,
+    readonly state: ProxyState,
+    /** Bytes already read past the headers of an upgrade request. */
+    readonly upgradeHead: Buffer | null,
+  ) {}
+
+  /** The site whose HSTS policy applies to this response. */
+  get hsts(): string | null {
+    return (this.site ?? this.conn.site)?.hsts ?? null;
+  }
+}

@@ -1,0 +1,55 @@
+import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest, ServerHttp2Session } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import type { Site } from '../config/index.js';
+
+/** What the proxy knows about a TLS connection, captured once after the handshake. */
+export interface ConnectionInfo {
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly tlsVersion: string;
+  readonly cipher: string;
+  /** The server name the client sent (SNI), lower case; null without SNI. */
+  readonly serverName: string | null;
+  readonly alpn: string;
+  readonly resumed: boolean;
+  /** The site whose certificate was served. */
+  readonly site: Site | null;
+}
+
+const kConnection = Symbol('portcullis.connection');
+
+interface Tagged {
+  [kConnection]?: ConnectionInfo;
+}
+
+/** Reads the negotiated parameters of a finished handshake. */
+export function describeConnection(socket: TLSSocket, site: Site | null): ConnectionInfo {
+  const servername = (socket as TLSSocket & { servername?: string | false }).servername;
+  return {
+    remoteAddress: socket.remoteAddress ?? '',
+    remotePort: socket.remotePort ?? 0,
+    tlsVersion: socket.getProtocol() ?? 'unknown',
+    cipher: socket.getCipher()?.standardName ?? 'unknown',
+    serverName: servername ? servername.toLowerCase() : null,
+    alpn: socket.alpnProtocol || 'http/1.1',
+    resumed: socket.isSessionReused(),
+    site,
+  };
+}
+
+export function tagSocket(socket: TLSSocket, info: ConnectionInfo): void {
+  (socket as Tagged)[kConnection] = info;
+}
+
+/** HTTP/2 requests reach their connection through the session; tag it when it is created. */
+export function tagSession(session: ServerHttp2Session): void {
+  const info = (session.socket as unknown as Tagged)[kConnection];
+  if (info) (session as unknown as Tagged)[kConnection] = info;
+}
+
+/** The connection a request arrived on. */
+export function connectionOf(req: IncomingMessage | Http2ServerRequest): ConnectionInfo | undefined {
+  if (req.httpVersionMajor === 2) return ((req as Http2ServerRequest).stream.session as unknown as Tagged | undefined)?.[kConnection];
+  return (req.socket as unknown as Tagged)[kConnection];
+}

@@ -1,0 +1,110 @@
+import { randomBytes } from 'node:crypto';
+import { createSecureContext, type SecureContext, type Server } from 'node:tls';
+
+/**
+ * Session-ticket keys, rotated in memory, with the previous key kept for
+ * decryption so that a rotation does not cost every client a full handshake.
+ *
+ * Node's public API (`server.setTicketKeys`) holds a single key. To keep the
+ * previous one we use the ticket-key callback of Node's native SecureContext
+ * (`enableTicketKeyCallback` + `onticketkeycallback`), present since Node 0.x
+ * and exercised by Node's own tests. OpenSSL invokes the callback registered on
+ * the server's base context, and Node then calls the JS hook of whichever
+ * context the SNI callback selected, so every context gets the hook.
+ * Where the hook is missing, we fall back to `setTicketKeys` with the current
+ * key only (`keepsPrevious` is false then).
+ *
+ * `setSecureContext()` replaces the base context and its keys: call
+ * `installOnServer` again after every swap.
+ */
+
+interface TicketKey {
+  readonly name: Buffer;
+  readonly hmac: Buffer;
+  readonly aes: Buffer;
+}
+
+/** The shape of Node's internal native SecureContext that we rely on. */
+interface NativeContext {
+  enableTicketKeyCallback?: () => void;
+  onticketkeycallback?: (name: Buffer, iv: Buffer, encrypt: boolean) => unknown[];
+}
+
+// Return codes of OpenSSL's ticket key callback.
+const ticketUnknown = 0;
+const ticketOk = 1;
+const ticketOkRenew = 2;
+const zeroKey = Buffer.alloc(16);
+
+function newKey(): TicketKey {
+  const bytes = randomBytes(48);
+  return { name: bytes.subarray(0, 16), hmac: bytes.subarray(16, 32), aes: bytes.subarray(32, 48) };
+}
+
+function nativeOf(context: SecureContext): NativeContext {
+  return (context as unknown as { context: NativeContext }).context;
+}
+
+/** Decided once: whether this Node exposes the native ticket-key hook. */
+const hookAvailable = typeof nativeOf(createSecureContext({})).enableTicketKeyCallback === 'function';
+
+export class TicketKeyRing {
+  #current: TicketKey = newKey();
+  #previous: TicketKey | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  readonly #servers = new Set<Server>();
+  readonly #callback = (name: Buffer, iv: Buffer, encrypt: boolean): unknown[] => this.#onTicket(name, iv, encrypt);
+
+  /** False when this Node lacks the native hook and only the current key decrypts. */
+  readonly keepsPrevious = hookAvailable;
+
+  /** Rotates every `rotationMs` (unref'd timer). Safe to call once; `stop` ends it. */
+  start(rotationMs: number): void {
+    this.stop();
+    this.#timer = setInterval(() => this.rotate(), rotationMs).unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  /** A new current key; the old current key stays valid for decryption until the next rotation. */
+  rotate(): void {
+    this.#previous = this.#current;
+    this.#current = newKey();
+    if (!this.keepsPrevious) for (const server of this.#servers) server.setTicketKeys(this.#packed());
+  }
+
+  /** Hooks the server's base context. Call after creating the server and after every `setSecureContext`. */
+  installOnServer(server: Server): void {
+    this.#servers.add(server);
+    const base = (server as unknown as { _sharedCreds?: SecureContext })._sharedCreds;
+    if (!this.keepsPrevious || !base) {
+      server.setTicketKeys(this.#packed());
+      return;
+    }
+    const native = nativeOf(base);
+    native.enableTicketKeyCallback?.();
+    native.onticketkeycallback = this.#callback;
+  }
+
+  /** Hooks a context handed out by the SNI callback. */
+  installOnContext(context: SecureContext): void {
+    if (this.keepsPrevious) nativeOf(context).onticketkeycallback = this.#callback;
+  }
+
+  #packed(): Buffer {
+    return Buffer.concat([this.#current.name, this.#current.hmac, this.#current.aes]);
+  }
+
+  #onTicket(name: Buffer, _iv: Buffer, encrypt: boolean): unknown[] {
+    const current = this.#current;
+    if (encrypt) return [ticketOk, current.hmac, current.aes, current.name, randomBytes(16)];
+    if (name.equals(current.name)) return [ticketOk, current.hmac, current.aes];
+    const previous = this.#previous;
+    // Accepted, and OpenSSL issues a fresh ticket under the current key.
+    if (previous && name.equals(previous.name)) return [ticketOkRenew, previous.hmac, previous.aes];
+    return [ticketUnknown, zeroKey, zeroKey];
+  }
+}
