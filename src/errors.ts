@@ -65,9 +65,14 @@ export const reasonCatalog = {
   upstream_bad_response: { status: 502, text: 'the upstream answered with a malformed HTTP response' },
   // proxy
   internal_error: { status: 500, text: 'an unexpected error inside the proxy; the log has the details' },
-  // handshakes (never an HTTP answer)
+  // connections refused before or during the TLS handshake (never an HTTP answer, except plaintext_http)
+  plaintext_http: { status: 400, text: 'plain HTTP was sent to the HTTPS port; it is answered 400 and closed' },
+  malformed_client_hello: { status: 0, text: 'the first bytes were not a well-formed TLS ClientHello' },
   unknown_sni: { status: 0, text: 'the TLS server name matches no site and no site is marked default' },
-  handshake_failed: { status: 0, text: 'the TLS handshake failed (protocol version, cipher or alert); the log has the OpenSSL reason' },
+  missing_sni: { status: 0, text: 'the client sent no TLS server name and no site is marked default' },
+  unsupported_protocol: { status: 0, text: 'the client offered only TLS versions below the profile minimum' },
+  no_shared_cipher: { status: 0, text: 'the client offered no cipher suite, group or signature algorithm of the profile' },
+  handshake_failed: { status: 0, text: 'the TLS handshake failed for another reason (alert, reset); the log has the OpenSSL code' },
   handshake_timeout: { status: 0, text: 'the TLS handshake did not finish within timeouts.handshake' },
 } as const;
 

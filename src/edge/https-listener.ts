@@ -1,23 +1,94 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import { formatHostPort, type ListenAddress } from '../config/index.js';
-import { PortcullisError } from '../errors.js';
+import { PortcullisError, type Reason } from '../errors.js';
+import type { Logger } from '../telemetry/index.js';
+import { highestOfferedVersion, versionName, type ClientHello } from './client-hello.js';
+import { HelloPeek, type PeekOutcome } from './hello-peek.js';
+
+/** Picks the TLS server for a ClientHello; null refuses the handshake. */
+export type HelloRouter = (hello: ClientHello) => TlsServer | null;
+
+export interface HttpsListenerOptions {
+  readonly route: HelloRouter;
+  readonly handshakeTimeoutMs: number;
+  readonly log: Logger;
+}
+
+// TLS alert records (RFC 8446 §6): fatal, sent before any TLS state exists.
+const alertHandshakeFailure = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
+const alertUnrecognizedName = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112]);
+
+const plaintextBody = 'This port speaks HTTPS only. Use an https:// URL.\n';
+const plaintextAnswer = Buffer.from(
+  `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${plaintextBody.length}\r\nConnection: close\r\n\r\n${plaintextBody}`,
+);
+
+function ignoreSocketError(): void {
+  // The TLS layer or the refusal path reports what matters; a reset on the raw socket must not crash us.
+}
 
 /**
- * The TCP front of the HTTPS port. It owns accepting, so that checks that need
- * no TLS (block lists, first-byte inspection) can run before any TLS work, and
- * hands each accepted socket to the TLS server.
+ * The TCP front of the HTTPS port. It owns accepting: each socket's first
+ * bytes are read before any TLS work, plain HTTP is answered with a short 400,
+ * garbage is dropped, and a ClientHello is handed to the TLS server of the
+ * site its server name selects, or refused with an alert.
  */
 export class HttpsListener {
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
+  readonly #opts: HttpsListenerOptions;
 
-  constructor(tlsServer: TlsServer) {
-    this.#server = createServer({ noDelay: true }, (socket) => {
-      this.#sockets.add(socket);
-      socket.once('close', () => this.#sockets.delete(socket));
-      tlsServer.emit('connection', socket);
-    });
+  constructor(opts: HttpsListenerOptions) {
+    this.#opts = opts;
+    this.#server = createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
+  }
+
+  #accept(socket: Socket): void {
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    socket.on('error', ignoreSocketError);
+    new HelloPeek(socket, this.#opts.handshakeTimeoutMs, (outcome) => this.#dispatch(socket, outcome));
+  }
+
+  #dispatch(socket: Socket, outcome: PeekOutcome): void {
+    switch (outcome.kind) {
+      case 'hello': {
+        const server = this.#opts.route(outcome.hello);
+        if (server) {
+          server.emit('connection', socket);
+          return;
+        }
+        const name = outcome.hello.serverName;
+        this.#refuse(socket, name ? 'unknown_sni' : 'missing_sni', name ? alertUnrecognizedName : alertHandshakeFailure, {
+          sni: name,
+          offered: versionName(highestOfferedVersion(outcome.hello)),
+        });
+        return;
+      }
+      case 'not_tls':
+        if (outcome.looksLikeHttp) this.#refuse(socket, 'plaintext_http', plaintextAnswer, {});
+        else this.#refuse(socket, 'malformed_client_hello', null, { why: 'not a TLS handshake record' });
+        return;
+      case 'malformed':
+        this.#refuse(socket, 'malformed_client_hello', alertHandshakeFailure, { why: outcome.why });
+        return;
+      case 'too_large':
+        this.#refuse(socket, 'malformed_client_hello', alertHandshakeFailure, { why: 'ClientHello larger than the limit' });
+        return;
+      case 'timeout':
+        this.#refuse(socket, 'handshake_timeout', null, {});
+        return;
+      case 'closed':
+        socket.destroy();
+        return;
+    }
+  }
+
+  #refuse(socket: Socket, reason: Reason, answer: Buffer | null, details: Record<string, unknown>): void {
+    this.#opts.log.info({ event: 'handshake_failed', reason, remoteAddress: socket.remoteAddress, ...details }, 'connection refused before TLS');
+    if (answer) socket.end(answer);
+    else socket.destroy();
   }
 
   /** Binds the address; rejects with PCL_LISTEN_FAILED naming the key, the address and the fix. */

@@ -1,1 +1,2 @@
-export { HttpsListener } from './https-listener.js';
+export { HttpsListener, type HelloRouter } from './https-listener.js';
+export { parseClientHello, highestOfferedVersion, versionName, type ClientHello, type HelloParse } from './client-hello.js';

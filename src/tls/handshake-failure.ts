@@ -6,10 +6,18 @@ export interface HandshakeFailure {
   readonly detail: string;
 }
 
+const byCode: Record<string, Reason> = {
+  ERR_TLS_HANDSHAKE_TIMEOUT: 'handshake_timeout',
+  ERR_SSL_UNSUPPORTED_PROTOCOL: 'unsupported_protocol',
+  ERR_SSL_NO_SHARED_CIPHER: 'no_shared_cipher',
+  ERR_SSL_NO_SHARED_SIGNATURE_ALGORITHMS: 'no_shared_cipher',
+  ERR_SSL_NO_SUITABLE_KEY_SHARE: 'no_shared_cipher',
+  ERR_SSL_NO_SUITABLE_SIGNATURE_ALGORITHM: 'no_shared_cipher',
+};
+
 /** Classifies a `tlsClientError` into a reason code. */
 export function classifyHandshakeFailure(err: Error & { code?: string }): HandshakeFailure {
   const code = err.code ?? 'UNKNOWN';
-  if (code === 'PCL_TLS_UNKNOWN_SNI') return { reason: 'unknown_sni', detail: code };
-  if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return { reason: 'handshake_timeout', detail: code };
-  return { reason: 'handshake_failed', detail: code };
+  const reason = byCode[code] ?? 'handshake_failed';
+  return { reason, detail: code };
 }

@@ -1,0 +1,67 @@
+import type { Socket } from 'node:net';
+import { parseClientHello, type ClientHello } from './client-hello.js';
+
+export type PeekOutcome =
+  | { readonly kind: 'hello'; readonly hello: ClientHello }
+  | { readonly kind: 'not_tls'; readonly looksLikeHttp: boolean }
+  | { readonly kind: 'malformed'; readonly why: string }
+  | { readonly kind: 'too_large' }
+  | { readonly kind: 'timeout' }
+  | { readonly kind: 'closed' };
+
+/**
+ * Reads a freshly accepted (paused) socket until its ClientHello is complete,
+ * then puts every byte back with `unshift`, so the TLS layer that takes the
+ * socket over reads the handshake from the start (Node feeds a wrapped
+ * socket's buffered bytes to TLS first). Reports exactly once.
+ */
+export class HelloPeek {
+  readonly #socket: Socket;
+  readonly #report: (outcome: PeekOutcome) => void;
+  readonly #chunks: Buffer[] = [];
+  readonly #timer: NodeJS.Timeout;
+  #done = false;
+
+  constructor(socket: Socket, timeoutMs: number, report: (outcome: PeekOutcome) => void) {
+    this.#socket = socket;
+    this.#report = report;
+    this.#timer = setTimeout(this.#onTimeout, timeoutMs);
+    socket.on('readable', this.#onReadable);
+    socket.once('end', this.#onClosed);
+    socket.once('close', this.#onClosed);
+    socket.on('error', this.#onClosed);
+  }
+
+  readonly #onReadable = (): void => {
+    let chunk: Buffer | null;
+    while ((chunk = this.#socket.read() as Buffer | null) !== null) this.#chunks.push(chunk);
+    if (this.#done) return;
+    const data = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks);
+    const parsed = parseClientHello(data);
+    if (parsed.kind === 'incomplete') return;
+    this.#finish();
+    if (parsed.kind === 'hello') this.#socket.unshift(data);
+    this.#report(parsed);
+  };
+
+  readonly #onTimeout = (): void => {
+    if (this.#done) return;
+    this.#finish();
+    this.#report({ kind: 'timeout' });
+  };
+
+  readonly #onClosed = (): void => {
+    if (this.#done) return;
+    this.#finish();
+    this.#report({ kind: 'closed' });
+  };
+
+  #finish(): void {
+    this.#done = true;
+    clearTimeout(this.#timer);
+    this.#socket.off('readable', this.#onReadable);
+    this.#socket.off('end', this.#onClosed);
+    this.#socket.off('close', this.#onClosed);
+    this.#socket.off('error', this.#onClosed);
+  }
+}

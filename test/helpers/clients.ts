@@ -1,0 +1,63 @@
+import { execFile } from 'node:child_process';
+
+export interface RunResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a real client binary with a hard time bound; never rejects, the exit code tells. */
+export function run(cmd: string, args: readonly string[], input = '', timeoutMs = 20_000): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin?.end(input);
+  });
+}
+
+/** curl, silent but showing errors, bounded in time. */
+export function curl(args: readonly string[]): Promise<RunResult> {
+  return run('curl', ['-sS', '--max-time', '15', ...args]);
+}
+
+/** `curl --resolve` arguments so a test host name reaches 127.0.0.1:port. */
+export function resolveTo(host: string, port: number): string[] {
+  return ['--resolve', `${host}:${port}:127.0.0.1`];
+}
+
+export interface HandshakeResult extends RunResult {
+  /** "TLSv1.3", or null when the handshake failed. */
+  readonly protocol: string | null;
+  readonly cipher: string | null;
+  /** Subject line of the server certificate, e.g. "CN = api.test". */
+  readonly peerSubject: string | null;
+  /** Handshake signature type from -brief output, e.g. "ECDSA" or "RSA-PSS". */
+  readonly signatureType: string | null;
+  /** "X25519, 253 bits" … */
+  readonly tempKey: string | null;
+}
+
+/** `openssl s_client -brief`: one handshake, then close. */
+export async function sClient(port: number, args: readonly string[]): Promise<HandshakeResult> {
+  const r = await run('openssl', ['s_client', '-brief', '-connect', `127.0.0.1:${port}`, ...args], '', 15_000);
+  const text = r.stderr + r.stdout;
+  const field = (name: string) => new RegExp(`^${name}: (.+)$`, 'm').exec(text)?.[1]?.trim() ?? null;
+  const ok = /CONNECTION ESTABLISHED/.test(text);
+  return {
+    ...r,
+    protocol: ok ? field('Protocol version') : null,
+    cipher: ok ? field('Ciphersuite') : null,
+    peerSubject: ok ? field('Peer certificate') : null,
+    signatureType: ok ? field('Signature type') : null,
+    tempKey: ok ? field('Server Temp Key') : null,
+  };
+}
+
+/** One HTTP/1.1 request through `openssl s_client` (full output, not -brief), to see "New"/"Reused" and exchange session files. */
+export async function sClientRequest(port: number, host: string, args: readonly string[]): Promise<RunResult & { reused: boolean; status: string | null }> {
+  const request = `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
+  const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', host, '-alpn', 'http/1.1', '-ign_eof', ...args], request, 15_000);
+  return { ...r, reused: /^Reused, /m.test(r.stdout), status: /^HTTP\/1\.1 (\d{3})/m.exec(r.stdout)?.[1] ?? null };
+}

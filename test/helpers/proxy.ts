@@ -1,0 +1,55 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { after } from 'node:test';
+import { pino } from 'pino';
+import { loadConfigFile } from '../../src/config/index.js';
+import { startPortcullis, type Portcullis } from '../../src/portcullis.js';
+
+export interface RunningProxy {
+  readonly proxy: Portcullis;
+  readonly port: number;
+  /** Every log line written so far, parsed. */
+  readonly logs: Record<string, unknown>[];
+  readonly dir: string;
+}
+
+/** Something that runs clean-ups when its test or suite ends: a TestContext, or `suiteScope()`. */
+export interface Scope {
+  after(fn: () => unknown): void;
+}
+
+/** A scope for a describe() block: clean-ups registered from its hooks run when the suite ends. Call it in the describe body. */
+export function suiteScope(): Scope {
+  const fns: (() => unknown)[] = [];
+  after(async () => {
+    for (const fn of fns.reverse()) await fn();
+  });
+  return { after: (fn) => void fns.push(fn) };
+}
+
+/** A folder removed after the test. */
+export function tempDir(t: Scope, prefix = 'pcl-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Writes the YAML into a temp folder, loads it the way the CLI does, starts the proxy in-process and stops it after the test. */
+export async function startProxy(t: Scope, yaml: string, dir = tempDir(t)): Promise<RunningProxy> {
+  const file = join(dir, 'portcullis.yaml');
+  writeFileSync(file, yaml);
+  const config = loadConfigFile(file);
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  const log = pino({ level: 'debug' }, sink);
+  const proxy = await startPortcullis(config, log);
+  t.after(() => proxy.close());
+  return { proxy, port: proxy.address.port, logs, dir };
+}
