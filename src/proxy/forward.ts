@@ -28,16 +28,17 @@ function hasBody(ctx: RequestContext): boolean {
 function dispatch(ctx: RequestContext, group: UpstreamGroup, target: Target, attempt: number): void {
   const withBody = ctx.upgradeHead === null && hasBody(ctx);
   const handler = new ForwardHandler(ctx, group, target, attempt, withBody);
-  target.pool!.dispatch(
-    {
-      path: ctx.target,
-      method: ctx.req.method as Dispatcher.HttpMethod,
-      headers: ctx.upstreamHeaders!,
-      body: withBody ? ctx.req : null,
-      upgrade: ctx.upgradeHead === null ? null : 'websocket',
-    },
-    handler,
-  );
+  // `servername` is a request option of undici's (lib/core/request.js) missing from its types:
+  // without it undici derives the TLS name from each Host header and drops pooled connections when it changes.
+  const options: Dispatcher.DispatchOptions & { servername: string } = {
+    path: ctx.target,
+    method: ctx.req.method as Dispatcher.HttpMethod,
+    headers: ctx.upstreamHeaders!,
+    body: withBody ? ctx.req : null,
+    upgrade: ctx.upgradeHead === null ? null : 'websocket',
+    servername: target.servername,
+  };
+  target.pool!.dispatch(options, handler);
 }
 
 const clientGone = Object.assign(new Error('the client closed the connection'), { code: 'PCL_CLIENT_GONE' });

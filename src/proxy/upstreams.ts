@@ -1,5 +1,6 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { Pool } from 'undici';
+import { isIP } from 'node:net';
+import { Pool, buildConnector } from 'undici';
 import type { Config, Route, UpstreamTarget, UpstreamTls } from '../config/index.js';
 import { tlsProfiles } from '../config/index.js';
 import { profileOptions } from '../tls/index.js';
@@ -11,6 +12,12 @@ export interface Target {
   readonly upstream: UpstreamTarget;
   /** Null for builtin upstreams, which answer in-process. */
   readonly pool: Pool | null;
+  /**
+   * Passed with every request so undici keys its connections on a constant
+   * name instead of the client's Host header (the TLS name itself is pinned
+   * by the pool's connector).
+   */
+  readonly servername: string;
   downUntil: number;
 }
 
@@ -54,13 +61,14 @@ export class UpstreamSet {
     for (const site of config.sites) {
       for (const route of site.routes) {
         const targets = route.upstreams.map((upstream): Target => {
-          if (upstream.kind === 'builtin') return { upstream, pool: null, downUntil: 0 };
+          if (upstream.kind === 'builtin') return { upstream, pool: null, servername: '', downUntil: 0 };
           let context: SecureContext | undefined;
           if (upstream.tls) {
             context = contexts.get(upstream.tls) ?? upstreamContext(upstream.tls);
             contexts.set(upstream.tls, context);
           }
-          return { upstream, pool: this.#pool(upstream.origin, upstream.tls, context, config), downUntil: 0 };
+          const hostname = new URL(upstream.origin).hostname.replace(/^\[|\]$/g, '');
+          return { upstream, pool: this.#pool(upstream.origin, upstream.tls, context, config), servername: upstream.tls?.serverName ?? hostname, downUntil: 0 };
         });
         this.#groups.set(route, new UpstreamGroup(targets));
       }
@@ -83,10 +91,7 @@ export class UpstreamSet {
     if (!pool) {
       const t = config.timeouts;
       pool = new Pool(origin, {
-        connect: {
-          timeout: t.upstreamConnectMs,
-          ...(secureContext ? { secureContext, servername: tls?.serverName, rejectUnauthorized: true } : {}),
-        },
+        connect: pinnedConnector(origin, tls, secureContext, t.upstreamConnectMs),
         headersTimeout: t.upstreamResponseMs,
         bodyTimeout: t.upstreamIdleMs,
         keepAliveTimeout: 30_000,
@@ -95,6 +100,20 @@ export class UpstreamSet {
     }
     return pool;
   }
+}
+
+/**
+ * undici takes the TLS server name from each request's Host header; an
+ * upstream's identity is ours to decide. The name is pinned to
+ * upstreamTls.serverName, else the URL's host (an IP literal sends no SNI and
+ * is verified against the certificate's IP SANs).
+ */
+function pinnedConnector(origin: string, tls: UpstreamTls | null, secureContext: SecureContext | undefined, timeout: number): buildConnector.connector {
+  const connect = buildConnector({ timeout, ...(secureContext ? { secureContext, rejectUnauthorized: true } : {}) });
+  if (!tls) return connect;
+  const hostname = new URL(origin).hostname;
+  const servername = tls.serverName ?? (isIP(hostname) || hostname.startsWith('[') ? undefined : hostname);
+  return (opts, callback) => connect({ ...opts, servername }, callback);
 }
 
 function upstreamContext(tls: UpstreamTls): SecureContext {

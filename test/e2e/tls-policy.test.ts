@@ -94,7 +94,7 @@ describe('TLS policy of the intermediate profile', () => {
     ['X25519', 'X25519'],
     ['P-256', 'ECDH, prime256v1'],
     ['P-384', 'ECDH, secp384r1'],
-  ]) {
+  ] as const) {
     test(`negotiates the key-exchange group ${group}`, async () => {
       const r = await sClient(p.port, ['-groups', group, '-servername', 'api.test', ...verify()]);
       assert.equal(r.protocol, 'TLSv1.3');

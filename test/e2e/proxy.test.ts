@@ -1,0 +1,291 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:tls';
+import { after, before, describe, test } from 'node:test';
+import { curl, resolveTo } from '../helpers/clients.js';
+import { TestPki, type Ca } from '../helpers/pki.js';
+import { startProxy, suiteScope, type RunningProxy } from '../helpers/proxy.js';
+import { closedPort, startUpstream, type EchoAnswer, type Upstream } from '../helpers/upstream.js';
+
+const pki = new TestPki();
+after(() => pki.cleanup());
+
+interface Reply {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+  version: string;
+}
+
+/** One request with curl; `-w` appends status and version after a marker. */
+async function request(port: number, host: string, ca: string, path: string, extra: string[] = []): Promise<Reply> {
+  const r = await curl([...resolveTo(host, port), '--cacert', ca, '-D', '-', '-w', '\n@@%{http_code} %{http_version}', ...extra, `https://${host}:${port}${path}`]);
+  assert.equal(r.code, 0, `curl failed: ${r.stderr}`);
+  const [raw, meta] = r.stdout.split('\n@@') as [string, string];
+  const split = raw.indexOf('\r\n\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of raw.slice(0, split).split('\r\n').slice(1)) {
+    const colon = line.indexOf(':');
+    headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  const [status, version] = meta.split(' ') as [string, string];
+  return { status: Number(status), headers, body: raw.slice(split + 4), version };
+}
+
+const echo = (r: Reply) => JSON.parse(r.body) as EchoAnswer;
+
+describe('proxying to real upstreams', () => {
+  const scope = suiteScope();
+  let root: Ca;
+  let p: RunningProxy;
+  let plain: Upstream;
+  let second: Upstream;
+  let privateTls: Upstream;
+  let mtlsUpstream: Upstream;
+  let upstreamRoot: Ca;
+  let proxyClient: { certFile: string; keyFile: string };
+  let deadPort: number;
+  const get = (host: string, path: string, extra: string[] = []) => request(p.port, host, root.certFile, path, extra);
+
+  before(async () => {
+    root = pki.root('proxy-root');
+    upstreamRoot = pki.root('upstream-private-root');
+    const api = pki.leaf('api', root, { dns: ['api.test'] });
+    const other = pki.leaf('other', root, { dns: ['other.test'] });
+    const upstreamLeaf = pki.leaf('payments-internal', upstreamRoot, { dns: ['payments.internal'] });
+    proxyClient = pki.leaf('proxy-to-upstream', upstreamRoot, { eku: 'clientAuth' });
+    plain = await startUpstream(scope, { name: 'plain' });
+    second = await startUpstream(scope, { name: 'second' });
+    privateTls = await startUpstream(scope, { name: 'private', tls: { certFile: upstreamLeaf.chainFile, keyFile: upstreamLeaf.keyFile } });
+    mtlsUpstream = await startUpstream(scope, {
+      name: 'mtls',
+      tls: { certFile: upstreamLeaf.chainFile, keyFile: upstreamLeaf.keyFile, clientCa: upstreamRoot.certFile },
+    });
+    deadPort = await closedPort();
+    p = await startProxy(
+      scope,
+      `
+listen: { https: "127.0.0.1:0" }
+timeouts: { upstreamResponse: 1s, upstreamConnect: 2s }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${api.chainFile}, key: ${api.keyFile} }]
+    hsts: { maxAge: 600, includeSubDomains: false }
+    routes:
+      - { path: /, upstream: ${plain.origin} }
+      - { path: /v2/, upstream: ${second.origin} }
+      - { path: /admin, upstream: ${second.origin} }
+      - { path: /whoami/, upstream: "builtin:whoami" }
+      - { path: /rr/, upstream: [${plain.origin}, ${second.origin}] }
+      - { path: /half-down/, upstream: ["http://127.0.0.1:${deadPort}", ${second.origin}] }
+      - { path: /down/, upstream: "http://127.0.0.1:${deadPort}" }
+      - path: /private/
+        upstream: ${privateTls.origin}
+        upstreamTls: { ca: ${upstreamRoot.certFile}, serverName: payments.internal }
+      - path: /untrusted/
+        upstream: ${privateTls.origin}
+        upstreamTls: { serverName: payments.internal }
+      - path: /wrong-name/
+        upstream: ${privateTls.origin}
+        upstreamTls: { ca: ${upstreamRoot.certFile}, serverName: billing.internal }
+      - path: /mtls/
+        upstream: ${mtlsUpstream.origin}
+        upstreamTls: { ca: ${upstreamRoot.certFile}, serverName: payments.internal, cert: ${proxyClient.certFile}, key: ${proxyClient.keyFile} }
+      - path: /mtls-nocert/
+        upstream: ${mtlsUpstream.origin}
+        upstreamTls: { ca: ${upstreamRoot.certFile}, serverName: payments.internal }
+  - hosts: [other.test]
+    certificates: [{ cert: ${other.chainFile}, key: ${other.keyFile} }]
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`,
+    );
+  });
+
+  test('serves HTTP/1.1 and HTTP/2 on one port through the same pipeline', async () => {
+    const h1 = await get('api.test', '/x', ['--http1.1']);
+    const h2 = await get('api.test', '/x', ['--http2']);
+    assert.equal(h1.version, '1.1');
+    assert.equal(h2.version, '2');
+    assert.equal(echo(h1).url, '/x');
+    assert.equal(echo(h2).url, '/x');
+    assert.equal(echo(h2).headers.host, `api.test:${p.port}`);
+  });
+
+  test('sets x-request-id on both sides and the site HSTS policy on the response', async () => {
+    const r = await get('api.test', '/id');
+    assert.match(r.headers['x-request-id'] ?? '', /^[0-9a-f-]{36}$/);
+    assert.equal(echo(r).headers['x-request-id'], r.headers['x-request-id']);
+    assert.equal(r.headers['strict-transport-security'], 'max-age=600');
+  });
+
+  test('strips hop-by-hop request fields, those named in Connection, and Proxy-Authorization', async () => {
+    const r = await get('api.test', '/hop-request', [
+      '--http1.1',
+      '-H', 'Connection: keep-alive, X-Drop-Me',
+      '-H', 'X-Drop-Me: 1',
+      '-H', 'Keep-Alive: timeout=5',
+      '-H', 'Proxy-Authorization: Basic c2VjcmV0',
+      '-H', 'Proxy-Connection: keep-alive',
+      '-H', 'TE: trailers',
+      '-H', 'Upgrade: h2c',
+      '-H', 'X-Kept: yes',
+    ]);
+    const seen = echo(r).headers;
+    for (const name of ['x-drop-me', 'keep-alive', 'proxy-authorization', 'proxy-connection', 'te', 'upgrade']) assert.equal(seen[name], undefined, `${name} reached the upstream`);
+    assert.notEqual(seen.connection, 'keep-alive, X-Drop-Me');
+    assert.equal(seen['x-kept'], 'yes');
+  });
+
+  test('strips hop-by-hop response fields and replaces the upstream HSTS with the site policy', async () => {
+    const r = await get('api.test', '/hop', ['--http1.1']);
+    assert.equal(r.status, 200);
+    assert.equal(r.headers['x-internal'], undefined);
+    assert.notEqual(r.headers['keep-alive'], 'timeout=5', 'the upstream Keep-Alive stays hop-by-hop');
+    assert.equal(r.headers['x-kept'], 'yes');
+    assert.equal(r.headers['strict-transport-security'], 'max-age=600');
+  });
+
+  test('replaces spoofed X-Forwarded-* fields from an untrusted client', async () => {
+    const r = await get('api.test', '/xff', [
+      '-H', 'X-Forwarded-For: 6.6.6.6',
+      '-H', 'X-Forwarded-Host: evil.test',
+      '-H', 'X-Forwarded-Proto: http',
+      '-H', 'Forwarded: for=6.6.6.6',
+      '-H', 'X-Real-IP: 6.6.6.6',
+      '-H', 'X-Request-Id: chosen-by-client',
+    ]);
+    const seen = echo(r).headers;
+    assert.equal(seen['x-forwarded-for'], '127.0.0.1');
+    assert.equal(seen['x-forwarded-proto'], 'https');
+    assert.equal(seen['x-forwarded-host'], `api.test:${p.port}`);
+    assert.equal(seen.forwarded, undefined);
+    assert.equal(seen['x-real-ip'], undefined);
+    assert.notEqual(seen['x-request-id'], 'chosen-by-client');
+  });
+
+  test('routes by the longest matching prefix, on whole path segments for prefixes without a trailing slash', async () => {
+    assert.equal(echo(await get('api.test', '/v2/items')).name, 'second');
+    assert.equal(echo(await get('api.test', '/v2')).name, 'plain', '/v2 does not match the /v2/ prefix');
+    assert.equal(echo(await get('api.test', '/admin')).name, 'second');
+    assert.equal(echo(await get('api.test', '/admin/users?x=1')).name, 'second');
+    assert.equal(echo(await get('api.test', '/administrator')).name, 'plain');
+    const who = JSON.parse((await get('api.test', '/whoami/me')).body) as { route: string; tls: { sni: string } };
+    assert.equal(who.route, '/whoami/');
+    assert.equal(who.tls.sni, 'api.test');
+  });
+
+  test('removes dot segments before routing and forwards the normalised path', async () => {
+    const r = await get('api.test', '/v2/../admin/x', ['--path-as-is']);
+    assert.equal(echo(r).name, 'second');
+    assert.equal(echo(r).url, '/admin/x');
+    const encoded = await get('api.test', '/v2/%2e%2e/admin/y', ['--path-as-is']);
+    assert.equal(echo(encoded).url, '/admin/y');
+  });
+
+  test('refuses encoded slashes and backslashes in the path with 400 ambiguous_path', async () => {
+    for (const path of ['/v2%2F..%2Fadmin', '/v2/%5c..%5cadmin']) {
+      const r = await get('api.test', path, ['--path-as-is']);
+      assert.equal(r.status, 400);
+      assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'ambiguous_path');
+    }
+  });
+
+  test('answers 421 when Host names another site than the TLS server name, or no site', async () => {
+    for (const [host, reason] of [
+      ['other.test', 'sni_host_mismatch'],
+      ['unknown.test', 'unknown_host'],
+    ]) {
+      for (const version of ['--http1.1', '--http2']) {
+        const r = await get('api.test', '/', [version, '-H', `Host: ${host}`]);
+        assert.equal(r.status, 421, `${host} ${version}`);
+        const body = JSON.parse(r.body) as { error: string; reason: string; requestId: string };
+        assert.equal(body.reason, reason);
+        assert.equal(body.error, 'Misdirected Request');
+        assert.equal(body.requestId, r.headers['x-request-id']);
+        assert.equal(r.headers['strict-transport-security'], 'max-age=600');
+      }
+    }
+  });
+
+  test('reaches an HTTPS upstream that a private CA signed, with the configured server name', async () => {
+    const r = await get('api.test', '/private/x');
+    assert.equal(r.status, 200, r.body);
+    assert.equal(echo(r).name, 'private');
+  });
+
+  test('answers 502 naming the verification error when the upstream certificate is not trusted', async () => {
+    const r = await get('api.test', '/untrusted/x');
+    assert.equal(r.status, 502);
+    const body = JSON.parse(r.body) as { error: string; reason: string; detail: string; requestId: string };
+    assert.equal(body.error, 'Bad Gateway');
+    assert.equal(body.reason, 'upstream_cert_untrusted');
+    assert.equal(body.detail, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+    assert.equal(body.requestId, r.headers['x-request-id']);
+    assert.ok(p.logs.some((l) => l.reason === 'upstream_cert_untrusted' && l.requestId === body.requestId));
+  });
+
+  test('answers 502 upstream_cert_name_mismatch when the certificate does not carry the server name', async () => {
+    const r = await get('api.test', '/wrong-name/x');
+    assert.equal(r.status, 502);
+    assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'upstream_cert_name_mismatch');
+  });
+
+  test('presents the configured client certificate to an upstream that requires one', async () => {
+    const ok = await get('api.test', '/mtls/x');
+    assert.equal(ok.status, 200);
+    assert.equal(echo(ok).clientCertSubject, 'CN=proxy-to-upstream');
+    const refused = await get('api.test', '/mtls-nocert/x');
+    assert.equal(refused.status, 502);
+  });
+
+  test('answers 502 upstream_unreachable as JSON when the upstream refuses connections', async () => {
+    const r = await get('api.test', '/down/x');
+    assert.equal(r.status, 502);
+    assert.equal(r.headers['content-type'], 'application/json');
+    const body = JSON.parse(r.body) as { reason: string; detail: string };
+    assert.equal(body.reason, 'upstream_unreachable');
+    assert.equal(body.detail, 'ECONNREFUSED');
+  });
+
+  test('answers 504 upstream_timeout when the upstream is slower than timeouts.upstreamResponse', async () => {
+    const r = await get('api.test', '/slow?ms=3000');
+    assert.equal(r.status, 504);
+    assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'upstream_timeout');
+  });
+
+  test('balances round robin over the upstreams of a route', async () => {
+    const names = [];
+    for (let i = 0; i < 4; i++) names.push(echo(await get('api.test', '/rr/x')).name);
+    assert.deepEqual(names.sort(), ['plain', 'plain', 'second', 'second']);
+  });
+
+  test('skips an upstream that refuses connections and still answers every request', async () => {
+    for (let i = 0; i < 4; i++) {
+      const r = await get('api.test', '/half-down/x');
+      assert.equal(r.status, 200);
+      assert.equal(echo(r).name, 'second');
+    }
+  });
+
+  test('passes a WebSocket upgrade through on HTTP/1.1 and relays bytes both ways', async () => {
+    const socket = connect({ port: p.port, host: '127.0.0.1', servername: 'api.test', ca: readFileSync(root.certFile), ALPNProtocols: ['http/1.1'] });
+    const received: Buffer[] = [];
+    const done = new Promise<string>((resolve, reject) => {
+      socket.on('data', (d: Buffer) => {
+        received.push(d);
+        const text = Buffer.concat(received).toString();
+        if (text.includes('ping-pong')) resolve(text);
+      });
+      socket.on('error', reject);
+    });
+    socket.write(
+      `GET /ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\nping-`,
+    );
+    socket.write('pong');
+    const text = await done;
+    socket.destroy();
+    assert.match(text, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    assert.match(text, /x-upstream: plain/i);
+    assert.match(text, /\r\n\r\nping-pong$/);
+  });
+});

@@ -1,0 +1,130 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Scope } from './proxy.js';
+
+export interface UpstreamOptions {
+  /** Serve HTTPS with this certificate chain and key. */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly clientCa?: string };
+  /** Name reported in every answer, to tell upstreams apart. */
+  readonly name?: string;
+}
+
+export interface Upstream {
+  readonly port: number;
+  readonly origin: string;
+  readonly server: Server;
+}
+
+export interface EchoAnswer {
+  readonly name: string;
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly bodyBytes: number;
+  readonly clientCertSubject: string | null;
+}
+
+/**
+ * A real HTTP(S) server playing the upstream:
+ *   /download?bytes=N  streams N bytes
+ *   /slow?ms=N         answers after N ms
+ *   /hop               answers with hop-by-hop and HSTS fields that must not reach the client
+ *   anything else      echoes method, url, headers and the body size as JSON
+ * and answers WebSocket upgrades with 101, then echoes raw bytes.
+ */
+export async function startUpstream(t: Scope, opts: UpstreamOptions = {}): Promise<Upstream> {
+  const name = opts.name ?? 'upstream';
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/download') {
+      const total = Number(url.searchParams.get('bytes'));
+      const chunk = Buffer.alloc(64 * 1024, 0x61);
+      let sent = 0;
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) });
+      const pump = (): void => {
+        while (sent < total) {
+          const n = Math.min(chunk.length, total - sent);
+          sent += n;
+          if (!res.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+        res.end();
+      };
+      pump();
+      return;
+    }
+    if (url.pathname === '/slow') {
+      const timer = setTimeout(() => res.end('slow'), Number(url.searchParams.get('ms')));
+      res.on('close', () => clearTimeout(timer));
+      return;
+    }
+    if (url.pathname === '/hop') {
+      res.writeHead(200, {
+        connection: 'x-internal',
+        'x-internal': 'secret',
+        'keep-alive': 'timeout=5',
+        'strict-transport-security': 'max-age=0',
+        'x-kept': 'yes',
+        'content-type': 'text/plain',
+      });
+      res.end('hop');
+      return;
+    }
+    let bodyBytes = 0;
+    req.on('data', (c: Buffer) => {
+      bodyBytes += c.length;
+    });
+    req.on('end', () => {
+      const peer = (req.socket as TLSSocket).getPeerCertificate?.();
+      const answer: EchoAnswer = {
+        name,
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        bodyBytes,
+        clientCertSubject: peer && peer.subject ? `CN=${peer.subject.CN}` : null,
+      };
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(answer));
+    });
+  };
+  const server = opts.tls
+    ? createHttpsServer(
+        {
+          cert: readFileSync(opts.tls.certFile),
+          key: readFileSync(opts.tls.keyFile),
+          ...(opts.tls.clientCa ? { ca: readFileSync(opts.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
+        },
+        handler,
+      )
+    : createHttpServer(handler);
+  server.on('upgrade', (req, socket, head) => {
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Upstream: ${name}\r\n\r\n`);
+    if (head.length) socket.write(head);
+    socket.pipe(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  const port = (server.address() as AddressInfo).port;
+  return { port, origin: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`, server };
+}
+
+/** A port that refuses connections: bound, then closed. */
+export async function closedPort(): Promise<number> {
+  const server = createHttpServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
