@@ -52,6 +52,9 @@ export const reasonCatalog = {
   no_route: { status: 404, text: 'no route of the site matches the request path' },
   bad_request_target: { status: 400, text: 'the request target is not a valid origin-form or absolute-form URL' },
   ambiguous_path: { status: 400, text: 'the path contains an encoded slash or backslash that upstreams could decode differently' },
+  malformed_request: { status: 400, text: 'the HTTP request could not be parsed' },
+  request_timeout: { status: 408, text: 'the request headers or body did not arrive within timeouts.headers / timeouts.request' },
+  headers_too_large: { status: 431, text: 'the request header list is larger than limits.maxHeaderBytes' },
   method_not_allowed: { status: 405, text: 'the method cannot be proxied (CONNECT, TRACE)' },
   unsupported_upgrade: { status: 400, text: 'only WebSocket upgrades over HTTP/1.1 are passed through' },
   // upstream

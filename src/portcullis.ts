@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config/index.js';
 import { HttpsListener } from './edge/index.js';
-import { handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
+import { answerClientError, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
 import type { Logger } from './telemetry/index.js';
 import { SiteServers, TicketKeyRing, classifyHandshakeFailure } from './tls/index.js';
 
@@ -26,6 +26,7 @@ export async function startPortcullis(config: Config, log: Logger): Promise<Port
   const servers = new SiteServers(config, tickets, {
     request: (req, res) => handleRequest(state, req, res),
     upgrade: (req, socket, head) => handleUpgrade(state, req, socket, head),
+    clientError: answerClientError,
     handshakeFailed: (err, socket, site) => {
       const failure = classifyHandshakeFailure(err);
       log.info({ event: 'handshake_failed', reason: failure.reason, detail: failure.detail, site: site.id, remoteAddress: socket.remoteAddress }, 'TLS handshake refused');

@@ -13,7 +13,7 @@ import { normaliseSiteHost, parseListenAddress } from './addresses.js';
 const duration = (min: string, max: string) =>
   z
     .string({ error: 'use a duration string such as "90s", "15m", "12h" or "30d"' })
-    .regex(durationPattern, { error: 'use a duration string such as "500ms", "90s", "15m", "12h" or "30d"' })
+    .regex(durationPattern, { error: 'use a duration string such as "500ms", "90s", "15m", "12h" or "30d"', abort: true })
     .refine((v) => durationMs(v) >= durationMs(min) && durationMs(v) <= durationMs(max), {
       error: `use a duration between ${min} and ${max}`,
     });

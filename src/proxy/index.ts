@@ -1,3 +1,4 @@
 export { handleRequest, handleUpgrade } from './handlers.js';
 export { UpstreamSet } from './upstreams.js';
 export type { ProxyState } from './request-context.js';
+export { answerClientError } from './responses.js';

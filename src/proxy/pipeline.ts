@@ -14,6 +14,19 @@ import { sendError } from './responses.js';
  */
 type Phase = (ctx: RequestContext) => Reason | null;
 
+/**
+ * HTTP/1.1 header size is enforced by Node's parser (maxHeaderSize). HTTP/2
+ * advertises SETTINGS_MAX_HEADER_LIST_SIZE but Node does not enforce it, so
+ * the header list is measured here the way RFC 9113 §6.5.2 counts it.
+ */
+function limitHeaderSize(ctx: RequestContext): Reason | null {
+  if (ctx.req.httpVersionMajor !== 2) return null;
+  const raw = ctx.req.rawHeaders;
+  let size = 0;
+  for (let i = 0; i < raw.length; i += 2) size += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
+  return size > ctx.state.config.limits.maxHeaderBytes ? 'headers_too_large' : null;
+}
+
 /** Normalises the target and finds the site from Host/:authority, bound to the TLS server name. */
 function resolveSite(ctx: RequestContext): Reason | null {
   const req = ctx.req;
@@ -71,7 +84,7 @@ function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
   return null;
 }
 
-const phases: readonly Phase[] = [resolveSite, matchRoute, prepareUpstreamRequest];
+const phases: readonly Phase[] = [limitHeaderSize, resolveSite, matchRoute, prepareUpstreamRequest];
 
 /** Runs the phases, then forwards; the first reason ends the request with its JSON answer. */
 export function runPipeline(ctx: RequestContext): void {

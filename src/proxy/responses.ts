@@ -1,4 +1,6 @@
 import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Site } from '../config/index.js';
 import { reasonCatalog, type Reason } from '../errors.js';
 import type { HeaderMap, RequestContext } from './request-context.js';
 
@@ -42,4 +44,28 @@ export function sendError(ctx: RequestContext, reason: Reason, detail: string | 
   const text = JSON.stringify(body);
   ctx.res.writeHead(status, ownHeaders(ctx, 'application/json', Buffer.byteLength(text)));
   ctx.res.end(text);
+}
+
+const clientErrorReasons: Record<string, Reason> = {
+  HPE_HEADER_OVERFLOW: 'headers_too_large',
+  ERR_HTTP_REQUEST_TIMEOUT: 'request_timeout',
+};
+
+/**
+ * Answers an HTTP/1.1 request the parser refused (too large, too slow, malformed)
+ * and closes the connection gracefully, so the answer is not lost in a reset
+ * as with Node's default handler (write + destroy).
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex, site: Site): void {
+  if (!socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten) {
+    socket.destroy();
+    return;
+  }
+  const reason = clientErrorReasons[err.code ?? ''] ?? 'malformed_request';
+  const status = reasonCatalog[reason].status;
+  const body = JSON.stringify({ error: STATUS_CODES[status], reason });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
+      `Strict-Transport-Security: ${site.hsts}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+  );
 }

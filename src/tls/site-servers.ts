@@ -13,6 +13,8 @@ export interface TlsHandlers {
   request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   handshakeFailed(err: Error & { code?: string }, socket: TLSSocket, site: Site): void;
+  /** An HTTP/1.1 request the parser refused. */
+  clientError(err: Error & { code?: string }, socket: Duplex, site: Site): void;
 }
 
 /**
@@ -39,6 +41,7 @@ export class SiteServers {
       });
       server.on('request', handlers.request);
       server.on('upgrade', handlers.upgrade);
+      server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => handlers.clientError(err, socket, site));
       server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => handlers.handshakeFailed(err, socket, site));
       this.#servers.set(site.id, server);
     }

@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { loadConfigFile } from '../../src/config/index.js';
+import { ConfigError, PortcullisError } from '../../src/errors.js';
+import { run } from '../helpers/clients.js';
+import { TestPki } from '../helpers/pki.js';
+import { tempDir } from '../helpers/proxy.js';
+
+const pki = new TestPki();
+after(() => pki.cleanup());
+const root = pki.root('config-root');
+const intermediate = pki.intermediate('config-intermediate', root);
+const day = 86_400_000;
+const good = pki.leaf('good', intermediate, { dns: ['api.test', '*.api.test'] });
+const goodRsa = pki.leaf('good-rsa', intermediate, { dns: ['api.test', '*.api.test'], key: 'rsa' });
+const other = pki.leaf('other', intermediate, { dns: ['api.test'] });
+const expired = pki.leaf('expired', intermediate, { dns: ['api.test'], notBefore: new Date(Date.now() - 30 * day), notAfter: new Date(Date.now() - day) });
+const future = pki.leaf('future', intermediate, { dns: ['api.test'], notBefore: new Date(Date.now() + 10 * day), notAfter: new Date(Date.now() + 40 * day) });
+const sha1 = pki.leaf('sha1', intermediate, { dns: ['api.test'], digest: 'sha1' });
+const weak = pki.leaf('weak', intermediate, { dns: ['api.test'], key: 'rsa1024' });
+const clientOnly = pki.leaf('client-only', intermediate, { dns: ['api.test'], eku: 'clientAuth' });
+const reversed = join(pki.dir, 'reversed.pem');
+writeFileSync(reversed, readFileSync(intermediate.certFile, 'utf8') + good.certPem);
+
+function site(cert = good.chainFile, key = good.keyFile, extra = ''): string {
+  return `
+  - hosts: [api.test]
+    certificates: [{ cert: ${cert}, key: ${key} }]
+    routes: [{ path: /, upstream: "http://127.0.0.1:9000" }]${extra}`;
+}
+
+function configWith(body: string): string {
+  return `listen: { https: "127.0.0.1:8443" }\n${body}`;
+}
+
+/** Loads YAML from a temp file; returns the ConfigError's issues (or throws if it loads). */
+function issuesOf(t: { after(fn: () => unknown): void }, yaml: string): { path: string; message: string }[] {
+  const dir = tempDir(t);
+  const file = join(dir, 'portcullis.yaml');
+  writeFileSync(file, yaml);
+  try {
+    loadConfigFile(file);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    assert.equal(err.code, 'PCL_CONFIG_INVALID');
+    return [...err.issues];
+  }
+  assert.fail('the config loaded but should not have');
+}
+
+const cases: { name: string; yaml: string; path: string; message: RegExp }[] = [
+  { name: 'an unknown top-level key, with a suggestion', yaml: `listne: {}\nsites:${site()}`, path: 'listne', message: /unknown key "listne"; did you mean "listen"\?/ },
+  { name: 'an unknown key inside a site', yaml: configWith(`sites:${site()}\n    rotues: []`), path: 'sites[0].rotues', message: /did you mean "routes"/ },
+  { name: 'a listen address without a port', yaml: `listen: { https: "8443" }\nsites:${site()}`, path: 'listen.https', message: /got "8443"; use host:port/ },
+  { name: 'an upstream with an unknown scheme', yaml: configWith(`sites:${site(undefined, undefined).replace('"http://127.0.0.1:9000"', '"ftp://files.test"')}`), path: 'sites[0].routes[0].upstream', message: /got "ftp:\/\/files.test"; the scheme ftp: is not an upstream scheme; use http:\/\/ or https:\/\// },
+  { name: 'a bad entry in an upstream list', yaml: configWith(`sites:${site().replace('"http://127.0.0.1:9000"', '["http://127.0.0.1:1", "nope"]')}`), path: 'sites[0].routes[0].upstream[1]', message: /got "nope"; use an http:\/\/ or https:\/\/ URL/ },
+  { name: 'an upstream URL with a path', yaml: configWith(`sites:${site().replace('"http://127.0.0.1:9000"', '"http://127.0.0.1:9000/api"')}`), path: 'sites[0].routes[0].upstream', message: /origin only/ },
+  { name: 'an unknown TLS profile', yaml: configWith(`tls: { profile: old }\nsites:${site()}`), path: 'tls.profile', message: /got "old"; use "intermediate" \(TLS 1.2 \+ 1.3\) or "modern"/ },
+  { name: 'a duration in words', yaml: configWith(`timeouts: { idle: 10 minutes }\nsites:${site()}`), path: 'timeouts.idle', message: /got "10 minutes"; use a duration string/ },
+  { name: 'a ticket rotation above 12h', yaml: configWith(`tls: { ticketKeyRotation: 24h }\nsites:${site()}`), path: 'tls.ticketKeyRotation', message: /between 1m and 12h/ },
+  { name: 'a key of a later capability', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require }`), path: 'sites[0].clientAuth', message: /not supported yet/ },
+  { name: 'more than one worker', yaml: configWith(`workers: 2\nsites:${site()}`), path: 'workers', message: /not supported yet/ },
+  { name: 'a wildcard over a top-level domain', yaml: configWith(`sites:${site().replace('[api.test]', '["*.test"]')}`), path: 'sites[0].hosts[0]', message: /wildcard over one whole label/ },
+  { name: 'a missing certificate file', yaml: configWith(`sites:${site('/nonexistent/cert.pem')}`), path: 'sites[0].certificates[0].cert', message: /\/nonexistent\/cert.pem does not exist; check the path/ },
+  { name: 'a key that does not match the certificate', yaml: configWith(`sites:${site(good.chainFile, goodRsa.keyFile)}`), path: 'sites[0].certificates[0].key', message: /key does not match certificate .*good.chain.pem \(certificate is ECDSA P-256, key is RSA 2048\); point key: at the matching private key/ },
+  { name: 'a chain in the wrong order', yaml: configWith(`sites:${site(reversed)}`), path: 'sites[0].certificates[0].cert', message: /is not in chain order: certificate \#2 \(CN=good.*\) did not issue \#1 \(CN=config-intermediate.*order the file leaf first/ },
+  { name: 'an expired certificate', yaml: configWith(`sites:${site(expired.chainFile, expired.keyFile)}`), path: 'sites[0].certificates[0].cert', message: /expired on .*; renew it/ },
+  { name: 'a certificate not valid yet', yaml: configWith(`sites:${site(future.chainFile, future.keyFile)}`), path: 'sites[0].certificates[0].cert', message: /is not valid before/ },
+  { name: 'a certificate signed with SHA-1', yaml: configWith(`sites:${site(sha1.chainFile, sha1.keyFile)}`), path: 'sites[0].certificates[0].cert', message: /signed with SHA-1, which clients reject; reissue it with SHA-256/ },
+  { name: 'an RSA key under 2048 bits', yaml: configWith(`sites:${site(weak.chainFile, weak.keyFile)}`), path: 'sites[0].certificates[0].key', message: /RSA key of 1024 bits is too weak/ },
+  { name: 'a client-only certificate on a site', yaml: configWith(`sites:${site(clientOnly.chainFile, clientOnly.keyFile)}`), path: 'sites[0].certificates[0].cert', message: /lacks the serverAuth extended key usage/ },
+  { name: 'a host no certificate covers', yaml: configWith(`sites:${site().replace('[api.test]', '[api.test, www.test]')}`), path: 'sites[0].hosts[1]', message: /no certificate of this site covers "www.test"/ },
+  { name: 'a host served by two sites', yaml: configWith(`sites:${site()}${site(other.chainFile, other.keyFile)}`), path: 'sites[1].hosts[0]', message: /already served by sites\[0\]/ },
+  { name: 'two default sites', yaml: configWith(`sites:${site()}\n    default: true${site(good.chainFile, good.keyFile).replace('[api.test]', '[x.api.test]')}\n    default: true`), path: 'sites[1].default', message: /already the default site/ },
+  { name: 'two ECDSA certificates on one site', yaml: configWith(`sites:\n  - hosts: [api.test]\n    certificates: [{ cert: ${good.chainFile}, key: ${good.keyFile} }, { cert: ${other.chainFile}, key: ${other.keyFile} }]\n    routes: [{ path: /, upstream: "builtin:whoami" }]`), path: 'sites[0].certificates[1]', message: /at most one ECDSA and one RSA/ },
+  { name: 'upstreamTls on a plain HTTP upstream', yaml: configWith(`sites:${site()}`.replace('upstream: "http://127.0.0.1:9000" }', 'upstream: "http://127.0.0.1:9000", upstreamTls: { serverName: a.test } }')), path: 'sites[0].routes[0].upstreamTls', message: /applies to https:\/\/ upstreams only/ },
+  { name: 'a route path without a leading slash', yaml: configWith(`sites:${site().replace('path: /', 'path: api')}`), path: 'sites[0].routes[0].path', message: /got "api"; use a path prefix starting with "\/"/ },
+  { name: 'a missing listen block', yaml: `sites:${site()}`, path: 'listen', message: /missing; add listen: \{https: "127.0.0.1:8443"\}/ },
+];
+
+describe('config errors name the key, the value and the fix', () => {
+  for (const c of cases) {
+    test(`reports ${c.name}`, (t) => {
+      const issues = issuesOf(t, c.yaml);
+      const hit = issues.find((i) => i.path === c.path);
+      assert.ok(hit, `no issue at ${c.path}; got ${JSON.stringify(issues)}`);
+      assert.match(hit.message, c.message);
+    });
+  }
+
+  test('reports every problem of a file at once, not only the first', (t) => {
+    const issues = issuesOf(t, `listen: { https: nope }\ntls: { profile: old }\nsites:${site('/nonexistent.pem')}`);
+    assert.deepEqual(issues.map((i) => i.path).sort(), ['listen.https', 'tls.profile']);
+  });
+
+  test('reports a YAML syntax error with its line', (t) => {
+    const file = join(tempDir(t), 'bad.yaml');
+    writeFileSync(file, 'listen:\n  https: "127.0.0.1:1"\n sites: [\n');
+    assert.throws(
+      () => loadConfigFile(file),
+      (err: unknown) => err instanceof PortcullisError && err.code === 'PCL_CONFIG_YAML' && /line \d+, column \d+/.test(err.message),
+    );
+  });
+
+  test('reports a missing config file with its path', () => {
+    assert.throws(
+      () => loadConfigFile('/nonexistent/portcullis.yaml'),
+      (err: unknown) => err instanceof PortcullisError && err.code === 'PCL_CONFIG_NOT_FOUND' && err.message.includes('/nonexistent/portcullis.yaml'),
+    );
+  });
+});
+
+describe('a valid config', () => {
+  test('loads with defaults applied, relative paths resolved, routes longest first, and is frozen', (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'portcullis.yaml');
+    writeFileSync(join(dir, 'cert.pem'), readFileSync(good.chainFile));
+    writeFileSync(join(dir, 'key.pem'), readFileSync(good.keyFile));
+    writeFileSync(
+      file,
+      `listen: { https: "127.0.0.1:8443" }
+sites:
+  - hosts: [API.test, "*.api.test"]
+    certificates: [{ cert: cert.pem, key: key.pem }, { cert: ${goodRsa.chainFile}, key: ${goodRsa.keyFile} }]
+    routes:
+      - { path: /, upstream: "http://127.0.0.1:9000" }
+      - { path: /payments/, upstream: ["https://127.0.0.1:9001", "https://127.0.0.1:9002"] }
+`,
+    );
+    const config = loadConfigFile(file);
+    assert.equal(config.tls.profile.name, 'intermediate');
+    assert.equal(config.tls.ticketKeyRotationMs, 12 * 3_600_000);
+    assert.equal(config.timeouts.upstreamConnectMs, 10_000);
+    assert.equal(config.limits.maxHeaderBytes, 16_384);
+    assert.equal(config.dataDir, join(dir, '.portcullis'));
+    const s = config.sites[0]!;
+    assert.deepEqual(s.hosts, ['api.test', '*.api.test']);
+    assert.equal(s.certificates[0]!.certFile, join(dir, 'cert.pem'));
+    assert.deepEqual(s.certificates.map((c) => c.keyDescription), ['ECDSA P-256', 'RSA 2048']);
+    assert.equal(s.hsts, 'max-age=31536000; includeSubDomains');
+    assert.deepEqual(s.routes.map((r) => r.path), ['/payments/', '/']);
+    assert.equal(s.routes[0]!.upstreams.length, 2);
+    assert.equal(config.hosts.lookup('x.api.test'), s);
+    assert.equal(config.hosts.lookup('a.b.api.test'), undefined);
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(s) && Object.isFrozen(s.routes));
+    assert.throws(() => {
+      (config as { workers: number }).workers = 4;
+    }, TypeError);
+  });
+});
+
+describe('the CLI', () => {
+  const cli = join(import.meta.dirname, '..', '..', 'bin', 'portcullis.js');
+
+  test('validate exits 2 and prints each problem with its key', async (t) => {
+    const file = join(tempDir(t), 'portcullis.yaml');
+    writeFileSync(file, configWith(`sites:${site('/nonexistent/cert.pem')}`));
+    const r = await run('node', [cli, 'validate', file]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /sites\[0\]\.certificates\[0\]\.cert: file \/nonexistent\/cert.pem does not exist/);
+  });
+
+  test('validate exits 0 and summarises a valid config', async (t) => {
+    const file = join(tempDir(t), 'portcullis.yaml');
+    writeFileSync(file, configWith(`sites:${site()}`));
+    const r = await run('node', [cli, 'validate', file]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /is valid: 1 site\(s\), 1 route\(s\), 1 certificate\(s\), TLS profile intermediate/);
+  });
+
+  test('schema prints a JSON Schema that rejects unknown keys', async () => {
+    const r = await run('node', [cli, 'schema']);
+    assert.equal(r.code, 0, r.stderr);
+    const schema = JSON.parse(r.stdout) as { properties: Record<string, unknown>; additionalProperties: boolean; required: string[] };
+    assert.equal(schema.additionalProperties, false);
+    assert.ok('sites' in schema.properties && 'listen' in schema.properties);
+    assert.deepEqual(schema.required.sort(), ['listen', 'sites']);
+  });
+});
