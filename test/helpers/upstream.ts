@@ -32,6 +32,7 @@ export interface EchoAnswer {
  *   /download?bytes=N  streams N bytes
  *   /slow?ms=N         answers after N ms
  *   /hop               answers with hop-by-hop and HSTS fields that must not reach the client
+ *   /sink?rate=N       reads the body at about N bytes/s, then answers with its size
  *   anything else      echoes method, url, headers and the body size as JSON
  * and answers WebSocket upgrades with 101, then echoes raw bytes.
  */
@@ -73,6 +74,22 @@ export async function startUpstream(t: Scope, opts: UpstreamOptions = {}): Promi
         'content-type': 'text/plain',
       });
       res.end('hop');
+      return;
+    }
+    if (url.pathname === '/sink') {
+      // a slow reader: pause for as long as the bytes read so far should have taken at `rate`
+      const rate = Number(url.searchParams.get('rate'));
+      const started = Date.now();
+      let received = 0;
+      req.on('data', (c: Buffer) => {
+        received += c.length;
+        const ahead = (received / rate) * 1000 - (Date.now() - started);
+        if (ahead > 5) {
+          req.pause();
+          setTimeout(() => req.resume(), ahead);
+        }
+      });
+      req.on('end', () => res.end(String(received)));
       return;
     }
     let bodyBytes = 0;
