@@ -1,0 +1,410 @@
+#!/usr/bin/env bash
+# Portcullis vs nginx as TLS-terminating reverse proxies, on this machine, in one run.
+#
+#   bash bench/run.sh                 # from the repo root; about 3 minutes
+#
+# Both proxies terminate TLS with the same ECDSA P-256 certificate and forward
+# to the same backend (a separate nginx instance answering `return 200 "ok\n"`
+# over plain HTTP/1.1 keep-alive). Each proxy runs one worker pinned to one CPU
+# (PROXY_CPU); the load generator and the backend share the other one
+# (CLIENT_CPU). The proxy's CPU use is sampled from /proc during every run, so a
+# figure limited by the load generator rather than by the proxy shows up as a
+# proxy CPU well below 100 %.
+#
+# Scenarios (the proxies alternate, ROUNDS times):
+#   keepalive    wrk -t1 -cCONNS, HTTP/1.1 keep-alive over TLS 1.3: proxied req/s
+#   reconnect    the same with `Connection: close`: a new TCP + TLS connection per
+#                request. wrk keeps its SSL object across reconnects, so these
+#                handshakes are TLS 1.3 *resumptions* (PSK + ECDHE, no certificate
+#                signature); the script checks this against nginx's $ssl_session_reused.
+#   full-tls13   full TLS 1.3 handshakes (no resumption, no HTTP request), driven by
+#                HS_CLIENTS parallel `openssl s_time -new`
+#   full-tls12   the same for TLS 1.2 (first round only; BENCH_TLS12=0 skips it)
+#
+# Tunables (environment): BENCH_DURATION (s, default 10), BENCH_ROUNDS (2),
+# BENCH_CONNECTIONS (32), BENCH_HANDSHAKE_CLIENTS (4), BENCH_TLS12 (1),
+# BENCH_CLIENT_CPU (0), BENCH_PROXY_CPU (1).
+#
+# Output: a markdown table on stdout; raw tool output, logs, configs and the
+# table in bench/results/<timestamp>/. Every process started here is stopped on exit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DURATION=${BENCH_DURATION:-10}
+ROUNDS=${BENCH_ROUNDS:-2}
+CONNS=${BENCH_CONNECTIONS:-32}
+HS_CLIENTS=${BENCH_HANDSHAKE_CLIENTS:-4}
+TLS12=${BENCH_TLS12:-1}
+CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
+PROXY_CPU=${BENCH_PROXY_CPU:-1}
+WARMUP_S=3
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- prerequisites
+NGINX=$(command -v nginx || true)
+[[ -z $NGINX && -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx
+missing=()
+[[ -n $NGINX ]] || missing+=(nginx-light)
+for tool in wrk openssl curl taskset node npm; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  die "missing: ${missing[*]}. Install with: apt-get install -y nginx-light wrk openssl curl util-linux (node 20 + npm for Portcullis)"
+fi
+if (($(nproc) < 2)); then
+  die "needs 2 CPUs (one for the proxy, one for the load generator); nproc says $(nproc)"
+fi
+
+cd "$ROOT"
+if [[ ! -f dist/cli/main.js ]] || [[ -n $(find src -newer dist/cli/main.js -type f -print -quit) ]]; then
+  log "dist/ is missing or older than src/: npm run build"
+  npm run build >&2
+fi
+
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+RESULTS="$ROOT/bench/results/$STAMP"
+mkdir -p "$RESULTS"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench.XXXXXX")
+
+# ---------------------------------------------------------------- cleanup
+PIDS=()
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  # keep the logs and configs next to the figures, then drop keys and temp files
+  cp -f "$WORK"/backend/logs/error.log "$RESULTS/backend-error.log" 2>/dev/null || true
+  cp -f "$WORK"/nginx/logs/error.log "$RESULTS/nginx-error.log" 2>/dev/null || true
+  cp -f "$WORK"/portcullis.log "$RESULTS/portcullis.log" 2>/dev/null || true
+  cp -f "$WORK"/nginx/nginx.conf "$RESULTS/nginx-proxy.conf" 2>/dev/null || true
+  cp -f "$WORK"/backend/nginx.conf "$RESULTS/nginx-backend.conf" 2>/dev/null || true
+  cp -f "$WORK"/portcullis.yaml "$RESULTS/portcullis.yaml" 2>/dev/null || true
+  rm -rf "$WORK"
+  ((status == 0)) || log "failed (exit $status); partial output in $RESULTS"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- certificates
+# A self-signed ECDSA P-256 root and a leaf for bench.test + 127.0.0.1 (serverAuth).
+log "making an ECDSA P-256 CA and leaf in $WORK/pki"
+PKI="$WORK/pki"
+mkdir -p "$PKI"
+openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/ca.key" 2>/dev/null
+openssl req -x509 -new -key "$PKI/ca.key" -sha256 -days 2 -subj '/CN=Portcullis bench CA' \
+  -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' \
+  -out "$PKI/ca.pem" 2>/dev/null
+openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/leaf.key" 2>/dev/null
+openssl req -new -key "$PKI/leaf.key" -subj '/CN=bench.test' -out "$PKI/leaf.csr" 2>/dev/null
+printf '%s\n' 'subjectAltName=DNS:bench.test,IP:127.0.0.1' 'extendedKeyUsage=serverAuth' \
+  'keyUsage=critical,digitalSignature' 'basicConstraints=critical,CA:FALSE' >"$PKI/leaf.ext"
+openssl x509 -req -in "$PKI/leaf.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial \
+  -days 2 -sha256 -extfile "$PKI/leaf.ext" -out "$PKI/leaf.pem" 2>/dev/null
+
+# ---------------------------------------------------------------- configs
+read -r BACKEND_PORT NGINX_PORT PCL_PORT < <(node bench/free-ports.js 3 | tr '\n' ' ')
+log "ports: backend $BACKEND_PORT, nginx $NGINX_PORT, portcullis $PCL_PORT"
+
+# Common nginx main/events/http preamble: everything under its own prefix,
+# nothing under /etc/nginx, /var/lib/nginx or /run.
+nginx_preamble() { # PREFIX
+  cat <<EOF
+worker_processes 1;
+pid $1/nginx.pid;
+lock_file $1/nginx.lock;
+error_log $1/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  client_body_temp_path $1/tmp/body;
+  proxy_temp_path $1/tmp/proxy;
+  fastcgi_temp_path $1/tmp/fastcgi;
+  uwsgi_temp_path $1/tmp/uwsgi;
+  scgi_temp_path $1/tmp/scgi;
+  access_log off;
+  server_tokens off;
+EOF
+}
+
+mkdir -p "$WORK/backend/logs" "$WORK/backend/tmp" "$WORK/nginx/logs" "$WORK/nginx/tmp"
+{
+  nginx_preamble "$WORK/backend"
+  cat <<EOF
+  server {
+    listen 127.0.0.1:$BACKEND_PORT;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    location / { default_type text/plain; return 200 "ok\n"; }
+  }
+}
+EOF
+} >"$WORK/backend/nginx.conf"
+
+# The nginx proxy does what Portcullis does per request, as far as nginx can:
+# same TLS versions, AEAD suites, groups and server preference; X-Forwarded-*
+# and X-Request-Id upstream; HSTS and X-Request-Id on the answer. Keep-alive
+# limits are raised so that the keep-alive scenario never measures reconnects
+# (nginx closes a client connection after 1000 requests by default; Node does not).
+{
+  nginx_preamble "$WORK/nginx"
+  cat <<EOF
+  # The session log is only written during the resumption check, not the measured runs.
+  log_format tls '\$ssl_protocol \$ssl_cipher \$ssl_session_reused';
+  upstream backend {
+    server 127.0.0.1:$BACKEND_PORT;
+    keepalive 32;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+  }
+  server {
+    listen 127.0.0.1:$NGINX_PORT ssl;
+    server_name bench.test 127.0.0.1;
+    ssl_certificate $PKI/leaf.pem;
+    ssl_certificate_key $PKI/leaf.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+    ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
+    ssl_prefer_server_ciphers on;
+    ssl_ecdh_curve X25519:prime256v1:secp384r1;
+    ssl_session_cache shared:SSL:10m;
+    keepalive_requests 10000000;
+    keepalive_timeout 60s;
+    location / {
+      if (\$arg_sessionlog) { access_log $WORK/nginx/logs/session.log tls; }
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_set_header X-Forwarded-Host \$http_host;
+      proxy_set_header X-Request-Id \$request_id;
+      add_header Strict-Transport-Security "max-age=31536000; includeSubDomains" always;
+      add_header X-Request-Id \$request_id always;
+    }
+  }
+}
+EOF
+} >"$WORK/nginx/nginx.conf"
+
+cat >"$WORK/portcullis.yaml" <<EOF
+listen: { https: "127.0.0.1:$PCL_PORT" }
+dataDir: $WORK/portcullis-data
+sites:
+  - hosts: [bench.test, 127.0.0.1]
+    default: true
+    certificates: [{ cert: $PKI/leaf.pem, key: $PKI/leaf.key }]
+    routes: [{ path: /, upstream: "http://127.0.0.1:$BACKEND_PORT" }]
+EOF
+
+# ---------------------------------------------------------------- start
+for prefix in backend nginx; do
+  "$NGINX" -t -q -p "$WORK/$prefix" -c "$WORK/$prefix/nginx.conf" -g 'daemon off;' 2>"$RESULTS/nginx-$prefix-t.log" ||
+    die "nginx -t failed for the $prefix config: $(cat "$RESULTS/nginx-$prefix-t.log")"
+done
+
+taskset -c "$CLIENT_CPU" "$NGINX" -p "$WORK/backend" -c "$WORK/backend/nginx.conf" -g 'daemon off;' \
+  >"$RESULTS/backend.out" 2>&1 &
+BACKEND_PID=$!
+PIDS+=("$BACKEND_PID")
+taskset -c "$PROXY_CPU" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' \
+  >"$RESULTS/nginx.out" 2>&1 &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+taskset -c "$PROXY_CPU" node bin/portcullis.js start --config "$WORK/portcullis.yaml" \
+  >"$WORK/portcullis.log" 2>&1 &
+PCL_PID=$!
+PIDS+=("$PCL_PID")
+
+wait_ready() { # NAME PID URL
+  local code
+  for _ in $(seq 200); do
+    kill -0 "$2" 2>/dev/null || die "$1 exited during start-up; see $RESULTS"
+    code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$3" || true)
+    [[ $code == 200 ]] && return 0
+    sleep 0.05
+  done
+  die "$1 did not answer 200 on $3 within 10 s (last status: $code)"
+}
+wait_ready backend "$BACKEND_PID" "http://127.0.0.1:$BACKEND_PORT/"
+wait_ready nginx "$NGINX_PID" "https://127.0.0.1:$NGINX_PORT/"
+wait_ready portcullis "$PCL_PID" "https://127.0.0.1:$PCL_PORT/"
+log "backend, nginx and portcullis are up"
+
+# ---------------------------------------------------------------- environment
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ has uncommitted changes)')"
+  echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'))"
+  echo "kernel: $(uname -r)"
+  echo "node: $(node -v)"
+  echo "nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
+  echo "openssl (CLI, wrk, nginx): $(openssl version)"
+  echo "openssl (node): $(node -p process.versions.openssl)"
+  echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+  echo "pinning: proxy under test on CPU $PROXY_CPU; load generator + backend on CPU $CLIENT_CPU"
+  echo "sysctl: $(sysctl -n net.ipv4.tcp_tw_reuse 2>/dev/null | sed 's/^/tcp_tw_reuse=/'), somaxconn=$(sysctl -n net.core.somaxconn 2>/dev/null)"
+  for target in "nginx $NGINX_PORT" "portcullis $PCL_PORT"; do
+    set -- $target
+    for v in tls1_3 tls1_2; do
+      echo "negotiated ($1, -$v): $(openssl s_client -connect "127.0.0.1:$2" -servername bench.test -"$v" </dev/null 2>/dev/null |
+        grep -E '^(New,|Peer signature type|Server Temp Key|Negotiated TLS1.3 group)' | tr '\n' ';' | sed 's/;$//')"
+    done
+  done
+} >"$RESULTS/environment.txt"
+sed 's/^/[bench]   /' "$RESULTS/environment.txt" >&2
+
+# ---------------------------------------------------------------- measuring
+CLK_TCK=$(getconf CLK_TCK)
+now_ns() { date +%s%N; }
+
+# CPU ticks (user + system) of a process and its direct children (nginx workers).
+cpu_ticks() { # PID
+  local total=0 pid t
+  for pid in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+
+proxy_pid() { [[ $1 == nginx ]] && echo "$NGINX_PID" || echo "$PCL_PID"; }
+proxy_port() { [[ $1 == nginx ]] && echo "$NGINX_PORT" || echo "$PCL_PORT"; }
+proxy_log() { [[ $1 == nginx ]] && echo "$WORK/nginx/logs/error.log" || echo "$WORK/portcullis.log"; }
+log_lines() { [[ -f $1 ]] && wc -l <"$1" || echo 0; }
+
+# wrk prints latencies as 812.00us / 1.23ms / 1.02s
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /[0-9]s$/ && v !~ /ms$/) n *= 1000; printf "%.2f", n }'; }
+
+RUNS="$RESULTS/runs.tsv"
+printf 'scenario\tproxy\tround\trate\tp50_ms\tp99_ms\tproxy_cpu_pct\tcpu_us_per_op\tnon2xx\tsocket_errors\tlog_lines\n' >"$RUNS"
+
+# Runs one measurement; appends a row to runs.tsv. A dead proxy is reported, not hidden.
+measure() { # SCENARIO PROXY ROUND
+  local scenario=$1 proxy=$2 round=$3
+  local pid port raw logf lines0 ticks0 t0 t1 ticks1 elapsed rate p50=- p99=- non2xx=- sockerr=- ops cpu_pct cpu_us
+  pid=$(proxy_pid "$proxy") port=$(proxy_port "$proxy") logf=$(proxy_log "$proxy")
+  raw="$RESULTS/$scenario-$proxy-r$round.txt"
+  if ! kill -0 "$pid" 2>/dev/null; then
+    log "$proxy is not running any more; skipping $scenario"
+    printf '%s\t%s\t%s\tDEAD\t-\t-\t-\t-\t-\t-\t-\n' "$scenario" "$proxy" "$round" >>"$RUNS"
+    return
+  fi
+  log "$scenario / $proxy / round $round"
+  lines0=$(log_lines "$logf") ticks0=$(cpu_ticks "$pid") t0=$(now_ns)
+  case $scenario in
+    keepalive | reconnect)
+      local hdr=()
+      [[ $scenario == reconnect ]] && hdr=(-H 'Connection: close')
+      taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "${hdr[@]}" \
+        "https://127.0.0.1:$port/" >"$raw" 2>&1 || true
+      ;;
+    full-tls13 | full-tls12)
+      local v=${scenario#full-} i spids=()
+      for i in $(seq "$HS_CLIENTS"); do
+        taskset -c "$CLIENT_CPU" openssl s_time -connect "127.0.0.1:$port" -new -"${v/tls/tls}" \
+          -time "$DURATION" >"$raw.$i" 2>&1 &
+        spids+=($!)
+      done
+      for i in "${spids[@]}"; do wait "$i" || true; done
+      ;;
+  esac
+  t1=$(now_ns) ticks1=$(cpu_ticks "$pid")
+  elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+  case $scenario in
+    keepalive | reconnect)
+      ops=$(awk '/requests in/ { print $1 }' "$raw")
+      rate=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$raw")
+      p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$raw")")
+      p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$raw")")
+      non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$raw")
+      sockerr=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$raw")
+      ;;
+    full-*)
+      # s_time rounds its own clock to whole seconds: divide by the measured wall time instead
+      cat "$raw".* >"$raw" && rm -f "$raw".*
+      ops=$(awk '/connections in .* real seconds/ { n += $1 } END { print n + 0 }' "$raw")
+      rate=$(awk -v n="$ops" -v s="$elapsed" 'BEGIN { printf "%.0f", n / s }')
+      sockerr=$(grep -ciE 'error|errno' "$raw" || true)
+      ;;
+  esac
+  echo "elapsed ${elapsed}s, proxy CPU ticks $((ticks1 - ticks0)) at $CLK_TCK/s" >>"$raw"
+  cpu_pct=$(awk -v t="$((ticks1 - ticks0))" -v hz="$CLK_TCK" -v s="$elapsed" 'BEGIN { printf "%.0f", 100 * t / hz / s }')
+  cpu_us=$(awk -v t="$((ticks1 - ticks0))" -v hz="$CLK_TCK" -v n="${ops:-0}" 'BEGIN { if (n > 0) printf "%.0f", 1e6 * t / hz / n; else print "-" }')
+  local new_lines=$(($(log_lines "$logf") - lines0))
+  if ((new_lines > 0)); then tail -n "$new_lines" "$logf" >"$raw.log"; fi
+  kill -0 "$pid" 2>/dev/null || { log "$proxy DIED during $scenario"; rate="$rate (died)"; }
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$proxy" "$round" "${rate:-0}" "$p50" "$p99" \
+    "$cpu_pct" "$cpu_us" "${non2xx:-0}" "${sockerr:-0}" "$new_lines" >>"$RUNS"
+}
+
+# Resumption check: does wrk with `Connection: close` resume? nginx logs it per request.
+log "checking whether wrk resumes TLS sessions on reconnect (nginx \$ssl_session_reused)"
+taskset -c "$CLIENT_CPU" wrk -t1 -c4 -d1s -H 'Connection: close' "https://127.0.0.1:$NGINX_PORT/?sessionlog=1" \
+  >"$RESULTS/resumption-check-wrk.txt" 2>&1 || true
+RESUMED=$(awk '$3 == "r" { r++ } END { print r + 0 }' "$WORK/nginx/logs/session.log" 2>/dev/null || echo 0)
+TOTAL=$(wc -l <"$WORK/nginx/logs/session.log" 2>/dev/null || echo 0)
+PROTO=$(awk '{ print $1, $2 }' "$WORK/nginx/logs/session.log" 2>/dev/null | sort | uniq -c | sort -rn | head -1 | sed 's/^ *//')
+echo "wrk reconnect: $RESUMED of $TOTAL handshakes resumed (most common: $PROTO)" | tee -a "$RESULTS/environment.txt" >&2
+
+log "warm-up: ${WARMUP_S}s keep-alive load on each proxy (not recorded)"
+for proxy in portcullis nginx; do
+  taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP_S}s" "https://127.0.0.1:$(proxy_port "$proxy")/" \
+    >"$RESULTS/warmup-$proxy.txt" 2>&1 || true
+done
+
+for round in $(seq "$ROUNDS"); do
+  # alternate which proxy goes first, so drift (thermal, noisy neighbours) hits both
+  if ((round % 2)); then order=(portcullis nginx); else order=(nginx portcullis); fi
+  scenarios=(keepalive reconnect full-tls13)
+  ((round == 1 && TLS12)) && scenarios+=(full-tls12)
+  for scenario in "${scenarios[@]}"; do
+    for proxy in "${order[@]}"; do measure "$scenario" "$proxy" "$round"; done
+  done
+done
+
+# ---------------------------------------------------------------- report
+report() {
+  echo "### Summary (mean of rounds; ${DURATION}s per run, $(date -u +%Y-%m-%d))"
+  echo
+  echo "| scenario | metric | Portcullis | nginx | Portcullis / nginx |"
+  echo "|---|---|---:|---:|---:|"
+  awk -F'\t' '
+    NR == 1 || $4 == "DEAD" { next }
+    { k = $1 SUBSEP $2; n[k]++; rate[k] += $4; cpu[k] += $7; us[k] += $8; if ($5 != "-") { p50[k] += $5; p99[k] += $6 } }
+    !($1 in seen) { seen[$1] = 1; order[++m] = $1 }
+    function mean(a, k) { return n[k] ? a[k] / n[k] : 0 }
+    function row(s, label, a, fmt,    pk, nk, pv, nv) {
+      pk = s SUBSEP "portcullis"; nk = s SUBSEP "nginx"; pv = mean(a, pk); nv = mean(a, nk)
+      printf "| %s | %s | " fmt " | " fmt " | %s |\n", s, label, pv, nv, (nv > 0 ? sprintf("%.2f", pv / nv) : "-")
+    }
+    END {
+      for (i = 1; i <= m; i++) {
+        s = order[i]; unit = (s ~ /^full/) ? "handshakes/s" : "req/s"
+        row(s, unit, rate, "%.0f")
+        if (s !~ /^full/) { row(s, "p50 latency (ms)", p50, "%.2f"); row(s, "p99 latency (ms)", p99, "%.2f") }
+        row(s, "proxy CPU (% of one core)", cpu, "%.0f")
+        row(s, "proxy CPU µs per " (s ~ /^full/ ? "handshake" : "request"), us, "%.0f")
+      }
+    }' "$RUNS"
+  echo
+  echo "### Every run"
+  echo
+  echo "| scenario | proxy | round | rate | p50 ms | p99 ms | proxy CPU % | CPU µs/op | non-2xx | socket errors | log lines |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }' "$RUNS"
+  echo
+  echo "Environment:"
+  echo
+  sed 's/^/    /' "$RESULTS/environment.txt"
+}
+report | tee "$RESULTS/summary.md"
+log "raw output in ${RESULTS#"$ROOT"/}"
