@@ -23,6 +23,7 @@
 #
 # Tunables (environment): BENCH_DURATION (s, default 10), BENCH_ROUNDS (2),
 # BENCH_CONNECTIONS (32), BENCH_HANDSHAKE_CLIENTS (4), BENCH_TLS12 (1),
+# BENCH_SCENARIOS ("keepalive reconnect full-tls13 full-tls12"),
 # BENCH_CLIENT_CPU (0), BENCH_PROXY_CPU (1).
 #
 # Output: a markdown table on stdout; raw tool output, logs, configs and the
@@ -35,6 +36,7 @@ ROUNDS=${BENCH_ROUNDS:-2}
 CONNS=${BENCH_CONNECTIONS:-32}
 HS_CLIENTS=${BENCH_HANDSHAKE_CLIENTS:-4}
 TLS12=${BENCH_TLS12:-1}
+SCENARIOS=${BENCH_SCENARIOS:-keepalive reconnect full-tls13 full-tls12}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
 PROXY_CPU=${BENCH_PROXY_CPU:-1}
 WARMUP_S=3
@@ -69,14 +71,19 @@ mkdir -p "$RESULTS"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/portcullis-bench.XXXXXX")
 
 # ---------------------------------------------------------------- cleanup
+# Servers (PIDS) and in-flight load generators (LOAD_PIDS) started by this script.
+# Signals go only to PIDs that are still our own children, never by name.
 PIDS=()
+LOAD_PIDS=()
+is_ours() { [[ $(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ') == "$$" ]]; }
 cleanup() {
-  local status=$?
+  local status=$? pid
   trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+  set +e
+  for pid in "${LOAD_PIDS[@]}" "${PIDS[@]}"; do is_ours "$pid" && kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${LOAD_PIDS[@]}" "${PIDS[@]}"; do
+    for _ in $(seq 50); do is_ours "$pid" || break; sleep 0.1; done
+    is_ours "$pid" && kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null || true
   done
   # keep the logs and configs next to the figures, then drop keys and temp files
@@ -111,7 +118,8 @@ openssl x509 -req -in "$PKI/leaf.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CA
   -days 2 -sha256 -extfile "$PKI/leaf.ext" -out "$PKI/leaf.pem" 2>/dev/null
 
 # ---------------------------------------------------------------- configs
-read -r BACKEND_PORT NGINX_PORT PCL_PORT < <(node bench/free-ports.js 3 | tr '\n' ' ')
+PORTS=$(node bench/free-ports.js 3)
+read -r -d '' BACKEND_PORT NGINX_PORT PCL_PORT <<<"$PORTS" || true
 log "ports: backend $BACKEND_PORT, nginx $NGINX_PORT, portcullis $PCL_PORT"
 
 # Common nginx main/events/http preamble: everything under its own prefix,
@@ -156,7 +164,7 @@ EOF
 {
   nginx_preamble "$WORK/nginx"
   cat <<EOF
-  # The session log is only written during the resumption check, not the measured runs.
+  # The session log is only written for the resumption check (?sessionlog=1), not the measured runs.
   log_format tls '\$ssl_protocol \$ssl_cipher \$ssl_session_reused';
   upstream backend {
     server 127.0.0.1:$BACKEND_PORT;
@@ -178,7 +186,7 @@ EOF
     keepalive_requests 10000000;
     keepalive_timeout 60s;
     location / {
-      if (\$arg_sessionlog) { access_log $WORK/nginx/logs/session.log tls; }
+      access_log $WORK/nginx/logs/session.log tls if=\$arg_sessionlog;
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -252,10 +260,9 @@ log "backend, nginx and portcullis are up"
   echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo "pinning: proxy under test on CPU $PROXY_CPU; load generator + backend on CPU $CLIENT_CPU"
   echo "sysctl: $(sysctl -n net.ipv4.tcp_tw_reuse 2>/dev/null | sed 's/^/tcp_tw_reuse=/'), somaxconn=$(sysctl -n net.core.somaxconn 2>/dev/null)"
-  for target in "nginx $NGINX_PORT" "portcullis $PCL_PORT"; do
-    set -- $target
+  for target in "nginx:$NGINX_PORT" "portcullis:$PCL_PORT"; do
     for v in tls1_3 tls1_2; do
-      echo "negotiated ($1, -$v): $(openssl s_client -connect "127.0.0.1:$2" -servername bench.test -"$v" </dev/null 2>/dev/null |
+      echo "negotiated (${target%%:*}, -$v): $(openssl s_client -connect "127.0.0.1:${target#*:}" -servername bench.test -"$v" </dev/null 2>/dev/null |
         grep -E '^(New,|Peer signature type|Server Temp Key|Negotiated TLS1.3 group)' | tr '\n' ';' | sed 's/;$//')"
     done
   done
@@ -269,7 +276,7 @@ now_ns() { date +%s%N; }
 # CPU ticks (user + system) of a process and its direct children (nginx workers).
 cpu_ticks() { # PID
   local total=0 pid t
-  for pid in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+  for pid in "$1" $(pgrep -P "$1" || true); do
     t=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}') || t=0
     total=$((total + ${t:-0}))
   done
@@ -308,13 +315,16 @@ measure() { # SCENARIO PROXY ROUND
         "https://127.0.0.1:$port/" >"$raw" 2>&1 || true
       ;;
     full-tls13 | full-tls12)
-      local v=${scenario#full-} i spids=()
+      # s_time sends no SNI: both proxies answer with their default (only) site
+      local version=tls1_3 i
+      [[ $scenario == full-tls12 ]] && version=tls1_2
       for i in $(seq "$HS_CLIENTS"); do
-        taskset -c "$CLIENT_CPU" openssl s_time -connect "127.0.0.1:$port" -new -"${v/tls/tls}" \
+        taskset -c "$CLIENT_CPU" openssl s_time -connect "127.0.0.1:$port" -new -"$version" \
           -time "$DURATION" >"$raw.$i" 2>&1 &
-        spids+=($!)
+        LOAD_PIDS+=($!)
       done
-      for i in "${spids[@]}"; do wait "$i" || true; done
+      for i in "${LOAD_PIDS[@]}"; do wait "$i" || true; done
+      LOAD_PIDS=()
       ;;
   esac
   t1=$(now_ns) ticks1=$(cpu_ticks "$pid")
@@ -364,8 +374,11 @@ done
 for round in $(seq "$ROUNDS"); do
   # alternate which proxy goes first, so drift (thermal, noisy neighbours) hits both
   if ((round % 2)); then order=(portcullis nginx); else order=(nginx portcullis); fi
-  scenarios=(keepalive reconnect full-tls13)
-  ((round == 1 && TLS12)) && scenarios+=(full-tls12)
+  scenarios=()
+  for scenario in $SCENARIOS; do
+    [[ $scenario == full-tls12 ]] && ((round > 1 || !TLS12)) && continue
+    scenarios+=("$scenario")
+  done
   for scenario in "${scenarios[@]}"; do
     for proxy in "${order[@]}"; do measure "$scenario" "$proxy" "$round"; done
   done

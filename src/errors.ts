@@ -43,7 +43,8 @@ export class ConfigError extends PortcullisError {
 
 /**
  * Reason codes: the vocabulary shared by logs, metrics, HTTP error bodies and
- * the dashboard. `status` is the HTTP status when the reason ends a request.
+ * the dashboard. `status` is the HTTP status when the reason ends a request;
+ * 0 for reasons that end a connection before any HTTP exchange.
  */
 export const reasonCatalog = {
   // request routing
@@ -69,7 +70,7 @@ export const reasonCatalog = {
   // proxy
   internal_error: { status: 500, text: 'an unexpected error inside the proxy; the log has the details' },
   // connections refused before or during the TLS handshake (never an HTTP answer, except plaintext_http)
-  plaintext_http: { status: 400, text: 'plain HTTP was sent to the HTTPS port; it is answered 400 and closed' },
+  plaintext_http: { status: 0, text: 'plain HTTP was sent to the HTTPS port; it is answered 400 and closed' },
   malformed_client_hello: { status: 0, text: 'the first bytes were not a well-formed TLS ClientHello' },
   unknown_sni: { status: 0, text: 'the TLS server name matches no site and no site is marked default' },
   missing_sni: { status: 0, text: 'the client sent no TLS server name and no site is marked default' },

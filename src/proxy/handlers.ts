@@ -14,7 +14,17 @@ export function handleRequest(state: ProxyState, req: ProxyRequest, res: ProxyRe
     res.destroy();
     return;
   }
-  runPipeline(new RequestContext(req, res, conn, state, null));
+  run(new RequestContext(req, res, conn, state, null));
+}
+
+/** A bug in one request must never take the proxy down: it ends that request with 500 and is logged. */
+function run(ctx: RequestContext): void {
+  try {
+    runPipeline(ctx);
+  } catch (err) {
+    ctx.state.log.error({ err, requestId: ctx.id, url: ctx.req.url }, 'request failed inside the proxy');
+    sendError(ctx, 'internal_error');
+  }
 }
 
 /**
@@ -36,5 +46,5 @@ export function handleUpgrade(state: ProxyState, req: IncomingMessage, socket: D
     sendError(ctx, 'unsupported_upgrade');
     return;
   }
-  runPipeline(ctx);
+  run(ctx);
 }
