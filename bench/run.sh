@@ -259,6 +259,7 @@ log "backend, nginx and portcullis are up"
   echo "openssl (node): $(node -p process.versions.openssl)"
   echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo "pinning: proxy under test on CPU $PROXY_CPU; load generator + backend on CPU $CLIENT_CPU"
+  echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "sysctl: $(sysctl -n net.ipv4.tcp_tw_reuse 2>/dev/null | sed 's/^/tcp_tw_reuse=/'), somaxconn=$(sysctl -n net.core.somaxconn 2>/dev/null)"
   for target in "nginx:$NGINX_PORT" "portcullis:$PCL_PORT"; do
     for v in tls1_3 tls1_2; do
@@ -283,6 +284,14 @@ cpu_ticks() { # PID
   echo "$total"
 }
 
+# Busy and total ticks of one core since boot (busy = all but idle and iowait).
+core_ticks() { # CPU
+  awk -v c="cpu$1" '$1 == c { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t }' /proc/stat
+}
+busy_pct() { # "BUSY0 TOTAL0" "BUSY1 TOTAL1"
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
+}
+
 proxy_pid() { [[ $1 == nginx ]] && echo "$NGINX_PID" || echo "$PCL_PID"; }
 proxy_port() { [[ $1 == nginx ]] && echo "$NGINX_PORT" || echo "$PCL_PORT"; }
 proxy_log() { [[ $1 == nginx ]] && echo "$WORK/nginx/logs/error.log" || echo "$WORK/portcullis.log"; }
@@ -292,7 +301,7 @@ log_lines() { [[ -f $1 ]] && wc -l <"$1" || echo 0; }
 to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /[0-9]s$/ && v !~ /ms$/) n *= 1000; printf "%.2f", n }'; }
 
 RUNS="$RESULTS/runs.tsv"
-printf 'scenario\tproxy\tround\trate\tp50_ms\tp99_ms\tproxy_cpu_pct\tcpu_us_per_op\tnon2xx\tsocket_errors\tlog_lines\n' >"$RUNS"
+printf 'scenario\tproxy\tround\trate\tp50_ms\tp99_ms\tproxy_cpu_pct\tcpu_us_per_op\tnon2xx\tsocket_errors\tlog_lines\tproxy_core_busy_pct\tclient_core_busy_pct\n' >"$RUNS"
 
 # Runs one measurement; appends a row to runs.tsv. A dead proxy is reported, not hidden.
 measure() { # SCENARIO PROXY ROUND
@@ -302,10 +311,12 @@ measure() { # SCENARIO PROXY ROUND
   raw="$RESULTS/$scenario-$proxy-r$round.txt"
   if ! kill -0 "$pid" 2>/dev/null; then
     log "$proxy is not running any more; skipping $scenario"
-    printf '%s\t%s\t%s\tDEAD\t-\t-\t-\t-\t-\t-\t-\n' "$scenario" "$proxy" "$round" >>"$RUNS"
+    printf '%s\t%s\t%s\tDEAD\t-\t-\t-\t-\t-\t-\t-\t-\t-\n' "$scenario" "$proxy" "$round" >>"$RUNS"
     return
   fi
   log "$scenario / $proxy / round $round"
+  local pcore0 ccore0
+  pcore0=$(core_ticks "$PROXY_CPU") ccore0=$(core_ticks "$CLIENT_CPU")
   lines0=$(log_lines "$logf") ticks0=$(cpu_ticks "$pid") t0=$(now_ns)
   case $scenario in
     keepalive | reconnect)
@@ -328,6 +339,8 @@ measure() { # SCENARIO PROXY ROUND
       ;;
   esac
   t1=$(now_ns) ticks1=$(cpu_ticks "$pid")
+  local pcore_busy ccore_busy
+  pcore_busy=$(busy_pct "$pcore0" "$(core_ticks "$PROXY_CPU")") ccore_busy=$(busy_pct "$ccore0" "$(core_ticks "$CLIENT_CPU")")
   elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
   case $scenario in
     keepalive | reconnect)
@@ -352,8 +365,8 @@ measure() { # SCENARIO PROXY ROUND
   local new_lines=$(($(log_lines "$logf") - lines0))
   if ((new_lines > 0)); then tail -n "$new_lines" "$logf" >"$raw.log"; fi
   kill -0 "$pid" 2>/dev/null || { log "$proxy DIED during $scenario"; rate="$rate (died)"; }
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$proxy" "$round" "${rate:-0}" "$p50" "$p99" \
-    "$cpu_pct" "$cpu_us" "${non2xx:-0}" "${sockerr:-0}" "$new_lines" >>"$RUNS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$proxy" "$round" "${rate:-0}" "$p50" "$p99" \
+    "$cpu_pct" "$cpu_us" "${non2xx:-0}" "${sockerr:-0}" "$new_lines" "$pcore_busy" "$ccore_busy" >>"$RUNS"
 }
 
 # Resumption check: does wrk with `Connection: close` resume? nginx logs it per request.
@@ -392,7 +405,8 @@ report() {
   echo "|---|---|---:|---:|---:|"
   awk -F'\t' '
     NR == 1 || $4 == "DEAD" { next }
-    { k = $1 SUBSEP $2; n[k]++; rate[k] += $4; cpu[k] += $7; us[k] += $8; if ($5 != "-") { p50[k] += $5; p99[k] += $6 } }
+    { k = $1 SUBSEP $2; n[k]++; rate[k] += $4; cpu[k] += $7; us[k] += $8; cap[k] += ($8 > 0 ? 1e6 / $8 : 0); ccore[k] += $13
+      if ($5 != "-") { p50[k] += $5; p99[k] += $6 } }
     !($1 in seen) { seen[$1] = 1; order[++m] = $1 }
     function mean(a, k) { return n[k] ? a[k] / n[k] : 0 }
     function row(s, label, a, fmt,    pk, nk, pv, nv) {
@@ -406,14 +420,19 @@ report() {
         if (s !~ /^full/) { row(s, "p50 latency (ms)", p50, "%.2f"); row(s, "p99 latency (ms)", p99, "%.2f") }
         row(s, "proxy CPU (% of one core)", cpu, "%.0f")
         row(s, "proxy CPU µs per " (s ~ /^full/ ? "handshake" : "request"), us, "%.0f")
+        row(s, "implied ceiling at 100% of one core (estimate)", cap, "%.0f")
+        row(s, "load-generator core busy (%)", ccore, "%.0f")
       }
     }' "$RUNS"
   echo
   echo "### Every run"
   echo
-  echo "| scenario | proxy | round | rate | p50 ms | p99 ms | proxy CPU % | CPU µs/op | non-2xx | socket errors | log lines |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-  awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }' "$RUNS"
+  echo "| scenario | proxy | round | rate | p50 ms | p99 ms | proxy CPU % | CPU µs/op | proxy core busy % | client core busy % | non-2xx | socket errors | proxy log lines |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F'\t' 'NR > 1 { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $12, $13, $9, $10, $11 }' "$RUNS"
+  echo
+  echo "proxy core busy % well above proxy CPU % means another process shared the proxy's core;"
+  echo "client core busy % near 100 means the load generator (with the backend) was the limit, not the proxy."
   echo
   echo "Environment:"
   echo

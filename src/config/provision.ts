@@ -134,9 +134,9 @@ function provisionSite(raw: RawSite, index: number, at: string, file: (p: string
 }
 
 function provisionUpstreams(r: RawRoute, at: string, file: (p: string) => string, issue: Issue): UpstreamTarget[] {
-  const urls = typeof r.upstream === 'string' ? [r.upstream] : r.upstream;
-  const list = typeof r.upstream === 'string' ? `${at}.upstream` : (k: number) => `${at}.upstream[${k}]`;
-  const pathOf = (k: number) => (typeof list === 'string' ? list : list(k));
+  const single = typeof r.upstream === 'string';
+  const urls = single ? [r.upstream as string] : (r.upstream as string[]);
+  const pathOf = (k: number) => (single ? `${at}.upstream` : `${at}.upstream[${k}]`);
   const builtin = urls.filter((u) => u.startsWith('builtin:'));
   if (builtin.length > 0 && urls.length > 1) issue(`${at}.upstream`, `${builtin[0]} cannot be mixed with other upstreams; give it a route of its own`);
   const anyHttps = urls.some((u) => u.startsWith('https:'));

@@ -24,6 +24,9 @@ const plaintextAnswer = Buffer.from(
   `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${plaintextBody.length}\r\nConnection: close\r\n\r\n${plaintextBody}`,
 );
 
+/** How long a refused client may take to hang up after our answer. */
+const refusalLingerMs = 2_000;
+
 function ignoreSocketError(): void {
   // The TLS layer or the refusal path reports what matters; a reset on the raw socket must not crash us.
 }
@@ -87,8 +90,15 @@ export class HttpsListener {
 
   #refuse(socket: Socket, reason: Reason, answer: Buffer | null, details: Record<string, unknown>): void {
     this.#opts.log.info({ event: 'handshake_failed', reason, remoteAddress: socket.remoteAddress, ...details }, 'connection refused before TLS');
-    if (answer) socket.end(answer);
-    else socket.destroy();
+    if (!answer) {
+      socket.destroy();
+      return;
+    }
+    // Close gracefully so the answer arrives (closing with unread input would send a reset),
+    // discard whatever the client still sends, and give it a bounded time to hang up.
+    socket.end(answer);
+    socket.resume();
+    socket.setTimeout(refusalLingerMs, () => socket.destroy());
   }
 
   /** Binds the address; rejects with PCL_LISTEN_FAILED naming the key, the address and the fix. */

@@ -73,6 +73,13 @@ sites:
     assert.match(text, /"reason":"request_timeout"/);
   });
 
+  test('closes a TLS connection that never sends a request', async () => {
+    const socket = tls();
+    await once(socket, 'secureConnect');
+    const text = await exchange(socket, null);
+    assert.doesNotMatch(text, /200 OK/);
+  });
+
   test('answers 431 to HTTP/1.1 headers larger than limits.maxHeaderBytes', async () => {
     const r = await curl([...resolveTo('api.test', p.port), '--cacert', root.certFile, '--http1.1', '-o', '/dev/null', '-w', '%{http_code}', '-H', `X-Big: ${'a'.repeat(8000)}`, `https://api.test:${p.port}/`]);
     assert.equal(r.stdout, '431', JSON.stringify(r));
