@@ -77,7 +77,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     try {
       ctx.res.writeHead(statusCode, clientResponseHeaders(headers, ctx.hsts, ctx.id));
     } catch (err) {
-      controller.abort(err as Error);
+      // e.g. a field HTTP/2 forbids, or an invalid character: the upstream's answer cannot be relayed
+      controller.abort(Object.assign(new Error(`cannot relay the upstream's response headers: ${(err as Error).message}`), { code: 'PCL_UPSTREAM_BAD_HEADERS' }));
     }
   }
 

@@ -34,6 +34,7 @@ const byCode: Record<string, { reason: Reason; beforeRequest: boolean }> = {
   UND_ERR_HEADERS_TIMEOUT: { reason: 'upstream_timeout', beforeRequest: false },
   UND_ERR_BODY_TIMEOUT: { reason: 'upstream_timeout', beforeRequest: false },
   UND_ERR_INFO: { reason: 'upstream_bad_response', beforeRequest: false },
+  PCL_UPSTREAM_BAD_HEADERS: { reason: 'upstream_bad_response', beforeRequest: false },
 };
 
 /** Maps an undici/TLS/socket error to its reason code. */
