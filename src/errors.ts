@@ -76,6 +76,7 @@ export const reasonCatalog = {
   missing_sni: { status: 0, text: 'the client sent no TLS server name and no site is marked default' },
   unsupported_protocol: { status: 0, text: 'the client offered only TLS versions below the profile minimum' },
   no_shared_cipher: { status: 0, text: 'the client offered no cipher suite, group or signature algorithm of the profile' },
+  client_closed: { status: 0, text: 'the client closed the connection in the middle of the TLS handshake' },
   handshake_failed: { status: 0, text: 'the TLS handshake failed for another reason (alert, reset); the log has the OpenSSL code' },
   handshake_timeout: { status: 0, text: 'the TLS handshake did not finish within timeouts.handshake' },
 } as const;

@@ -24,12 +24,13 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
   const issue = (path: string, message: string) => issues.push({ path, message });
   const file = (p: string) => resolve(baseDir, p);
 
-  const trustedProxies = new BlockList();
+  // null when empty: most deployments have no proxy in front, and then no check runs per request
+  const trustedProxies = raw.trustedProxies.length > 0 ? new BlockList() : null;
   for (const entry of raw.trustedProxies) {
     const [address, bits] = entry.split('/') as [string, string | undefined];
     const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) trustedProxies.addAddress(address, type);
-    else trustedProxies.addSubnet(address, Number(bits), type);
+    if (bits === undefined) trustedProxies!.addAddress(address, type);
+    else trustedProxies!.addSubnet(address, Number(bits), type);
   }
 
   const hosts = new HostTable<Site>();

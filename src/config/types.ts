@@ -17,7 +17,8 @@ export interface Config {
   };
   readonly listen: { readonly https: ListenAddress };
   readonly workers: number;
-  readonly trustedProxies: BlockList;
+  /** Null when none are configured. */
+  readonly trustedProxies: BlockList | null;
   readonly dataDir: string;
   readonly timeouts: Timeouts;
   readonly limits: { readonly maxHeaderBytes: number };

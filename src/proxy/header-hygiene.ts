@@ -35,7 +35,7 @@ export interface ForwardingFacts {
   readonly clientAddress: string;
   readonly authority: string;
   readonly requestId: string;
-  readonly trustedProxies: BlockList;
+  readonly trustedProxies: BlockList | null;
 }
 
 /** The request fields sent upstream: hop-by-hop fields removed, forwarding fields set by us. */
@@ -77,7 +77,8 @@ function firstValue(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-function isTrusted(address: string, list: BlockList): boolean {
+function isTrusted(address: string, list: BlockList | null): boolean {
+  if (list === null) return false;
   if (address.startsWith('::ffff:') && isIPv4(address.slice(7))) return list.check(address.slice(7), 'ipv4');
   return list.check(address, isIPv4(address) ? 'ipv4' : 'ipv6');
 }

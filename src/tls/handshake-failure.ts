@@ -13,6 +13,8 @@ const byCode: Record<string, Reason> = {
   ERR_SSL_NO_SHARED_SIGNATURE_ALGORITHMS: 'no_shared_cipher',
   ERR_SSL_NO_SUITABLE_KEY_SHARE: 'no_shared_cipher',
   ERR_SSL_NO_SUITABLE_SIGNATURE_ALGORITHM: 'no_shared_cipher',
+  ECONNRESET: 'client_closed',
+  EPIPE: 'client_closed',
 };
 
 /** Classifies a `tlsClientError` into a reason code. */

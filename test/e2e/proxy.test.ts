@@ -289,3 +289,32 @@ sites:
     assert.match(text, /\r\n\r\nping-pong$/);
   });
 });
+
+describe('trusted proxies', () => {
+  test('keeps and extends X-Forwarded-* only from a peer listed in trustedProxies', async (t) => {
+    const root = pki.root('trusted-root');
+    const api = pki.leaf('trusted-api', root, { dns: ['api.test'] });
+    const upstream = await startUpstream(t);
+    const yaml = (trusted: string) => `
+listen: { https: "127.0.0.1:0" }
+trustedProxies: [${trusted}]
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${api.chainFile}, key: ${api.keyFile} }]
+    routes: [{ path: /, upstream: ${upstream.origin} }]
+`;
+    const spoof = ['-H', 'X-Forwarded-For: 203.0.113.7', '-H', 'X-Forwarded-Proto: http', '-H', 'X-Forwarded-Host: public.example', '-H', 'Forwarded: for=203.0.113.7'];
+    const trusting = await startProxy(t, yaml('127.0.0.0/8'));
+    const kept = echo(await request(trusting.port, 'api.test', root.certFile, '/', spoof)).headers;
+    assert.equal(kept['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+    assert.equal(kept['x-forwarded-proto'], 'http');
+    assert.equal(kept['x-forwarded-host'], 'public.example');
+    assert.equal(kept.forwarded, 'for=203.0.113.7');
+
+    const other = await startProxy(t, yaml('10.0.0.0/8, "fd00::/8"'));
+    const replaced = echo(await request(other.port, 'api.test', root.certFile, '/', spoof)).headers;
+    assert.equal(replaced['x-forwarded-for'], '127.0.0.1');
+    assert.equal(replaced['x-forwarded-proto'], 'https');
+    assert.equal(replaced.forwarded, undefined);
+  });
+});
