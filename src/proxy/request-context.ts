@@ -24,7 +24,6 @@ export interface ProxyState {
  */
 export class RequestContext {
   readonly id = randomUUID();
-  readonly startedAt = process.hrtime.bigint();
   /** Host from the Host header, :authority or an absolute-form target, lower case, no port. */
   host = '';
   /** Host header value forwarded upstream (with port when the client sent one). */
