@@ -32,6 +32,8 @@ function run(ctx: RequestContext): void {
  * same pipeline; refusals are written as ordinary responses on the raw socket.
  */
 export function handleUpgrade(state: ProxyState, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  // Node hands the socket over without its error listener; a reset must not become an uncaught error.
+  socket.on('error', () => socket.destroy());
   const conn = connectionOf(req);
   if (!conn) {
     socket.destroy();
