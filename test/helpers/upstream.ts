@@ -121,6 +121,11 @@ export async function startUpstream(t: Scope, opts: UpstreamOptions = {}): Promi
       )
     : createHttpServer(handler);
   server.on('upgrade', (req, socket, head) => {
+    if (req.url === '/ws-hang') {
+      // never answers; when the proxy gives up, close our side too (the server allows half-open sockets)
+      socket.on('end', () => socket.destroy());
+      return;
+    }
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Upstream: ${name}\r\n\r\n`);
     if (head.length) socket.write(head);
     socket.pipe(socket);
