@@ -47,7 +47,7 @@ export async function startPortcullis(config: Config, log: Logger): Promise<Port
   } catch (err) {
     tickets.stop();
     servers.close();
-    await state.upstreams.close();
+    await state.upstreams.destroy();
     throw err;
   }
 
@@ -60,7 +60,7 @@ export async function startPortcullis(config: Config, log: Logger): Promise<Port
         tickets.stop();
         servers.close();
         await listener.close();
-        await state.upstreams.close();
+        await state.upstreams.destroy();
       })();
       return closing;
     },

@@ -79,9 +79,9 @@ export class UpstreamSet {
     return this.#groups.get(route) as UpstreamGroup;
   }
 
-  /** Closes every pool after its in-flight requests finish. */
-  async close(): Promise<void> {
-    await Promise.all([...this.#pools.values()].flatMap((byOrigin) => [...byOrigin.values()].map((p) => p.close())));
+  /** Closes every pool and its connections now; requests still in flight fail. */
+  async destroy(): Promise<void> {
+    await Promise.all([...this.#pools.values()].flatMap((byOrigin) => [...byOrigin.values()].map((p) => p.destroy())));
   }
 
   #pool(origin: string, tls: UpstreamTls | null, secureContext: SecureContext | undefined, config: Config): Pool {
