@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
-import { loadConfigFile, formatHostPort, type Config } from '../config/index.js';
-import { quickstart } from '../config/quickstart.js';
+import { formatHostPort, loadConfigFile, quickstart, type Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { startPortcullis } from '../portcullis.js';
 import { createLogger } from '../telemetry/index.js';

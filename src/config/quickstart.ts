@@ -1,9 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ensureLocalCa, issueServerCertificate, type LocalCa } from '../pki/index.js';
-import { writeFileAtomic } from '../state/atomic-file.js';
-import { certificateCovers } from '../tls/certificate-files.js';
+import { certificateCovers, ensureLocalCa, issueServerCertificate, type LocalCa } from '../pki/index.js';
+import { writeFileAtomic } from '../state/index.js';
 import { buildConfig } from './load-config.js';
 import type { Config } from './types.js';
 

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { durationMs, durationPattern } from './durations.js';
 import { normaliseSiteHost, parseListenAddress } from './addresses.js';
+import { normalisePath } from './url-path.js';
 
 /**
  * The raw config schema: the public file format of `shared/config-contract.yaml`
@@ -74,7 +75,14 @@ const upstreamUrl = z.string({ error: 'use an upstream URL string' }).superRefin
 const route = z.strictObject({
   path: z
     .string({ error: 'use a path prefix starting with "/", e.g. "/payments/"' })
-    .regex(/^\/[\x21-\x7e]*$/, { error: 'use a path prefix starting with "/" without spaces, e.g. "/payments/"' }),
+    .regex(/^\/[\x21-\x7e]*$/, { error: 'use a path prefix starting with "/" without spaces, e.g. "/payments/"', abort: true })
+    .superRefine((v, ctx) => {
+      // requests are routed in normal form, so a prefix in any other form could never match
+      const normal = normalisePath(v);
+      if (v.includes('?')) ctx.addIssue({ code: 'custom', message: 'a route path has no query; remove the "?" part' });
+      else if (!normal.ok) ctx.addIssue({ code: 'custom', message: 'requests with this path are refused (encoded slash, backslash or "..;"); use a plain path prefix' });
+      else if (normal.path !== v) ctx.addIssue({ code: 'custom', message: `requests are matched in normal form; write it as "${normal.path}"` });
+    }),
   upstream: z.union([upstreamUrl, z.array(upstreamUrl).min(1, { error: 'list at least one upstream URL' })], {
     error: 'use an upstream URL or a list of them',
   }),

@@ -1,6 +1,8 @@
-import type { X509Certificate } from 'node:crypto';
 import type { BlockList } from 'node:net';
+import type { CertificatePair } from '../pki/index.js';
 import type { ListenAddress } from './addresses.js';
+
+export type { CertificatePair };
 import type { TlsProfile } from './tls-profiles.js';
 import type { HostTable } from './host-table.js';
 
@@ -51,16 +53,6 @@ export interface Site {
   readonly routes: readonly Route[];
 }
 
-export interface CertificatePair {
-  readonly certFile: string;
-  readonly keyFile: string;
-  /** Leaf first, then intermediates, as read. */
-  readonly chainPem: string;
-  readonly keyPem: string;
-  readonly leaf: X509Certificate;
-  /** "ECDSA P-256", "RSA 2048" … */
-  readonly keyDescription: string;
-}
 
 export interface Route {
   readonly index: number;

@@ -1,4 +1,3 @@
-export { loadCertificatePair, certificateCovers, describeKey, type CertificateProblem } from './certificate-files.js';
 export { profileOptions } from './context-options.js';
 export { SiteServers, type TlsHandlers } from './site-servers.js';
 export { TicketKeyRing } from './ticket-keys.js';

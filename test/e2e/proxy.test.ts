@@ -174,16 +174,21 @@ sites:
     assert.equal(who.tls.sni, 'api.test');
   });
 
-  test('removes dot segments before routing and forwards the normalised path', async () => {
+  test('normalises the path (dot segments, escaped letters, repeated slashes) before routing and forwards the normal form', async () => {
     const r = await get('api.test', '/v2/../admin/x', ['--path-as-is']);
     assert.equal(echo(r).name, 'second');
     assert.equal(echo(r).url, '/admin/x');
     const encoded = await get('api.test', '/v2/%2e%2e/admin/y', ['--path-as-is']);
     assert.equal(echo(encoded).url, '/admin/y');
+    for (const disguised of ['/%61dmin/z', '//admin/z', '/x/..//admin/z']) {
+      const r = await get('api.test', disguised, ['--path-as-is']);
+      assert.equal(echo(r).name, 'second', disguised);
+      assert.equal(echo(r).url, '/admin/z', disguised);
+    }
   });
 
-  test('refuses encoded slashes and backslashes in the path with 400 ambiguous_path', async () => {
-    for (const path of ['/v2%2F..%2Fadmin', '/v2/%5c..%5cadmin']) {
+  test('refuses encoded slashes, backslashes and /..;/ in the path with 400 ambiguous_path', async () => {
+    for (const path of ['/v2%2F..%2Fadmin', '/v2/%5c..%5cadmin', '/v2/..;/admin']) {
       const r = await get('api.test', path, ['--path-as-is']);
       assert.equal(r.status, 400);
       assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'ambiguous_path');

@@ -77,6 +77,8 @@ const cases: { name: string; yaml: string; path: string; message: RegExp }[] = [
   { name: 'two ECDSA certificates on one site', yaml: configWith(`sites:\n  - hosts: [api.test]\n    certificates: [{ cert: ${good.chainFile}, key: ${good.keyFile} }, { cert: ${other.chainFile}, key: ${other.keyFile} }]\n    routes: [{ path: /, upstream: "builtin:whoami" }]`), path: 'sites[0].certificates[1]', message: /at most one ECDSA and one RSA/ },
   { name: 'upstreamTls on a plain HTTP upstream', yaml: configWith(`sites:${site()}`.replace('upstream: "http://127.0.0.1:9000" }', 'upstream: "http://127.0.0.1:9000", upstreamTls: { serverName: a.test } }')), path: 'sites[0].routes[0].upstreamTls', message: /applies to https:\/\/ upstreams only/ },
   { name: 'a route path without a leading slash', yaml: configWith(`sites:${site().replace('path: /', 'path: api')}`), path: 'sites[0].routes[0].path', message: /got "api"; use a path prefix starting with "\/"/ },
+  { name: 'a route path not in normal form', yaml: configWith(`sites:${site().replace('path: /', 'path: "/a//b/../c/"')}`), path: 'sites[0].routes[0].path', message: /got "\/a\/\/b\/..\/c\/"; requests are matched in normal form; write it as "\/a\/c\/"/ },
+  { name: 'a route path that requests can never have', yaml: configWith(`sites:${site().replace('path: /', 'path: "/a%2Fb/"')}`), path: 'sites[0].routes[0].path', message: /encoded slash/ },
   { name: 'a missing listen block', yaml: `sites:${site()}`, path: 'listen', message: /missing; add listen: \{https: "127.0.0.1:8443"\}/ },
 ];
 

@@ -5,6 +5,12 @@ import { parseRequestTarget } from '../../src/proxy/request-target.js';
 describe('request-target normalisation', () => {
   const ok: [string, string, string, string | null][] = [
     ['/a/b?x=1', '/a/b', '?x=1', null],
+    ['/%61dmin/x', '/admin/x', '', null],
+    ['/a%7eb%2d', '/a~b-', '', null],
+    ['/a%3bb%c3%a9', '/a%3Bb%C3%A9', '', null],
+    ['//admin', '/admin', '', null],
+    ['/a///b//', '/a/b/', '', null],
+    ['/a;v=1/b', '/a;v=1/b', '', null],
     ['/a/./b', '/a/b', '', null],
     ['/a/../b', '/b', '', null],
     ['/a/b/..', '/a/', '', null],
@@ -32,6 +38,11 @@ describe('request-target normalisation', () => {
     ['ftp://x/y', 'bad_request_target'],
     ['api.test:443', 'bad_request_target'],
     ['/a#frag', 'bad_request_target'],
+    ['/a%zz', 'bad_request_target'],
+    ['/a%2', 'bad_request_target'],
+    ['/public/..;/admin', 'ambiguous_path'],
+    ['/public/.;/admin', 'ambiguous_path'],
+    ['/..;x/admin', 'ambiguous_path'],
   ];
   for (const [input, reason] of refused) {
     test(`refuses ${input} with ${reason}`, () => {

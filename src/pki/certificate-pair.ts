@@ -1,8 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
-import type { CertificatePair } from '../config/types.js';
-import { pemBlocks, x509 } from '../pki/x509.js';
+import { pemBlocks, x509 } from './x509.js';
+
+/** A certificate chain and its private key, read and checked. */
+export interface CertificatePair {
+  readonly certFile: string;
+  readonly keyFile: string;
+  /** Leaf first, then intermediates, as read. */
+  readonly chainPem: string;
+  readonly keyPem: string;
+  readonly leaf: X509Certificate;
+  /** "ECDSA P-256", "RSA 2048" … */
+  readonly keyDescription: string;
+}
 
 /** A problem with one of the two files; `field` is the config key it belongs to. */
 export interface CertificateProblem {
