@@ -22,8 +22,27 @@ const hopByHop = new Set([
   'expect',
 ]);
 
-/** Client-supplied forwarding fields: kept only from a trusted proxy. */
-const forwarding = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip', 'x-request-id']);
+/** Set by the proxy on every request; incoming values are replaced (or, from a trusted proxy, extended). */
+const ours = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id']);
+
+/**
+ * Claims about the client or the original URL that only a proxy may make;
+ * frameworks act on them (Spring reads X-Forwarded-Port/-Prefix, IIS and
+ * Symfony route on X-Original-URL). Kept only from a trusted proxy, as is
+ * every other `x-forwarded-*` field.
+ */
+const proxyClaims = new Set([
+  'forwarded',
+  'x-real-ip',
+  'true-client-ip',
+  'x-client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-host',
+]);
 
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined) return null;
@@ -46,7 +65,8 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined || name.charCodeAt(0) === 58 /* ":" pseudo-header */) continue;
-    if (hopByHop.has(name) || forwarding.has(name) || listed?.has(name)) continue;
+    if (hopByHop.has(name) || ours.has(name) || listed?.has(name)) continue;
+    if (!trusted && (proxyClaims.has(name) || name.startsWith('x-forwarded-'))) continue;
     out[name] = name === 'cookie' && Array.isArray(value) ? value.join('; ') : value;
   }
   out.host = facts.authority;
@@ -54,7 +74,6 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
   out['x-forwarded-for'] = priorFor ? `${Array.isArray(priorFor) ? priorFor.join(', ') : priorFor}, ${facts.clientAddress}` : facts.clientAddress;
   out['x-forwarded-proto'] = (trusted && firstValue(incoming['x-forwarded-proto'])) || 'https';
   out['x-forwarded-host'] = (trusted && firstValue(incoming['x-forwarded-host'])) || facts.authority;
-  if (trusted && incoming.forwarded !== undefined) out.forwarded = incoming.forwarded;
   out['x-request-id'] = facts.requestId;
   return out;
 }

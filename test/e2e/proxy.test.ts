@@ -153,6 +153,10 @@ sites:
       '-H', 'Forwarded: for=6.6.6.6',
       '-H', 'X-Real-IP: 6.6.6.6',
       '-H', 'X-Request-Id: chosen-by-client',
+      '-H', 'X-Forwarded-Port: 80',
+      '-H', 'X-Forwarded-Prefix: /admin',
+      '-H', 'X-Original-URL: /admin',
+      '-H', 'True-Client-IP: 6.6.6.6',
     ]);
     const seen = echo(r).headers;
     assert.equal(seen['x-forwarded-for'], '127.0.0.1');
@@ -161,6 +165,7 @@ sites:
     assert.equal(seen.forwarded, undefined);
     assert.equal(seen['x-real-ip'], undefined);
     assert.notEqual(seen['x-request-id'], 'chosen-by-client');
+    for (const name of ['x-forwarded-port', 'x-forwarded-prefix', 'x-original-url', 'true-client-ip']) assert.equal(seen[name], undefined, name);
   });
 
   test('routes by the longest matching prefix, on whole path segments for prefixes without a trailing slash', async () => {
@@ -308,18 +313,20 @@ sites:
     certificates: [{ cert: ${api.chainFile}, key: ${api.keyFile} }]
     routes: [{ path: /, upstream: ${upstream.origin} }]
 `;
-    const spoof = ['-H', 'X-Forwarded-For: 203.0.113.7', '-H', 'X-Forwarded-Proto: http', '-H', 'X-Forwarded-Host: public.example', '-H', 'Forwarded: for=203.0.113.7'];
+    const spoof = ['-H', 'X-Forwarded-For: 203.0.113.7', '-H', 'X-Forwarded-Proto: http', '-H', 'X-Forwarded-Host: public.example', '-H', 'Forwarded: for=203.0.113.7', '-H', 'X-Forwarded-Port: 443'];
     const trusting = await startProxy(t, yaml('127.0.0.0/8'));
     const kept = echo(await request(trusting.port, 'api.test', root.certFile, '/', spoof)).headers;
     assert.equal(kept['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
     assert.equal(kept['x-forwarded-proto'], 'http');
     assert.equal(kept['x-forwarded-host'], 'public.example');
     assert.equal(kept.forwarded, 'for=203.0.113.7');
+    assert.equal(kept['x-forwarded-port'], '443');
 
     const other = await startProxy(t, yaml('10.0.0.0/8, "fd00::/8"'));
     const replaced = echo(await request(other.port, 'api.test', root.certFile, '/', spoof)).headers;
     assert.equal(replaced['x-forwarded-for'], '127.0.0.1');
     assert.equal(replaced['x-forwarded-proto'], 'https');
     assert.equal(replaced.forwarded, undefined);
+    assert.equal(replaced['x-forwarded-port'], undefined);
   });
 });
