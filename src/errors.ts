@@ -55,9 +55,10 @@ export const reasonCatalog = {
   ambiguous_path: { status: 400, text: 'the path contains an encoded slash or backslash that upstreams could decode differently' },
   malformed_request: { status: 400, text: 'the HTTP request could not be parsed' },
   request_timeout: { status: 408, text: 'the request headers or body did not arrive within timeouts.headers / timeouts.request' },
+  send_timeout: { status: 0, text: 'the client read nothing of the response within timeouts.send and was disconnected' },
   headers_too_large: { status: 431, text: 'the request header list is larger than limits.maxHeaderBytes' },
   method_not_allowed: { status: 405, text: 'the method cannot be proxied (CONNECT, TRACE)' },
-  unsupported_upgrade: { status: 400, text: 'only WebSocket upgrades over HTTP/1.1 are passed through' },
+  unsupported_upgrade: { status: 400, text: 'a request asking for a protocol upgrade other than WebSocket carried a body' },
   // upstream
   upstream_unreachable: { status: 502, text: 'the upstream refused or dropped the connection' },
   upstream_timeout: { status: 504, text: 'the upstream did not connect or answer within the configured timeout' },

@@ -26,15 +26,18 @@ export async function startPortcullis(config: Config, log: Logger): Promise<Port
   const servers = new SiteServers(config, tickets, {
     request: (req, res) => handleRequest(state, req, res),
     upgrade: (req, socket, head) => handleUpgrade(state, req, socket, head),
-    clientError: answerClientError,
+    clientError: (err, socket, site) => {
+      const answered = answerClientError(err, socket, site);
+      if (answered) log.info({ event: 'request_refused', ...answered, site: site.id, detail: err.code }, 'HTTP request refused by the parser');
+    },
     handshakeFailed: (err, socket, site) => {
       const failure = classifyHandshakeFailure(err);
       log.info({ event: 'handshake_failed', reason: failure.reason, detail: failure.detail, site: site.id, remoteAddress: socket.remoteAddress }, 'TLS handshake refused');
     },
   });
   const listener = new HttpsListener({
-    route: (hello) => {
-      const site = servers.siteFor(hello.serverName);
+    route: (hello, socket) => {
+      const site = servers.siteFor(hello.serverName, socket.localAddress ?? '');
       return site ? servers.serverFor(site) : null;
     },
     handshakeTimeoutMs: config.timeouts.handshakeMs,

@@ -162,6 +162,7 @@ export const configSchema = z.strictObject({
       headers: duration('1s', '10m').default('30s'),
       request: duration('1s', '24h').default('300s'),
       idle: duration('1s', '1h').default('60s'),
+      send: duration('1s', '1h').default('60s'),
       upstreamConnect: duration('100ms', '5m').default('10s'),
       upstreamResponse: duration('1s', '1h').default('60s'),
       upstreamIdle: duration('1s', '24h').default('300s'),
@@ -170,6 +171,8 @@ export const configSchema = z.strictObject({
   limits: z
     .strictObject({
       maxHeaderBytes: z.int({ error: 'use a number of bytes' }).min(1024, { error: 'use at least 1024' }).max(1_048_576, { error: 'use at most 1048576' }).default(16_384),
+      maxConcurrentStreams: z.int({ error: 'use a number of streams' }).min(1, { error: 'use at least 1' }).max(1000, { error: 'use at most 1000' }).default(100),
+      maxUpstreamConnections: z.int({ error: 'use a number of connections' }).min(1, { error: 'use at least 1' }).max(10_000, { error: 'use at most 10000' }).default(256),
     })
     .prefault({}),
   sites: z.array(site, { error: 'list at least one site' }).min(1, { error: 'list at least one site' }),

@@ -23,7 +23,13 @@ export interface Config {
   readonly trustedProxies: BlockList | null;
   readonly dataDir: string;
   readonly timeouts: Timeouts;
-  readonly limits: { readonly maxHeaderBytes: number };
+  readonly limits: {
+    readonly maxHeaderBytes: number;
+    /** HTTP/2 streams one client connection may have open at once. */
+    readonly maxConcurrentStreams: number;
+    /** Connections the proxy opens to one upstream at most; further requests wait for one. */
+    readonly maxUpstreamConnections: number;
+  };
   readonly sites: readonly Site[];
   /** Host name → site, for SNI and Host headers. */
   readonly hosts: HostTable<Site>;
@@ -35,6 +41,7 @@ export interface Timeouts {
   readonly headersMs: number;
   readonly requestMs: number;
   readonly idleMs: number;
+  readonly sendMs: number;
   readonly upstreamConnectMs: number;
   readonly upstreamResponseMs: number;
   readonly upstreamIdleMs: number;

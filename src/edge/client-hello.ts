@@ -24,8 +24,8 @@ export interface ClientHello {
 
 export type HelloParse =
   | { readonly kind: 'hello'; readonly hello: ClientHello }
-  /** More bytes are needed. */
-  | { readonly kind: 'incomplete' }
+  /** More bytes are needed: nothing can change before `need` bytes in total have arrived. */
+  | { readonly kind: 'incomplete'; readonly need: number }
   /** Not a TLS handshake record: `firstBytes` tells what it looked like. */
   | { readonly kind: 'not_tls'; readonly looksLikeHttp: boolean }
   | { readonly kind: 'malformed'; readonly why: string }
@@ -39,7 +39,7 @@ const handshakeType = 22;
 const clientHelloType = 1;
 const httpMethodStart = /^(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PRI) /;
 
-const incomplete = { kind: 'incomplete' } as const;
+const incomplete = (need: number) => ({ kind: 'incomplete', need }) as const;
 const malformed = (why: string) => ({ kind: 'malformed', why }) as const;
 
 /** The highest TLS version a ClientHello offers: supported_versions when present, else legacy_version. */
@@ -60,9 +60,9 @@ export function versionName(version: number): string {
  * handshake records until the whole ClientHello message is present.
  */
 export function parseClientHello(data: Buffer): HelloParse {
-  if (data.length === 0) return incomplete;
+  if (data.length === 0) return incomplete(1);
   if (data[0] !== handshakeType) {
-    if (data.length < 8 && /^[A-Z]+$/.test(data.toString('latin1'))) return incomplete;
+    if (data.length < 8 && /^[A-Z]+$/.test(data.toString('latin1'))) return incomplete(8);
     return { kind: 'not_tls', looksLikeHttp: httpMethodStart.test(data.subarray(0, 8).toString('latin1')) };
   }
   // Reassemble the handshake layer from records.
@@ -72,13 +72,15 @@ export function parseClientHello(data: Buffer): HelloParse {
   let offset = 0;
   let recordVersion = 0;
   while (offset + recordHeader <= data.length) {
+    // tiny records cost 5 header bytes each: bound the raw bytes too
+    if (offset > 2 * maxClientHelloBytes) return { kind: 'too_large' };
     if (data[offset] !== handshakeType) return malformed('a non-handshake record arrived before the ClientHello was complete');
     const version = data.readUInt16BE(offset + 1);
     if (offset === 0) recordVersion = version;
     if (version >> 8 !== 3) return malformed(`record version 0x${version.toString(16)} is not TLS`);
     const length = data.readUInt16BE(offset + 3);
     if (length === 0 || length > 16384 + 2048) return malformed(`record length ${length} is out of range`);
-    if (offset + recordHeader + length > data.length) break;
+    if (offset + recordHeader + length > data.length) return incomplete(offset + recordHeader + length);
     parts.push(data.subarray(offset + recordHeader, offset + recordHeader + length));
     handshakeBytes += length;
     offset += recordHeader + length;
@@ -93,8 +95,7 @@ export function parseClientHello(data: Buffer): HelloParse {
       return parseBody(message.subarray(4, needed), recordVersion);
     }
   }
-  if (data.length > maxClientHelloBytes + 64 * recordHeader) return { kind: 'too_large' };
-  return incomplete;
+  return incomplete(offset + recordHeader);
 }
 
 /** A bounds-checked cursor; every read returns -1 / null past the end instead of throwing. */

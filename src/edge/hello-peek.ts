@@ -19,6 +19,9 @@ export class HelloPeek {
   readonly #socket: Socket;
   readonly #report: (outcome: PeekOutcome) => void;
   readonly #chunks: Buffer[] = [];
+  #received = 0;
+  /** Bytes needed before parsing again can tell more (a whole record), so a hello sent byte by byte is parsed once per record. */
+  #need = 1;
   readonly #timer: NodeJS.Timeout;
   #done = false;
 
@@ -34,11 +37,19 @@ export class HelloPeek {
 
   readonly #onReadable = (): void => {
     let chunk: Buffer | null;
-    while ((chunk = this.#socket.read() as Buffer | null) !== null) this.#chunks.push(chunk);
-    if (this.#done) return;
+    while ((chunk = this.#socket.read() as Buffer | null) !== null) {
+      this.#chunks.push(chunk);
+      this.#received += chunk.length;
+    }
+    if (this.#done || this.#received < this.#need) return;
     const data = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks);
+    this.#chunks.length = 0;
+    this.#chunks.push(data);
     const parsed = parseClientHello(data);
-    if (parsed.kind === 'incomplete') return;
+    if (parsed.kind === 'incomplete') {
+      this.#need = parsed.need;
+      return;
+    }
     this.#finish();
     if (parsed.kind === 'hello') this.#socket.unshift(data);
     this.#report(parsed);

@@ -5,9 +5,10 @@ import { PortcullisError, type Reason } from '../errors.js';
 import type { Logger } from '../telemetry/index.js';
 import { highestOfferedVersion, versionName, type ClientHello } from './client-hello.js';
 import { HelloPeek, type PeekOutcome } from './hello-peek.js';
+import { endWithLinger } from './linger.js';
 
-/** Picks the TLS server for a ClientHello; null refuses the handshake. */
-export type HelloRouter = (hello: ClientHello) => TlsServer | null;
+/** Picks the TLS server for a ClientHello on a socket; null refuses the handshake. */
+export type HelloRouter = (hello: ClientHello, socket: Socket) => TlsServer | null;
 
 export interface HttpsListenerOptions {
   readonly route: HelloRouter;
@@ -23,9 +24,6 @@ const plaintextBody = 'This port speaks HTTPS only. Use an https:// URL.\n';
 const plaintextAnswer = Buffer.from(
   `HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${plaintextBody.length}\r\nConnection: close\r\n\r\n${plaintextBody}`,
 );
-
-/** How long a refused client may take to hang up after our answer. */
-const refusalLingerMs = 2_000;
 
 function ignoreSocketError(): void {
   // The TLS layer or the refusal path reports what matters; a reset on the raw socket must not crash us.
@@ -57,7 +55,7 @@ export class HttpsListener {
   #dispatch(socket: Socket, outcome: PeekOutcome): void {
     switch (outcome.kind) {
       case 'hello': {
-        const server = this.#opts.route(outcome.hello);
+        const server = this.#opts.route(outcome.hello, socket);
         if (server) {
           server.emit('connection', socket);
           return;
@@ -94,11 +92,7 @@ export class HttpsListener {
       socket.destroy();
       return;
     }
-    // Close gracefully so the answer arrives (closing with unread input would send a reset),
-    // discard whatever the client still sends, and give it a bounded time to hang up.
-    socket.end(answer);
-    socket.resume();
-    socket.setTimeout(refusalLingerMs, () => socket.destroy());
+    endWithLinger(socket, answer);
   }
 
   /** Binds the address; rejects with PCL_LISTEN_FAILED naming the key, the address and the fix. */

@@ -1,2 +1,3 @@
 export { HttpsListener, type HelloRouter } from './https-listener.js';
 export { parseClientHello, highestOfferedVersion, versionName, type ClientHello, type HelloParse } from './client-hello.js';
+export { endWithLinger } from './linger.js';

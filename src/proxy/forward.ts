@@ -43,15 +43,30 @@ function dispatch(ctx: RequestContext, group: UpstreamGroup, target: Target, att
 
 const clientGone = Object.assign(new Error('the client closed the connection'), { code: 'PCL_CLIENT_GONE' });
 
+const clientStalled = Object.assign(new Error('the client read nothing of the response within timeouts.send'), { code: 'PCL_CLIENT_STALLED' });
+
 /**
  * Streams one upstream exchange back to the client with backpressure both ways:
  * the request body is read as the upstream takes it, and the upstream is paused
- * while the client is slow. A client that goes away aborts the upstream request.
+ * while the client is slow. A client that goes away aborts the upstream request;
+ * one that stops reading for timeouts.send is disconnected (undici's body timeout
+ * does not run while we hold the upstream paused).
  */
 class ForwardHandler implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | null = null;
-  readonly #onDrain = (): void => this.#controller?.resume();
+  #stall: NodeJS.Timeout | null = null;
+  readonly #onDrain = (): void => {
+    if (this.#stall) clearTimeout(this.#stall);
+    this.#stall = null;
+    this.#controller?.resume();
+  };
+  readonly #onStall = (): void => {
+    this.#stall = null;
+    this.#controller?.abort(clientStalled);
+    this.ctx.res.destroy();
+  };
   readonly #onClientClose = (): void => {
+    if (this.#stall) clearTimeout(this.#stall);
     if (!this.ctx.res.writableFinished) this.#controller?.abort(clientGone);
   };
 
@@ -86,6 +101,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (!(this.ctx.res as Writable).write(chunk)) {
       controller.pause();
       this.ctx.res.once('drain', this.#onDrain);
+      this.#stall = setTimeout(this.#onStall, this.ctx.state.config.timeouts.sendMs);
     }
   }
 
@@ -98,6 +114,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const ctx = this.ctx;
     ctx.res.off('close', this.#onClientClose);
     if (err === clientGone) return;
+    if (err === clientStalled) {
+      ctx.reason = 'send_timeout';
+      ctx.state.log.info({ requestId: ctx.id, reason: 'send_timeout', remoteAddress: ctx.conn.remoteAddress }, 'client stopped reading the response');
+      return;
+    }
     const failure = classifyUpstreamError(err);
     const now = Date.now();
     if (failure.beforeRequest) {
@@ -141,6 +162,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     };
     client.on('error', closeBoth).on('close', closeBoth);
     upstream.on('error', closeBoth).on('close', closeBoth);
+    // a tunnel silent in both directions for upstreamIdle is closed
+    const idleMs = ctx.state.config.timeouts.upstreamIdleMs;
+    (client as Socket).setTimeout(idleMs, closeBoth);
+    (upstream as Socket).setTimeout(idleMs, closeBoth);
     client.pipe(upstream);
     upstream.pipe(client);
   }

@@ -1,4 +1,5 @@
 import { ServerResponse, type IncomingMessage } from 'node:http';
+import { constants as http2, type Http2ServerRequest } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { connectionOf } from '../tls/index.js';
 import { runPipeline } from './pipeline.js';
@@ -14,7 +15,32 @@ export function handleRequest(state: ProxyState, req: ProxyRequest, res: ProxyRe
     res.destroy();
     return;
   }
-  run(new RequestContext(req, res, conn, state, null));
+  const ctx = new RequestContext(req, res, conn, state, null);
+  if (req.httpVersionMajor === 2 && !(req as Http2ServerRequest).stream.endAfterHeaders) armBodyDeadline(ctx, req as Http2ServerRequest);
+  run(ctx);
+}
+
+/**
+ * HTTP/2 has no request timeout of its own (HTTP/1.1 gets Node's): a request
+ * body that has not ended within timeouts.request is answered 408 and its
+ * stream closed, so a slow sender cannot hold a stream and an upstream
+ * connection open forever. Requests without a body never arm it.
+ */
+function armBodyDeadline(ctx: RequestContext, req: Http2ServerRequest): void {
+  const timer = setTimeout(() => {
+    ctx.state.log.info({ requestId: ctx.id, reason: 'request_timeout', remoteAddress: ctx.conn.remoteAddress }, 'request body too slow');
+    if (ctx.res.headersSent) {
+      ctx.res.destroy();
+      return;
+    }
+    // Once our answer is flushed (the stream's own 'finish'; the compat response's comes only at
+    // close), reset the stream: CANCEL, because Node sends no RST_STREAM for NO_ERROR at that point.
+    req.stream.once('finish', () => req.stream.close(http2.NGHTTP2_CANCEL));
+    sendError(ctx, 'request_timeout');
+  }, ctx.state.config.timeouts.requestMs);
+  const disarm = (): void => clearTimeout(timer);
+  req.once('end', disarm);
+  ctx.res.once('close', disarm);
 }
 
 /** A bug in one request must never take the proxy down: it ends that request with 500 and is logged. */
@@ -43,10 +69,13 @@ export function handleUpgrade(state: ProxyState, req: IncomingMessage, socket: D
   res.assignSocket(socket as never);
   res.shouldKeepAlive = false;
   res.once('finish', () => socket.end());
-  const ctx = new RequestContext(req, res, conn, state, head);
-  if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
-    sendError(ctx, 'unsupported_upgrade');
+  if (req.headers.upgrade?.toLowerCase() === 'websocket') {
+    run(new RequestContext(req, res, conn, state, head));
     return;
   }
-  run(ctx);
+  // Any other Upgrade (h2c …) may be ignored (RFC 9110 §7.8): answer it as a plain request,
+  // unless it carries a body, which Node's parser has stopped reading.
+  const ctx = new RequestContext(req, res, conn, state, null);
+  if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) sendError(ctx, 'unsupported_upgrade');
+  else run(ctx);
 }

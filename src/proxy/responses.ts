@@ -1,28 +1,34 @@
+import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Site } from '../config/index.js';
+import { endWithLinger } from '../edge/index.js';
 import { reasonCatalog, type Reason } from '../errors.js';
 import type { HeaderMap, RequestContext } from './request-context.js';
 
 /** Fields of every response the proxy writes itself. */
-function ownHeaders(ctx: RequestContext, contentType: string, length: number): HeaderMap {
+function ownHeaders(requestId: string, hsts: string | null, contentType: string, length: number): HeaderMap {
   const headers: HeaderMap = {
     'content-type': contentType,
     'content-length': String(length),
     'cache-control': 'no-store',
     'x-content-type-options': 'nosniff',
-    'x-request-id': ctx.id,
+    'x-request-id': requestId,
   };
-  const hsts = ctx.hsts;
   if (hsts) headers['strict-transport-security'] = hsts;
   return headers;
+}
+
+function errorBody(reason: Reason, requestId: string, detail: string | null): { status: number; text: string } {
+  const status = reasonCatalog[reason].status;
+  return { status, text: JSON.stringify({ error: STATUS_CODES[status], reason, requestId, ...(detail ? { detail } : {}) }) };
 }
 
 /** Answers with a JSON body; used by the builtin upstreams. */
 export function sendJson(ctx: RequestContext, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2);
   ctx.status = status;
-  ctx.res.writeHead(status, ownHeaders(ctx, 'application/json', Buffer.byteLength(text)));
+  ctx.res.writeHead(status, ownHeaders(ctx.id, ctx.hsts, 'application/json', Buffer.byteLength(text)));
   ctx.res.end(text);
 }
 
@@ -38,11 +44,9 @@ export function sendError(ctx: RequestContext, reason: Reason, detail: string | 
     ctx.res.destroy();
     return;
   }
-  const status = reasonCatalog[reason].status;
+  const { status, text } = errorBody(reason, ctx.id, detail);
   ctx.status = status;
-  const body = { error: STATUS_CODES[status], reason, requestId: ctx.id, ...(detail ? { detail } : {}) };
-  const text = JSON.stringify(body);
-  ctx.res.writeHead(status, ownHeaders(ctx, 'application/json', Buffer.byteLength(text)));
+  ctx.res.writeHead(status, ownHeaders(ctx.id, ctx.hsts, 'application/json', Buffer.byteLength(text)));
   ctx.res.end(text);
 }
 
@@ -52,20 +56,23 @@ const clientErrorReasons: Record<string, Reason> = {
 };
 
 /**
- * Answers an HTTP/1.1 request the parser refused (too large, too slow, malformed)
- * and closes the connection gracefully, so the answer is not lost in a reset
- * as with Node's default handler (write + destroy).
+ * Answers an HTTP/1.1 request the parser refused (too large, too slow,
+ * malformed) and closes the connection with a bounded linger, so the answer
+ * is not lost in a reset as with Node's default handler (write + destroy).
+ * Returns the reason and request id it answered with, or null when the
+ * connection was past answering.
  */
-export function answerClientError(err: Error & { code?: string }, socket: Duplex, site: Site): void {
+export function answerClientError(err: Error & { code?: string }, socket: Duplex, site: Site): { reason: Reason; requestId: string } | null {
   if (!socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten) {
     socket.destroy();
-    return;
+    return null;
   }
   const reason = clientErrorReasons[err.code ?? ''] ?? 'malformed_request';
-  const status = reasonCatalog[reason].status;
-  const body = JSON.stringify({ error: STATUS_CODES[status], reason });
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n` +
-      `Strict-Transport-Security: ${site.hsts}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
-  );
+  const requestId = randomUUID();
+  const { status, text } = errorBody(reason, requestId, null);
+  const headers = ownHeaders(requestId, site.hsts, 'application/json', Buffer.byteLength(text));
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\n`;
+  for (const name in headers) head += `${name}: ${headers[name] as string}\r\n`;
+  endWithLinger(socket, `${head}\r\n${text}`);
+  return { reason, requestId };
 }

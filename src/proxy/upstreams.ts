@@ -95,6 +95,7 @@ export class UpstreamSet {
         headersTimeout: t.upstreamResponseMs,
         bodyTimeout: t.upstreamIdleMs,
         keepAliveTimeout: 30_000,
+        connections: config.limits.maxUpstreamConnections,
       });
       byOrigin.set(origin, pool);
     }

@@ -19,8 +19,8 @@ export interface TlsHandlers {
 
 /**
  * One TLS server per site for one config generation, and the lookup from a
- * ClientHello's server name to the site that serves it: exact host, then a
- * one-label wildcard, then the default site; none means the handshake is refused.
+ * ClientHello to the site that serves it: exact host, then a one-label
+ * wildcard, then the default site; none means the handshake is refused.
  */
 export class SiteServers {
   readonly #servers = new Map<string, Http2SecureServer>();
@@ -47,10 +47,14 @@ export class SiteServers {
     }
   }
 
-  /** The site a ClientHello with this server name (or none) lands on; null when it is refused. */
-  siteFor(serverName: string | null): Site | null {
-    if (serverName === null) return this.config.defaultSite;
-    return this.config.hosts.lookup(serverName) ?? this.config.defaultSite;
+  /**
+   * The site a ClientHello lands on; null when it is refused. Clients send no
+   * server name for IP addresses (RFC 6066 §3), so without one the address
+   * the client connected to selects the site whose hosts list it.
+   */
+  siteFor(serverName: string | null, localAddress: string): Site | null {
+    const name = serverName ?? (localAddress.startsWith('::ffff:') ? localAddress.slice(7) : localAddress.toLowerCase());
+    return this.config.hosts.lookup(name) ?? this.config.defaultSite;
   }
 
   serverFor(site: Site): Http2SecureServer {

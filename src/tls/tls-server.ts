@@ -16,7 +16,7 @@ export function createSiteServer(config: Config, site: Site): Http2SecureServer 
     allowHTTP1: true,
     handshakeTimeout: config.timeouts.handshakeMs,
     maxSessionMemory: 10,
-    settings: { maxHeaderListSize: config.limits.maxHeaderBytes, enablePush: false },
+    settings: { maxHeaderListSize: config.limits.maxHeaderBytes, maxConcurrentStreams: config.limits.maxConcurrentStreams, enablePush: false },
   });
   applyHttpLimits(server, config);
   // The HTTP/1 side enforces headers/request timeouts from a connection list

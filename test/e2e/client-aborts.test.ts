@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect as h2connect, constants as h2 } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
@@ -56,6 +57,22 @@ sites:
     socket.write('GET /download?bytes=104857600 HTTP/1.1\r\nHost: api.test\r\n\r\n');
     await once(socket, 'data');
     tcp.resetAndDestroy();
+    await upstreamClosed;
+    await stillServes();
+  });
+
+  test('an HTTP/2 client that cancels a download aborts the upstream request', async (t) => {
+    const upstreamClosed = new Promise<void>((resolve) =>
+      upstream.server.once('request', (_req: IncomingMessage, res: ServerResponse) => res.once('close', () => resolve())),
+    );
+    const session = h2connect(`https://api.test:${p.port}`, {
+      createConnection: () => connect({ port: p.port, host: '127.0.0.1', servername: 'api.test', ca: readFileSync(root.certFile), ALPNProtocols: ['h2'] }),
+    });
+    session.on('error', () => {});
+    t.after(() => session.destroy());
+    const req = session.request({ ':path': '/download?bytes=104857600' });
+    await once(req, 'response');
+    req.close(h2.NGHTTP2_CANCEL);
     await upstreamClosed;
     await stillServes();
   });

@@ -69,7 +69,8 @@ sites:
     await once(socket, 'secureConnect');
     const text = await exchange(socket, 'GET / HTTP/1.1\r\nHost: api.test\r\nX-Slow: ');
     assert.match(text, /^HTTP\/1\.1 408 Request Timeout/);
-    assert.match(text, /\r\nStrict-Transport-Security: max-age=31536000; includeSubDomains\r\n/);
+    assert.match(text, /\r\nstrict-transport-security: max-age=31536000; includeSubDomains\r\n/i);
+    assert.match(text, /\r\nx-request-id: [0-9a-f-]{36}\r\n/);
     assert.match(text, /"reason":"request_timeout"/);
   });
 

@@ -269,12 +269,29 @@ sites:
     assert.deepEqual(names.sort(), ['plain', 'plain', 'second', 'second']);
   });
 
-  test('skips an upstream that refuses connections and still answers every request', async () => {
+  test('skips an upstream that refuses connections for a while and still answers every request', async () => {
+    const retries = () => p.logs.filter((l) => l.msg === 'upstream failed; trying the next one').length;
+    const before = retries();
     for (let i = 0; i < 4; i++) {
       const r = await get('api.test', '/half-down/x');
       assert.equal(r.status, 200);
       assert.equal(echo(r).name, 'second');
     }
+    assert.equal(retries() - before, 1, 'only the first request tried the refusing upstream');
+  });
+
+  test('answers a request with a non-WebSocket Upgrade header as a plain request', async () => {
+    const r = await get('api.test', '/plain-upgrade', ['--http1.1', '-H', 'Connection: Upgrade', '-H', 'Upgrade: h2c']);
+    assert.equal(r.status, 200);
+    assert.equal(echo(r).url, '/plain-upgrade');
+    assert.equal(echo(r).headers.upgrade, undefined);
+  });
+
+  test('relays an upstream that refuses a WebSocket upgrade', async () => {
+    const r = await get('api.test', '/ws-deny', ['--http1.1', '-H', 'Connection: Upgrade', '-H', 'Upgrade: websocket', '-H', 'Sec-WebSocket-Version: 13', '-H', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==']);
+    assert.equal(r.status, 403);
+    assert.equal(r.body, 'denied');
+    assert.equal(r.headers['strict-transport-security'], 'max-age=600');
   });
 
   test('passes a WebSocket upgrade through on HTTP/1.1 and relays bytes both ways', async () => {

@@ -175,6 +175,39 @@ describe('TLS policy of the intermediate profile', () => {
   }
 });
 
+describe('sessions and sites', () => {
+  test('a session made with one site does not resume on another', async (t) => {
+    root ??= pki.root('tls-policy-root');
+    const p = await startProxy(t, siteYaml());
+    const sess = join(tempDir(t), 'session.pem');
+    for (const version of ['-tls1_2', '-tls1_3']) {
+      const first = await sClientRequest(p.port, 'api.test', [version, '-CAfile', root.certFile, '-sess_out', sess]);
+      assert.equal(first.status, '200');
+      const same = await sClientRequest(p.port, 'api.test', [version, '-CAfile', root.certFile, '-sess_in', sess]);
+      assert.equal(same.reused, true, `${version}: resumes on its own site`);
+      const other = await sClientRequest(p.port, 'x.other.test', [version, '-CAfile', root.certFile, '-sess_in', sess]);
+      assert.equal(other.reused, false, `${version}: does not resume on another site`);
+      assert.equal(other.status, '200');
+    }
+  });
+
+  test('a client without SNI reaches the non-default site that lists the IP address it connected to', async (t) => {
+    root ??= pki.root('tls-policy-root');
+    const ip = pki.leaf('by-ip', root, { ips: ['127.0.0.1'] });
+    const p = await startProxy(
+      t,
+      siteYaml() +
+        `  - hosts: [127.0.0.1]
+    certificates: [{ cert: ${ip.chainFile}, key: ${ip.keyFile} }]
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`,
+    );
+    const r = await curl(['--cacert', root.certFile, `https://127.0.0.1:${p.port}/`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { site: string }).site, 'sites[2] 127.0.0.1');
+  });
+});
+
 describe('TLS policy of the modern profile', () => {
   test('refuses TLS 1.2 and accepts TLS 1.3', async (t) => {
     root ??= pki.root('tls-policy-root');

@@ -121,6 +121,10 @@ export async function startUpstream(t: Scope, opts: UpstreamOptions = {}): Promi
       )
     : createHttpServer(handler);
   server.on('upgrade', (req, socket, head) => {
+    if (req.url === '/ws-deny') {
+      socket.end('HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 6\r\nConnection: close\r\n\r\ndenied');
+      return;
+    }
     if (req.url === '/ws-hang') {
       // never answers; when the proxy gives up, close our side too (the server allows half-open sockets)
       socket.on('end', () => socket.destroy());
