@@ -148,7 +148,9 @@ function provisionUpstreams(r: RawRoute, at: string, file: (p: string) => string
     if (u.startsWith('builtin:')) return { kind: 'builtin', name: 'whoami', origin: u };
     const url = new URL(u);
     if (urls.indexOf(u) !== k) issue(pathOf(k), `${u} is listed twice; remove the duplicate`);
-    return { kind: 'http', origin: url.origin, tls: url.protocol === 'https:' ? tls : null };
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const https = url.protocol === 'https:';
+    return { kind: 'http', origin: url.origin, host, serverName: https ? (tls?.serverName ?? (isIP(host) ? undefined : host)) : undefined, tls: https ? tls : null };
   });
 }
 

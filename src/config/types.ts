@@ -75,6 +75,14 @@ export interface HttpUpstream {
   readonly kind: 'http';
   /** "https://10.0.0.5:9001" */
   readonly origin: string;
+  /** The URL's host, without IPv6 brackets. */
+  readonly host: string;
+  /**
+   * The name an HTTPS upstream's certificate must carry, also sent as SNI:
+   * upstreamTls.serverName, else the URL's DNS host; undefined for an IP
+   * literal (no SNI, verified against the certificate's IP SANs).
+   */
+  readonly serverName: string | undefined;
   readonly tls: UpstreamTls | null;
 }
 

@@ -1,7 +1,6 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { isIP } from 'node:net';
 import { Pool, buildConnector } from 'undici';
-import type { Config, Route, UpstreamTarget, UpstreamTls } from '../config/index.js';
+import type { Config, HttpUpstream, Route, UpstreamTarget, UpstreamTls } from '../config/index.js';
 import { tlsProfiles } from '../config/index.js';
 import { profileOptions } from '../tls/index.js';
 
@@ -67,8 +66,8 @@ export class UpstreamSet {
             context = contexts.get(upstream.tls) ?? upstreamContext(upstream.tls);
             contexts.set(upstream.tls, context);
           }
-          const hostname = new URL(upstream.origin).hostname.replace(/^\[|\]$/g, '');
-          return { upstream, pool: this.#pool(upstream.origin, upstream.tls, context, config), servername: upstream.tls?.serverName ?? hostname, downUntil: 0 };
+          const pool = this.#pool(upstream, context, config);
+          return { upstream, pool, servername: upstream.serverName ?? upstream.host, downUntil: 0 };
         });
         this.#groups.set(route, new UpstreamGroup(targets));
       }
@@ -84,14 +83,15 @@ export class UpstreamSet {
     await Promise.all([...this.#pools.values()].flatMap((byOrigin) => [...byOrigin.values()].map((p) => p.destroy())));
   }
 
-  #pool(origin: string, tls: UpstreamTls | null, secureContext: SecureContext | undefined, config: Config): Pool {
+  #pool(upstream: HttpUpstream, secureContext: SecureContext | undefined, config: Config): Pool {
+    const { origin, tls } = upstream;
     let byOrigin = this.#pools.get(tls);
     if (!byOrigin) this.#pools.set(tls, (byOrigin = new Map()));
     let pool = byOrigin.get(origin);
     if (!pool) {
       const t = config.timeouts;
       pool = new Pool(origin, {
-        connect: pinnedConnector(origin, tls, secureContext, t.upstreamConnectMs),
+        connect: pinnedConnector(upstream, secureContext, t.upstreamConnectMs),
         headersTimeout: t.upstreamResponseMs,
         bodyTimeout: t.upstreamIdleMs,
         keepAliveTimeout: 30_000,
@@ -105,15 +105,13 @@ export class UpstreamSet {
 
 /**
  * undici takes the TLS server name from each request's Host header; an
- * upstream's identity is ours to decide. The name is pinned to
- * upstreamTls.serverName, else the URL's host (an IP literal sends no SNI and
- * is verified against the certificate's IP SANs).
+ * upstream's identity is ours to decide, so the connector pins it to the
+ * upstream's configured name.
  */
-function pinnedConnector(origin: string, tls: UpstreamTls | null, secureContext: SecureContext | undefined, timeout: number): buildConnector.connector {
+function pinnedConnector(upstream: HttpUpstream, secureContext: SecureContext | undefined, timeout: number): buildConnector.connector {
   const connect = buildConnector({ timeout, ...(secureContext ? { secureContext, rejectUnauthorized: true } : {}) });
-  if (!tls) return connect;
-  const hostname = new URL(origin).hostname;
-  const servername = tls.serverName ?? (isIP(hostname) || hostname.startsWith('[') ? undefined : hostname);
+  if (!upstream.tls) return connect;
+  const servername = upstream.serverName;
   return (opts, callback) => connect({ ...opts, servername }, callback);
 }
 
