@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { connect as h2connect, constants as h2 } from 'node:http2';
+import { constants as h2 } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { readFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect, type TLSSocket } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { curl, resolveTo } from '../helpers/clients.js';
+import { curl, h2Client, resolveTo } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, type RunningProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -65,11 +65,7 @@ sites:
     const upstreamClosed = new Promise<void>((resolve) =>
       upstream.server.once('request', (_req: IncomingMessage, res: ServerResponse) => res.once('close', () => resolve())),
     );
-    const session = h2connect(`https://api.test:${p.port}`, {
-      createConnection: () => connect({ port: p.port, host: '127.0.0.1', servername: 'api.test', ca: readFileSync(root.certFile), ALPNProtocols: ['h2'] }),
-    });
-    session.on('error', () => {});
-    t.after(() => session.destroy());
+    const session = h2Client(t, p.port, 'api.test', root.certFile);
     const req = session.request({ ':path': '/download?bytes=104857600' });
     await once(req, 'response');
     req.close(h2.NGHTTP2_CANCEL);

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
-import { connect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { once } from 'node:events';
-import { curl, resolveTo } from '../helpers/clients.js';
+import { curl, resolveTo, tlsClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, type RunningProxy } from '../helpers/proxy.js';
 
@@ -25,7 +23,7 @@ describe('limits and timeouts', () => {
   const scope = suiteScope();
   let p: RunningProxy;
   let root: Ca;
-  const tls = () => connect({ port: p.port, host: '127.0.0.1', servername: 'api.test', ca: readFileSync(root.certFile), ALPNProtocols: ['http/1.1'] });
+  const tls = () => tlsClient(p.port, 'api.test', root.certFile);
 
   before(async () => {
     root = pki.root('limits-root');

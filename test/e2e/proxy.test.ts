@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { connect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
-import { curl, resolveTo } from '../helpers/clients.js';
+import { curl, resolveTo, tlsClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, type RunningProxy } from '../helpers/proxy.js';
 import { closedPort, startUpstream, type EchoAnswer, type Upstream } from '../helpers/upstream.js';
@@ -295,7 +293,7 @@ sites:
   });
 
   test('passes a WebSocket upgrade through on HTTP/1.1 and relays bytes both ways', async () => {
-    const socket = connect({ port: p.port, host: '127.0.0.1', servername: 'api.test', ca: readFileSync(root.certFile), ALPNProtocols: ['http/1.1'] });
+    const socket = tlsClient(p.port, 'api.test', root.certFile);
     const received: Buffer[] = [];
     const done = new Promise<string>((resolve, reject) => {
       socket.on('data', (d: Buffer) => {

@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { connect } from 'node:tls';
+import { h2Client, tlsClient } from '../helpers/clients.js';
 import { after, before, describe, test } from 'node:test';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, type RunningProxy } from '../helpers/proxy.js';
@@ -19,14 +17,7 @@ describe('every client-held resource is bounded', () => {
   let upstream: Upstream;
   let upstreamConnections = 0;
 
-  const session = (t: { after(fn: () => unknown): void }): ClientHttp2Session => {
-    const s = h2connect(`https://api.test:${p.port}`, {
-      createConnection: () => connect({ port: p.port, host: '127.0.0.1', servername: 'api.test', ca: readFileSync(root.certFile), ALPNProtocols: ['h2'] }),
-    });
-    s.on('error', () => {});
-    t.after(() => s.destroy());
-    return s;
-  };
+  const session = (t: { after(fn: () => unknown): void }) => h2Client(t, p.port, 'api.test', root.certFile);
 
   before(async () => {
     root = pki.root('bounds-root');
@@ -79,8 +70,7 @@ sites:
 
   test('disconnects an HTTP/1.1 client that stops reading a response and aborts the upstream request', async () => {
     const upstreamClosed = new Promise<void>((resolve) => upstream.server.once('request', (_q: IncomingMessage, r: ServerResponse) => r.once('close', () => resolve())));
-    const socket = connect({ port: p.port, host: '127.0.0.1', servername: 'api.test', ca: readFileSync(root.certFile), ALPNProtocols: ['http/1.1'] });
-    socket.on('error', () => {});
+    const socket = tlsClient(p.port, 'api.test', root.certFile);
     await once(socket, 'secureConnect');
     socket.write('GET /download?bytes=209715200 HTTP/1.1\r\nHost: api.test\r\n\r\n');
     await once(socket, 'data');
@@ -113,8 +103,7 @@ sites:
   });
 
   test('closes a WebSocket tunnel silent for timeouts.upstreamIdle', async () => {
-    const socket = connect({ port: p.port, host: '127.0.0.1', servername: 'api.test', ca: readFileSync(root.certFile), ALPNProtocols: ['http/1.1'] });
-    socket.on('error', () => {});
+    const socket = tlsClient(p.port, 'api.test', root.certFile);
     await once(socket, 'secureConnect');
     socket.write('GET /ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
     const [first] = (await once(socket, 'data')) as [Buffer];

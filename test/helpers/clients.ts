@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 
 export interface RunResult {
   readonly code: number;
@@ -60,4 +63,19 @@ export async function sClientRequest(port: number, host: string, args: readonly 
   const request = `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
   const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', host, '-alpn', 'http/1.1', '-ign_eof', ...args], request, 15_000);
   return { ...r, reused: /^Reused, /m.test(r.stdout), status: /^HTTP\/1\.1 (\d{3})/m.exec(r.stdout)?.[1] ?? null };
+}
+
+/** A verifying Node TLS client to the proxy on 127.0.0.1, offering one ALPN protocol; errors are left to 'close'. */
+export function tlsClient(port: number, servername: string, caFile: string, alpn: 'http/1.1' | 'h2' = 'http/1.1'): TLSSocket {
+  const socket = tlsConnect({ port, host: '127.0.0.1', servername, ca: readFileSync(caFile), ALPNProtocols: [alpn] });
+  socket.on('error', () => {});
+  return socket;
+}
+
+/** An HTTP/2 client session to the proxy on 127.0.0.1 for `servername`, destroyed after the test. */
+export function h2Client(t: { after(fn: () => unknown): void }, port: number, servername: string, caFile: string): ClientHttp2Session {
+  const session = h2connect(`https://${servername}:${port}`, { createConnection: () => tlsClient(port, servername, caFile, 'h2') });
+  session.on('error', () => {});
+  t.after(() => session.destroy());
+  return session;
 }
