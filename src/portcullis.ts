@@ -1,28 +1,58 @@
 import type { AddressInfo } from 'node:net';
-import type { Config } from './config/index.js';
+import { formatHostPort, type Config, type ListenAddress } from './config/index.js';
 import { HttpsListener } from './edge/index.js';
 import { answerClientError, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
 import type { Logger } from './telemetry/index.js';
 import { SiteServers, TicketKeyRing, classifyHandshakeFailure } from './tls/index.js';
 
 export interface Portcullis {
+  /** Where the HTTPS listener is bound (after the latest reload). */
   readonly address: AddressInfo;
+  /** The config in force. */
   readonly config: Config;
-  /** Stops accepting, closes every connection and upstream pool. Safe to call twice. */
+  /**
+   * Switches to a new, already validated config without dropping a connection:
+   * sites keep their servers and get new certificates for new handshakes,
+   * routes and upstreams apply to every request from now on, a changed listen
+   * address is bound before the old one stops accepting. On failure (the new
+   * address cannot be bound) nothing changes and the error is thrown.
+   */
+  reload(config: Config): Promise<void>;
+  /**
+   * Stops accepting, lets in-flight requests finish (HTTP/1.1 connections close
+   * after their current response, HTTP/2 sessions get GOAWAY), and closes
+   * whatever is left once `deadlineMs` has passed.
+   */
+  drain(deadlineMs: number): Promise<void>;
+  /** Stops at once: every connection and upstream pool is closed. Safe to call twice. */
   close(): Promise<void>;
 }
 
+export interface StartOptions {
+  /**
+   * Ticket keys managed by the caller (a cluster worker gets its primary's).
+   * Without it the instance rotates its own keys.
+   */
+  readonly tickets?: TicketKeyRing;
+}
+
+const sameAddress = (a: ListenAddress, b: ListenAddress) => a.host === b.host && a.port === b.port;
+
+/** How often a drain sweeps connections that became idle since the last sweep. */
+const drainSweepMs = 250;
+
 /**
- * Wires the data path for one config: TCP accept and ClientHello peek (edge)
- * → the site's TLS server (tls)
- * → HTTP/1.1 + HTTP/2 → request pipeline (proxy) → upstream pools.
- * Rejects with PCL_LISTEN_FAILED when the address cannot be bound.
+ * Wires the data path: TCP accept and ClientHello peek (edge) → the site's
+ * TLS server (tls) → HTTP/1.1 + HTTP/2 → request pipeline (proxy) → upstream
+ * pools. Rejects with PCL_LISTEN_FAILED when the address cannot be bound.
  */
-export async function startPortcullis(config: Config, log: Logger): Promise<Portcullis> {
-  const tickets = new TicketKeyRing();
-  tickets.start(config.tls.ticketKeyRotationMs);
+export async function startPortcullis(config: Config, log: Logger, options: StartOptions = {}): Promise<Portcullis> {
+  const ownsTickets = options.tickets === undefined;
+  const tickets = options.tickets ?? new TicketKeyRing();
+  if (ownsTickets) tickets.start(config.tls.ticketKeyRotationMs);
   if (!tickets.keepsPrevious) log.warn('this Node.js lacks the session-ticket key hook: a ticket-key rotation ends every cached session');
-  const state: ProxyState = { config, upstreams: new UpstreamSet(config), log };
+
+  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false };
   const servers = new SiteServers(config, tickets, {
     request: (req, res) => handleRequest(state, req, res),
     upgrade: (req, socket, head) => handleUpgrade(state, req, socket, head),
@@ -35,15 +65,19 @@ export async function startPortcullis(config: Config, log: Logger): Promise<Port
       log.info({ event: 'handshake_failed', reason: failure.reason, detail: failure.detail, site: site.id, remoteAddress: socket.remoteAddress }, 'TLS handshake refused');
     },
   });
-  const listener = new HttpsListener({
-    route: (hello, socket) => {
-      const site = servers.siteFor(hello.serverName, socket.localAddress ?? '');
-      return site ? servers.serverFor(site) : null;
-    },
-    handshakeTimeoutMs: config.timeouts.handshakeMs,
-    log,
-  });
+  const newListener = () =>
+    new HttpsListener({
+      route: (hello, socket) => {
+        const site = servers.siteFor(hello.serverName, socket.localAddress ?? '');
+        return site ? servers.serverFor(site) : null;
+      },
+      handshakeTimeoutMs: () => state.config.timeouts.handshakeMs,
+      log,
+    });
 
+  let listener = newListener();
+  /** Listeners of earlier configs that still have connections open. */
+  const retired = new Set<HttpsListener>();
   let address: AddressInfo;
   try {
     address = await listener.listen(config.listen.https, 'listen.https');
@@ -55,17 +89,62 @@ export async function startPortcullis(config: Config, log: Logger): Promise<Port
   }
 
   let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      tickets.stop();
+      servers.close();
+      const all = [listener, ...retired];
+      for (const l of all) l.destroyAll();
+      await Promise.all([...all.map((l) => l.stopAccepting()), state.upstreams.destroy()]);
+    })();
+    return closing;
+  };
+
   return {
-    address,
-    config,
-    close() {
-      closing ??= (async () => {
-        tickets.stop();
-        servers.close();
-        await listener.close();
-        await state.upstreams.destroy();
-      })();
-      return closing;
+    get address() {
+      return address;
     },
+    get config() {
+      return state.config;
+    },
+
+    async reload(next) {
+      if (!sameAddress(next.listen.https, state.config.listen.https)) {
+        const fresh = newListener();
+        const freshAddress = await fresh.listen(next.listen.https, 'listen.https');
+        const old = listener;
+        retired.add(old);
+        void old.stopAccepting().then(() => retired.delete(old));
+        listener = fresh;
+        address = freshAddress;
+        log.info({ event: 'listening', https: formatHostPort(freshAddress.address, freshAddress.port) }, 'HTTPS listener moved');
+      }
+      if (ownsTickets && next.tls.ticketKeyRotationMs !== state.config.tls.ticketKeyRotationMs) tickets.start(next.tls.ticketKeyRotationMs);
+      servers.apply(next);
+      const old = state;
+      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false };
+      // requests in flight finish on the old pools, which then close
+      void old.upstreams.close();
+    },
+
+    async drain(deadlineMs) {
+      state.draining = true;
+      const listeners = [listener, ...retired];
+      const allClosed = Promise.all(listeners.map((l) => l.stopAccepting()));
+      servers.drain();
+      const sweep = setInterval(() => servers.drain(), drainSweepMs);
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'deadline'>((resolve) => (timer = setTimeout(() => resolve('deadline'), deadlineMs)));
+      const outcome = await Promise.race([allClosed.then(() => 'drained' as const), deadline]);
+      clearInterval(sweep);
+      clearTimeout(timer);
+      if (outcome === 'deadline') {
+        const open = listeners.reduce((n, l) => n + l.connections, 0);
+        log.warn({ event: 'drain_deadline', openConnections: open }, `drain deadline reached; closing ${open} connection(s)`);
+      }
+      await close();
+    },
+
+    close,
   };
 }

@@ -48,7 +48,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
       }
     });
     if (site.isDefault) {
-      if (defaultSite) issue(`sites[${i}].default`, `${defaultSite.id} is already the default site; mark only one site default: true`);
+      if (defaultSite) issue(`sites[${i}].default`, `sites[${defaultSite.index}] (${defaultSite.id}) is already the default site; mark only one site default: true`);
       else defaultSite = site;
     }
   });
@@ -131,7 +131,7 @@ function provisionSite(raw: RawSite, index: number, at: string, file: (p: string
   });
   routes.sort((a, b) => b.path.length - a.path.length);
 
-  return { id: `sites[${index}] ${hosts[0]}`, index, hosts, isDefault: raw.default, certificates, hsts, routes };
+  return { id: hosts[0] as string, index, hosts, isDefault: raw.default, certificates, hsts, routes };
 }
 
 function provisionUpstreams(r: RawRoute, at: string, file: (p: string) => string, issue: Issue): UpstreamTarget[] {

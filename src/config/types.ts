@@ -48,7 +48,7 @@ export interface Timeouts {
 }
 
 export interface Site {
-  /** Stable across reloads while the first host stays the same: "sites[0] api.example.test". */
+  /** The first host: names the site in logs and stays the same across reloads while that host does. */
   readonly id: string;
   readonly index: number;
   readonly hosts: readonly string[];

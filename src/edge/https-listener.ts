@@ -12,7 +12,8 @@ export type HelloRouter = (hello: ClientHello, socket: Socket) => TlsServer | nu
 
 export interface HttpsListenerOptions {
   readonly route: HelloRouter;
-  readonly handshakeTimeoutMs: number;
+  /** Read per connection, so a reload applies to new connections. */
+  readonly handshakeTimeoutMs: () => number;
   readonly log: Logger;
 }
 
@@ -49,7 +50,7 @@ export class HttpsListener {
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', ignoreSocketError);
-    new HelloPeek(socket, this.#opts.handshakeTimeoutMs, (outcome) => this.#dispatch(socket, outcome));
+    new HelloPeek(socket, this.#opts.handshakeTimeoutMs(), (outcome) => this.#dispatch(socket, outcome));
   }
 
   #dispatch(socket: Socket, outcome: PeekOutcome): void {
@@ -118,10 +119,18 @@ export class HttpsListener {
     });
   }
 
-  /** Stops accepting and destroys every open connection. */
-  close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  /** Stops accepting; open connections go on. Resolves once the last one has closed. */
+  stopAccepting(): Promise<void> {
+    return new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /** Destroys every open connection. */
+  destroyAll(): void {
     for (const socket of this.#sockets) socket.destroy();
-    return closed;
+  }
+
+  /** Open TCP connections, TLS or not yet. */
+  get connections(): number {
+    return this.#sockets.size;
   }
 }

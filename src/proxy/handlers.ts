@@ -16,6 +16,7 @@ export function handleRequest(state: ProxyState, req: ProxyRequest, res: ProxyRe
     return;
   }
   const ctx = new RequestContext(req, res, conn, state, null);
+  if (state.draining && req.httpVersionMajor === 1) (res as ServerResponse).shouldKeepAlive = false;
   if (req.httpVersionMajor === 2 && !(req as Http2ServerRequest).stream.endAfterHeaders) armBodyDeadline(ctx, req as Http2ServerRequest);
   run(ctx);
 }

@@ -16,6 +16,8 @@ export interface ProxyState {
   readonly config: Config;
   readonly upstreams: UpstreamSet;
   readonly log: Logger;
+  /** Set when the instance is shutting down: HTTP/1.1 connections close after their current response. */
+  draining: boolean;
 }
 
 /**

@@ -78,6 +78,11 @@ export class UpstreamSet {
     return this.#groups.get(route) as UpstreamGroup;
   }
 
+  /** Closes every pool once the requests it has in flight finish (after a reload). */
+  async close(): Promise<void> {
+    await Promise.all([...this.#pools.values()].flatMap((byOrigin) => [...byOrigin.values()].map((p) => p.close())));
+  }
+
   /** Closes every pool and its connections now; requests still in flight fail. */
   async destroy(): Promise<void> {
     await Promise.all([...this.#pools.values()].flatMap((byOrigin) => [...byOrigin.values()].map((p) => p.destroy())));

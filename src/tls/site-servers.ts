@@ -1,12 +1,11 @@
-import type { IncomingMessage } from 'node:http';
-import type { Http2SecureServer, Http2ServerRequest, Http2ServerResponse } from 'node:http2';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2SecureServer, Http2ServerRequest, Http2ServerResponse, ServerHttp2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Config, Site } from '../config/index.js';
 import { describeConnection, tagSession, tagSocket } from './connection-info.js';
 import type { TicketKeyRing } from './ticket-keys.js';
-import { createSiteServer } from './tls-server.js';
+import { createSiteServer, updateSiteServer } from './tls-server.js';
 
 /** Where the TLS layer hands its results. */
 export interface TlsHandlers {
@@ -17,34 +16,55 @@ export interface TlsHandlers {
   clientError(err: Error & { code?: string }, socket: Duplex, site: Site): void;
 }
 
+interface Entry {
+  readonly server: Http2SecureServer;
+  /** The site as of the latest config; connections made from now on are described with it. */
+  site: Site;
+  readonly sessions: Set<ServerHttp2Session>;
+}
+
 /**
- * One TLS server per site for one config generation, and the lookup from a
- * ClientHello to the site that serves it: exact host, then a one-label
- * wildcard, then the default site; none means the handshake is refused.
+ * One TLS server per site, kept in line with the current config, and the
+ * lookup from a ClientHello to the site that serves it: exact host, then a
+ * one-label wildcard, then the default site; none means the handshake is refused.
  */
 export class SiteServers {
-  readonly #servers = new Map<string, Http2SecureServer>();
+  readonly #entries = new Map<string, Entry>();
+  readonly #tickets: TicketKeyRing;
+  readonly #handlers: TlsHandlers;
+  #config: Config;
 
-  constructor(
-    readonly config: Config,
-    tickets: TicketKeyRing,
-    handlers: TlsHandlers,
-  ) {
+  constructor(config: Config, tickets: TicketKeyRing, handlers: TlsHandlers) {
+    this.#tickets = tickets;
+    this.#handlers = handlers;
+    this.#config = config;
+    for (const site of config.sites) this.#entries.set(site.id, this.#create(config, site));
+  }
+
+  /**
+   * Brings the servers in line with a reloaded config: a site that stays keeps
+   * its server (open connections continue) with new certificates and limits for
+   * new handshakes; a new site gets a server; a removed site's server takes no
+   * more handshakes and asks its idle connections and HTTP/2 sessions to close.
+   */
+  apply(config: Config): void {
     for (const site of config.sites) {
-      const server = createSiteServer(config, site);
-      tickets.installOnServer(server);
-      // Runs before the HTTP layer sees the socket, so every request finds its connection described.
-      server.prependListener('secureConnection', (socket: TLSSocket) => tagSocket(socket, describeConnection(socket, site)));
-      server.on('session', (session) => {
-        tagSession(session);
-        session.setTimeout(config.timeouts.idleMs, () => session.close());
-      });
-      server.on('request', handlers.request);
-      server.on('upgrade', handlers.upgrade);
-      server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => handlers.clientError(err, socket, site));
-      server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => handlers.handshakeFailed(err, socket, site));
-      this.#servers.set(site.id, server);
+      const entry = this.#entries.get(site.id);
+      if (!entry) {
+        this.#entries.set(site.id, this.#create(config, site));
+        continue;
+      }
+      updateSiteServer(entry.server, config, site);
+      this.#tickets.installOnServer(entry.server);
+      entry.site = site;
     }
+    for (const [id, entry] of this.#entries) {
+      if (config.sites.some((s) => s.id === id)) continue;
+      this.#entries.delete(id);
+      this.#tickets.forgetServer(entry.server);
+      this.#closeGently(entry);
+    }
+    this.#config = config;
   }
 
   /**
@@ -54,15 +74,45 @@ export class SiteServers {
    */
   siteFor(serverName: string | null, localAddress: string): Site | null {
     const name = serverName ?? (localAddress.startsWith('::ffff:') ? localAddress.slice(7) : localAddress.toLowerCase());
-    return this.config.hosts.lookup(name) ?? this.config.defaultSite;
+    return this.#config.hosts.lookup(name) ?? this.#config.defaultSite;
   }
 
   serverFor(site: Site): Http2SecureServer {
-    return this.#servers.get(site.id) as Http2SecureServer;
+    return (this.#entries.get(site.id) as Entry).server;
   }
 
-  /** Closes every server (idle HTTP/1 connections included); the edge destroys the rest. */
+  /** Asks every connection to finish: idle HTTP/1.1 connections close now, HTTP/2 sessions get GOAWAY. Call again to close connections that became idle since. */
+  drain(): void {
+    for (const entry of this.#entries.values()) this.#closeGently(entry);
+  }
+
+  /** Final stop: the servers' own timers end (connections are destroyed by the edge). */
   close(): void {
-    for (const server of this.#servers.values()) server.close();
+    for (const entry of this.#entries.values()) entry.server.close();
+  }
+
+  #closeGently(entry: Entry): void {
+    // present on a secure HTTP/2 server with allowHTTP1 (it closes idle HTTP/1.1 connections); missing from the types
+    (entry.server as Http2SecureServer & { closeIdleConnections(): void }).closeIdleConnections();
+    for (const session of entry.sessions) session.close();
+  }
+
+  #create(config: Config, site: Site): Entry {
+    const server = createSiteServer(config, site);
+    const entry: Entry = { server, site, sessions: new Set() };
+    this.#tickets.installOnServer(server);
+    // Runs before the HTTP layer sees the socket, so every request finds its connection described.
+    server.prependListener('secureConnection', (socket: TLSSocket) => tagSocket(socket, describeConnection(socket, entry.site)));
+    server.on('session', (session) => {
+      tagSession(session);
+      entry.sessions.add(session);
+      session.once('close', () => entry.sessions.delete(session));
+      session.setTimeout(this.#config.timeouts.idleMs, () => session.close());
+    });
+    server.on('request', this.#handlers.request);
+    server.on('upgrade', this.#handlers.upgrade);
+    server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.#handlers.clientError(err, socket, entry.site));
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => this.#handlers.handshakeFailed(err, socket, entry.site));
+    return entry;
   }
 }

@@ -8,9 +8,8 @@ import { createSecureContext, type SecureContext, type Server } from 'node:tls';
  * Node's public API (`server.setTicketKeys`) holds a single key. To keep the
  * previous one we use the ticket-key callback of Node's native SecureContext
  * (`enableTicketKeyCallback` + `onticketkeycallback`), present since Node 0.x
- * and exercised by Node's own tests. OpenSSL invokes the callback registered on
- * the server's base context, and Node then calls the JS hook of whichever
- * context the SNI callback selected, so every context gets the hook.
+ * and exercised by Node's own tests, on each server's base context (every
+ * site has its own server, so no SNI context switch is involved).
  * Where the hook is missing, we fall back to `setTicketKeys` with the current
  * key only (`keepsPrevious` is false then).
  *
@@ -73,7 +72,30 @@ export class TicketKeyRing {
   rotate(): void {
     this.#previous = this.#current;
     this.#current = newKey();
+    this.#applied();
+  }
+
+  /** Called after every rotation, e.g. to hand the keys to worker processes. */
+  onRotate: (() => void) | null = null;
+
+  /** The current and previous keys as one buffer, for another process's `import` (never logged, never written to disk). */
+  export(): Buffer {
+    const previous = this.#previous ?? this.#current;
+    return Buffer.concat([this.#current.name, this.#current.hmac, this.#current.aes, previous.name, previous.hmac, previous.aes]);
+  }
+
+  /** Takes over keys from `export`: workers use their primary's keys, so a session resumes on any worker. */
+  import(keys: Buffer): void {
+    if (keys.length !== 96) throw new RangeError('ticket keys must be 96 bytes (current and previous)');
+    const copy = Buffer.from(keys);
+    this.#current = { name: copy.subarray(0, 16), hmac: copy.subarray(16, 32), aes: copy.subarray(32, 48) };
+    this.#previous = { name: copy.subarray(48, 64), hmac: copy.subarray(64, 80), aes: copy.subarray(80, 96) };
+    this.#applied();
+  }
+
+  #applied(): void {
     if (!this.keepsPrevious) for (const server of this.#servers) server.setTicketKeys(this.#packed());
+    this.onRotate?.();
   }
 
   /** Hooks the server's base context. Call after creating the server and after every `setSecureContext`. */
@@ -89,9 +111,9 @@ export class TicketKeyRing {
     native.onticketkeycallback = this.#callback;
   }
 
-  /** Hooks a context handed out by the SNI callback. */
-  installOnContext(context: SecureContext): void {
-    if (this.keepsPrevious) nativeOf(context).onticketkeycallback = this.#callback;
+  /** Stops updating a server that was retired. */
+  forgetServer(server: Server): void {
+    this.#servers.delete(server);
   }
 
   #packed(): Buffer {

@@ -1,7 +1,17 @@
 import { createHash } from 'node:crypto';
-import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import { createSecureServer, type Http2SecureServer, type SecureServerOptions } from 'node:http2';
 import type { Config, Site } from '../config/index.js';
 import { siteContextOptions } from './context-options.js';
+
+/** Everything of a site server that a reload may change: certificates, profile, HTTP/2 settings. */
+function siteServerOptions(config: Config, site: Site): SecureServerOptions {
+  return {
+    ...siteContextOptions(site, config.tls.profile),
+    // Sessions resume only on the site that made them (OpenSSL compares this context).
+    sessionIdContext: createHash('sha256').update(site.id).digest('hex').slice(0, 32),
+    settings: { maxHeaderListSize: config.limits.maxHeaderBytes, maxConcurrentStreams: config.limits.maxConcurrentStreams, enablePush: false },
+  };
+}
 
 /**
  * The TLS + HTTP server of one site: HTTP/2 and HTTP/1.1 on one port chosen
@@ -10,13 +20,10 @@ import { siteContextOptions } from './context-options.js';
  */
 export function createSiteServer(config: Config, site: Site): Http2SecureServer {
   const server = createSecureServer({
-    ...siteContextOptions(site, config.tls.profile),
-    // Sessions resume only on the site that made them (OpenSSL compares this context).
-    sessionIdContext: createHash('sha256').update(site.id).digest('hex').slice(0, 32),
+    ...siteServerOptions(config, site),
     allowHTTP1: true,
     handshakeTimeout: config.timeouts.handshakeMs,
     maxSessionMemory: 10,
-    settings: { maxHeaderListSize: config.limits.maxHeaderBytes, maxConcurrentStreams: config.limits.maxConcurrentStreams, enablePush: false },
   });
   applyHttpLimits(server, config);
   // The HTTP/1 side enforces headers/request timeouts from a connection list
@@ -24,6 +31,19 @@ export function createSiteServer(config: Config, site: Site): Http2SecureServer 
   // announce it now, before any connection arrives.
   server.emit('listening');
   return server;
+}
+
+/**
+ * Applies a reloaded config to a running site server. New handshakes get the
+ * new certificates; open connections keep theirs. `setSecureContext` also
+ * replaces the session-ticket keys, so the caller re-installs them.
+ */
+export function updateSiteServer(server: Http2SecureServer, config: Config, site: Site): void {
+  const options = siteServerOptions(config, site);
+  server.setSecureContext(options);
+  server.updateSettings(options.settings ?? {});
+  (server as unknown as { handshakeTimeout: number }).handshakeTimeout = config.timeouts.handshakeMs;
+  applyHttpLimits(server, config);
 }
 
 /** HTTP/1.1 limits and timeouts; the HTTP/1 side of the server reads them from these properties. */
@@ -40,5 +60,6 @@ function applyHttpLimits(server: Http2SecureServer, config: Config): void {
   http1.requestTimeout = config.timeouts.requestMs;
   http1.keepAliveTimeout = config.timeouts.idleMs;
   // Node checks those two timeouts every 30 s by default: too coarse for a 30 s limit.
+  // (Read once, when 'listening' is emitted; a reload keeps the interval it started with.)
   http1.connectionsCheckingInterval = Math.min(5_000, Math.ceil(config.timeouts.headersMs / 2));
 }

@@ -204,7 +204,7 @@ describe('sessions and sites', () => {
     );
     const r = await curl(['--cacert', root.certFile, `https://127.0.0.1:${p.port}/`]);
     assert.equal(r.code, 0, r.stderr);
-    assert.equal((JSON.parse(r.stdout) as { site: string }).site, 'sites[2] 127.0.0.1');
+    assert.equal((JSON.parse(r.stdout) as { site: string }).site, '127.0.0.1');
   });
 });
 
