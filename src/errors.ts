@@ -12,6 +12,10 @@ export const errorCatalog = {
   PCL_LISTEN_FAILED: 'a listener could not bind its address',
   PCL_PKI_STORE_INVALID: 'files of the built-in CA under dataDir exist but cannot be used',
   PCL_CLI_USAGE: 'a command was called with arguments it cannot use',
+  PCL_RELOAD_FAILED: 'a reload could not be applied; the previous config keeps serving',
+  PCL_CONTROL_IN_USE: 'another running instance already uses this dataDir',
+  PCL_CONTROL_UNREACHABLE: 'no running instance answers on the control socket of this dataDir',
+  PCL_WORKER_FAILED: 'a worker process could not start',
 } as const;
 
 export type ErrorCode = keyof typeof errorCatalog;

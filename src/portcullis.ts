@@ -1,13 +1,15 @@
 import type { AddressInfo } from 'node:net';
 import { formatHostPort, type Config, type ListenAddress } from './config/index.js';
-import { HttpsListener } from './edge/index.js';
+import { HttpsListener, RedirectListener } from './edge/index.js';
 import { answerClientError, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
-import type { Logger } from './telemetry/index.js';
+import { Metrics, type AccessLog, type Logger } from './telemetry/index.js';
 import { SiteServers, TicketKeyRing, classifyHandshakeFailure } from './tls/index.js';
 
 export interface Portcullis {
   /** Where the HTTPS listener is bound (after the latest reload). */
   readonly address: AddressInfo;
+  /** Where the redirect listener is bound, when `listen.http` is configured. */
+  readonly httpAddress: AddressInfo | null;
   /** The config in force. */
   readonly config: Config;
   /**
@@ -26,6 +28,7 @@ export interface Portcullis {
   drain(deadlineMs: number): Promise<void>;
   /** Stops at once: every connection and upstream pool is closed. Safe to call twice. */
   close(): Promise<void>;
+  readonly metrics: Metrics;
 }
 
 export interface StartOptions {
@@ -34,9 +37,11 @@ export interface StartOptions {
    * Without it the instance rotates its own keys.
    */
   readonly tickets?: TicketKeyRing;
+  /** Where request lines go; none when the access log is off. */
+  readonly accessLog?: AccessLog | null;
 }
 
-const sameAddress = (a: ListenAddress, b: ListenAddress) => a.host === b.host && a.port === b.port;
+const sameAddress = (a: ListenAddress | null, b: ListenAddress | null) => a === b || (a !== null && b !== null && a.host === b.host && a.port === b.port);
 
 /** How often a drain sweeps connections that became idle since the last sweep. */
 const drainSweepMs = 250;
@@ -52,7 +57,9 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   if (ownsTickets) tickets.start(config.tls.ticketKeyRotationMs);
   if (!tickets.keepsPrevious) log.warn('this Node.js lacks the session-ticket key hook: a ticket-key rotation ends every cached session');
 
-  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false };
+  const accessLog = options.accessLog ?? null;
+  const metrics = new Metrics();
+  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false, accessLog };
   const servers = new SiteServers(config, tickets, {
     request: (req, res) => handleRequest(state, req, res),
     upgrade: (req, socket, head) => handleUpgrade(state, req, socket, head),
@@ -62,6 +69,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     },
     handshakeFailed: (err, socket, site) => {
       const failure = classifyHandshakeFailure(err);
+      metrics.refused(failure.reason);
       log.info({ event: 'handshake_failed', reason: failure.reason, detail: failure.detail, site: site.id, remoteAddress: socket.remoteAddress }, 'TLS handshake refused');
     },
   });
@@ -73,6 +81,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       },
       handshakeTimeoutMs: () => state.config.timeouts.handshakeMs,
       log,
+      metrics,
     });
 
   let listener = newListener();
@@ -88,6 +97,23 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     throw err;
   }
 
+  let redirect: { listener: RedirectListener; address: AddressInfo } | null = null;
+  const openRedirect = async (at: ListenAddress) => {
+    const r = new RedirectListener({ config: () => state.config, httpsPort: () => address.port, log });
+    return { listener: r, address: await r.listen(at) };
+  };
+  if (config.listen.http) {
+    try {
+      redirect = await openRedirect(config.listen.http);
+    } catch (err) {
+      await listener.stopAccepting();
+      tickets.stop();
+      servers.close();
+      await state.upstreams.destroy();
+      throw err;
+    }
+  }
+
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
@@ -95,7 +121,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       servers.close();
       const all = [listener, ...retired];
       for (const l of all) l.destroyAll();
-      await Promise.all([...all.map((l) => l.stopAccepting()), state.upstreams.destroy()]);
+      await Promise.all([...all.map((l) => l.stopAccepting()), state.upstreams.destroy(), redirect?.listener.close()]);
     })();
     return closing;
   };
@@ -104,14 +130,29 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     get address() {
       return address;
     },
+    get httpAddress() {
+      return redirect?.address ?? null;
+    },
     get config() {
       return state.config;
     },
 
     async reload(next) {
-      if (!sameAddress(next.listen.https, state.config.listen.https)) {
-        const fresh = newListener();
-        const freshAddress = await fresh.listen(next.listen.https, 'listen.https');
+      // Bind what is new before anything changes, so a failure leaves everything as it was.
+      const movesHttps = !sameAddress(next.listen.https, state.config.listen.https);
+      const movesHttp = !sameAddress(next.listen.http, state.config.listen.http);
+      const fresh = movesHttps ? newListener() : null;
+      const freshAddress = fresh ? await fresh.listen(next.listen.https, 'listen.https') : null;
+      let freshRedirect: typeof redirect = null;
+      if (movesHttp && next.listen.http) {
+        try {
+          freshRedirect = await openRedirect(next.listen.http);
+        } catch (err) {
+          await fresh?.stopAccepting();
+          throw err;
+        }
+      }
+      if (fresh && freshAddress) {
         const old = listener;
         retired.add(old);
         void old.stopAccepting().then(() => retired.delete(old));
@@ -119,16 +160,21 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
         address = freshAddress;
         log.info({ event: 'listening', https: formatHostPort(freshAddress.address, freshAddress.port) }, 'HTTPS listener moved');
       }
+      if (movesHttp) {
+        void redirect?.listener.close();
+        redirect = freshRedirect;
+      }
       if (ownsTickets && next.tls.ticketKeyRotationMs !== state.config.tls.ticketKeyRotationMs) tickets.start(next.tls.ticketKeyRotationMs);
       servers.apply(next);
       const old = state;
-      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false };
+      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog };
       // requests in flight finish on the old pools, which then close
       void old.upstreams.close();
     },
 
     async drain(deadlineMs) {
       state.draining = true;
+      void redirect?.listener.close();
       const listeners = [listener, ...retired];
       const allClosed = Promise.all(listeners.map((l) => l.stopAccepting()));
       servers.drain();
@@ -146,5 +192,6 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     },
 
     close,
+    metrics,
   };
 }

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { PortcullisError } from '../errors.js';
 import { runSchema } from './schema-command.js';
+import { runReload } from './reload-command.js';
 import { runStart } from './start-command.js';
 import { runValidate } from './validate-command.js';
 
@@ -25,10 +26,16 @@ program
   .description('run the proxy; without --config it uses ./portcullis.yaml, or else the zero-config quickstart')
   .option('-c, --config <file>', 'config file (YAML)')
   .option('--listen <host:port>', 'quickstart only: address of the HTTPS listener', '127.0.0.1:8443')
-  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'))
-  .action((opts: { config?: string; listen: string; logLevel: 'info' }, cmd: Command) =>
+  .addOption(new Option('--log-level <level>', 'diagnostic log level (default: log.level of the config)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace']))
+  .action((opts: { config?: string; listen: string; logLevel?: 'info' }, cmd: Command) =>
     runStart({ config: opts.config, listen: opts.listen, listenGiven: cmd.getOptionValueSource('listen') === 'cli', logLevel: opts.logLevel }).catch(fail),
   );
+
+program
+  .command('reload')
+  .description('make the running instance re-read its config and certificates (same as SIGHUP), and print the outcome')
+  .option('-c, --config <file>', 'the config file the instance was started with (finds its dataDir)')
+  .action((opts: { config?: string }) => runReload(opts.config).catch(fail));
 
 program
   .command('validate')

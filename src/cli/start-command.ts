@@ -1,63 +1,56 @@
+import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
-import { formatHostPort, loadConfigFile, quickstart, type Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
-import { startPortcullis } from '../portcullis.js';
+import { fileSource, quickstartSource, runPrimary, runSingle, runWorker, type ConfigSource } from '../supervisor/index.js';
 import { createLogger } from '../telemetry/index.js';
 
 export interface StartOptions {
   readonly config: string | undefined;
   readonly listen: string;
   readonly listenGiven: boolean;
-  readonly logLevel: 'info';
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | undefined;
 }
 
-const defaultConfigFile = 'portcullis.yaml';
+export const defaultConfigFile = 'portcullis.yaml';
 
-/** Loads the config (file or quickstart), starts the proxy, and stops it on SIGINT/SIGTERM. */
+/** The config file `start` and `reload` use: --config, else ./portcullis.yaml when it exists, else none (the quickstart). */
+export function configFileFor(option: string | undefined): string | undefined {
+  return option ?? (existsSync(defaultConfigFile) ? defaultConfigFile : undefined);
+}
+
+/**
+ * Loads the config (file or quickstart) and runs the proxy: in this process
+ * when `workers` is 1, else as the cluster primary of that many workers. A
+ * cluster worker re-runs this command and takes the worker role.
+ */
 export async function runStart(opts: StartOptions): Promise<void> {
-  const log = createLogger(opts.logLevel);
-  const file = opts.config ?? (existsSync(defaultConfigFile) ? defaultConfigFile : undefined);
+  const file = configFileFor(opts.config);
   if (file !== undefined && opts.listenGiven) {
     throw new PortcullisError('PCL_CLI_USAGE', `--listen applies to the quickstart only; set listen.https in ${file} instead`);
   }
-  let config: Config;
-  let quickstartCa: string | null = null;
-  if (file !== undefined) {
-    config = loadConfigFile(file);
-  } else {
-    const qs = await quickstart(process.cwd(), opts.listen);
-    config = qs.config;
-    quickstartCa = qs.ca.certFile;
-  }
+  const quick = file === undefined ? quickstartSource(process.cwd(), opts.listen) : null;
+  const source: ConfigSource = quick ?? fileSource(file as string);
 
-  const proxy = await startPortcullis(config, log);
-  const where = formatHostPort(proxy.address.address, proxy.address.port);
-  log.info({ event: 'listening', https: where, config: config.source, sites: config.sites.length, profile: config.tls.profile.name }, `serving HTTPS on ${where}`);
-  if (quickstartCa !== null) {
-    const url = `https://localhost:${proxy.address.port}/`;
+  const config = await source.load();
+  // The log level comes from the config unless the command line says otherwise.
+  const log = createLogger(opts.logLevel ?? config.log.level);
+  if (cluster.isWorker) {
+    await runWorker(source, config, log);
+    return;
+  }
+  const { port } = config.workers > 1 ? await runPrimary(source, config, log) : await runSingle(source, config, log);
+  if (quick?.caFile) {
+    const url = `https://localhost:${port}/`;
     process.stderr.write(
       [
         '',
         `  Portcullis quickstart is serving ${url}  (every route answers with builtin:whoami)`,
-        `  Its local CA is ${quickstartCa}; trust it to connect:`,
-        `    curl --cacert ${quickstartCa} ${url}`,
+        `  Its local CA is ${quick.caFile}; trust it to connect:`,
+        `    curl --cacert ${quick.caFile} ${url}`,
         `  Write ${defaultConfigFile} to proxy your own APIs (see the README).`,
         '',
         '',
       ].join('\n'),
     );
   }
-
-  const stop = (signal: NodeJS.Signals): void => {
-    log.info({ event: 'stopping', signal }, `received ${signal}, stopping`);
-    proxy.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, 'error while stopping');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
 }

@@ -60,17 +60,18 @@ function closest(word: string, candidates: readonly string[]): string | undefine
 }
 
 /**
- * Of a union's branches, the issues of the one that got furthest: a branch
- * whose only complaint is the type at the union's own path did not match at all.
+ * Of a union's branches, the issues of the one whose type matched: a branch
+ * that fails on the type (or literal value) of the value itself did not match
+ * at all. When none matched, the union's own message says what is expected.
  */
-function bestUnionBranch(branches: readonly (readonly z.core.$ZodIssue[])[], depth: number): readonly z.core.$ZodIssue[] | undefined {
-  return branches.find((issues) => issues.some((i) => i.code !== 'invalid_type' || i.path.length > depth));
+function matchedUnionBranch(branches: readonly (readonly z.core.$ZodIssue[])[]): readonly z.core.$ZodIssue[] | undefined {
+  return branches.find((issues) => issues.every((i) => i.path.length > 0 || (i.code !== 'invalid_type' && i.code !== 'invalid_value')));
 }
 
 function collect(issue: z.core.$ZodIssue, basePath: readonly PathKey[], root: unknown, knownKeys: (path: readonly PathKey[]) => string[], out: ConfigIssue[]): void {
   const path = [...basePath, ...issue.path];
   if (issue.code === 'invalid_union') {
-    const branch = bestUnionBranch(issue.errors, 0);
+    const branch = matchedUnionBranch(issue.errors);
     if (branch) {
       for (const sub of branch) collect(sub, path, root, knownKeys, out);
       return;

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { BlockList, isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { rootCertificates } from 'node:tls';
@@ -58,8 +59,8 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
   const config: Config = {
     source,
     tls: { profile: tlsProfiles[raw.tls.profile], ticketKeyRotationMs: durationMs(raw.tls.ticketKeyRotation) },
-    listen: { https: parseListenAddress(raw.listen.https)! },
-    workers: raw.workers,
+    listen: { https: parseListenAddress(raw.listen.https)!, http: raw.listen.http === undefined ? null : parseListenAddress(raw.listen.http) },
+    workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
     trustedProxies,
     dataDir: file(raw.dataDir),
     timeouts: {
@@ -68,10 +69,12 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
       requestMs: durationMs(t.request),
       idleMs: durationMs(t.idle),
       sendMs: durationMs(t.send),
+      drainMs: durationMs(t.drain),
       upstreamConnectMs: durationMs(t.upstreamConnect),
       upstreamResponseMs: durationMs(t.upstreamResponse),
       upstreamIdleMs: durationMs(t.upstreamIdle),
     },
+    log: { level: raw.log.level, access: ['stdout', 'stderr', 'off'].includes(raw.log.access) ? raw.log.access : file(raw.log.access) },
     limits: raw.limits,
     sites,
     hosts,

@@ -136,14 +136,15 @@ export const configSchema = z.strictObject({
   listen: z.strictObject(
     {
       https: listenAddress,
-      http: later('listen.http (the HTTPS redirect listener)'),
+      http: listenAddress.optional(),
       admin: later('listen.admin (the admin API)'),
     },
     { error: 'add listen: {https: "127.0.0.1:8443"}' },
   ),
   workers: z
-    .union([z.int(), z.literal('auto')], { error: 'use a number of workers or "auto"' })
-    .refine((v) => v === 1, { error: 'more than one worker is not supported yet by this version of Portcullis; use workers: 1' })
+    .union([z.int().min(1, { error: 'use at least 1 worker' }).max(256, { error: 'use at most 256 workers' }), z.literal('auto')], {
+      error: 'use a number of worker processes, or "auto" for one per core',
+    })
     .default(1),
   trustedProxies: z.array(cidr, { error: 'list CIDRs, e.g. ["10.0.0.0/8"]' }).default([]),
   state: z
@@ -163,9 +164,19 @@ export const configSchema = z.strictObject({
       request: duration('1s', '24h').default('300s'),
       idle: duration('1s', '1h').default('60s'),
       send: duration('1s', '1h').default('60s'),
+      drain: duration('0s', '1h').default('30s'),
       upstreamConnect: duration('100ms', '5m').default('10s'),
       upstreamResponse: duration('1s', '1h').default('60s'),
       upstreamIdle: duration('1s', '24h').default('300s'),
+    })
+    .prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace'], { error: 'use fatal, error, warn, info, debug or trace' }).default('info'),
+      access: z
+        .string({ error: 'use stdout, stderr, off or a file path' })
+        .min(1, { error: 'use stdout, stderr, off or a file path' })
+        .default('stdout'),
     })
     .prefault({}),
   limits: z

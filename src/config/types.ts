@@ -17,12 +17,20 @@ export interface Config {
     readonly profile: TlsProfile;
     readonly ticketKeyRotationMs: number;
   };
-  readonly listen: { readonly https: ListenAddress };
+  /** `http`: the redirect-only plain-HTTP listener, when configured. */
+  readonly listen: { readonly https: ListenAddress; readonly http: ListenAddress | null };
+  /** Worker processes ("auto" resolved to the number of cores). 1 means no cluster: one process serves. */
   readonly workers: number;
   /** Null when none are configured. */
   readonly trustedProxies: BlockList | null;
   readonly dataDir: string;
   readonly timeouts: Timeouts;
+  readonly log: {
+    /** Level of the diagnostic log (stderr). */
+    readonly level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+    /** Where the access log goes: 'stdout', 'stderr', 'off', or an absolute file path. */
+    readonly access: string;
+  };
   readonly limits: {
     readonly maxHeaderBytes: number;
     /** HTTP/2 streams one client connection may have open at once. */
@@ -42,6 +50,8 @@ export interface Timeouts {
   readonly requestMs: number;
   readonly idleMs: number;
   readonly sendMs: number;
+  /** How long a shutdown waits for in-flight requests before closing what is left. */
+  readonly drainMs: number;
   readonly upstreamConnectMs: number;
   readonly upstreamResponseMs: number;
   readonly upstreamIdleMs: number;

@@ -1,10 +1,11 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
-import { formatHostPort, type ListenAddress } from '../config/index.js';
-import { PortcullisError, type Reason } from '../errors.js';
-import type { Logger } from '../telemetry/index.js';
+import type { ListenAddress } from '../config/index.js';
+import type { Reason } from '../errors.js';
+import type { Logger, Metrics } from '../telemetry/index.js';
 import { highestOfferedVersion, versionName, type ClientHello } from './client-hello.js';
 import { HelloPeek, type PeekOutcome } from './hello-peek.js';
+import { bindServer } from './bind.js';
 import { endWithLinger } from './linger.js';
 
 /** Picks the TLS server for a ClientHello on a socket; null refuses the handshake. */
@@ -15,6 +16,7 @@ export interface HttpsListenerOptions {
   /** Read per connection, so a reload applies to new connections. */
   readonly handshakeTimeoutMs: () => number;
   readonly log: Logger;
+  readonly metrics: Metrics;
 }
 
 // TLS alert records (RFC 8446 §6): fatal, sent before any TLS state exists.
@@ -88,6 +90,7 @@ export class HttpsListener {
   }
 
   #refuse(socket: Socket, reason: Reason, answer: Buffer | null, details: Record<string, unknown>): void {
+    this.#opts.metrics.refused(reason);
     this.#opts.log.info({ event: 'handshake_failed', reason, remoteAddress: socket.remoteAddress, ...details }, 'connection refused before TLS');
     if (!answer) {
       socket.destroy();
@@ -98,25 +101,7 @@ export class HttpsListener {
 
   /** Binds the address; rejects with PCL_LISTEN_FAILED naming the key, the address and the fix. */
   listen(address: ListenAddress, key: string): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException): void => {
-        const where = formatHostPort(address.host, address.port);
-        const fix =
-          err.code === 'EADDRINUSE'
-            ? 'stop the other process on that port or choose another port'
-            : err.code === 'EACCES'
-              ? 'ports below 1024 need privileges; choose a port ≥ 1024 or grant CAP_NET_BIND_SERVICE'
-              : err.code === 'EADDRNOTAVAIL'
-                ? 'use an address of this machine, or 0.0.0.0 for all of them'
-                : 'check the address';
-        reject(new PortcullisError('PCL_LISTEN_FAILED', `${key}: cannot listen on ${where}: ${err.code ?? err.message}; ${fix}`, { cause: err }));
-      };
-      this.#server.once('error', onError);
-      this.#server.listen(address.port, address.host, () => {
-        this.#server.off('error', onError);
-        resolve(this.#server.address() as AddressInfo);
-      });
-    });
+    return bindServer(this.#server, address, key);
   }
 
   /** Stops accepting; open connections go on. Resolves once the last one has closed. */

@@ -1,10 +1,9 @@
-import type { Http2ServerRequest } from 'node:http2';
 import type { Duplex, Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ServerResponse, type IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { clientResponseHeaders } from './header-hygiene.js';
-import type { RequestContext } from './request-context.js';
+import { requestHasBody, type RequestContext } from './request-context.js';
 import { sendError } from './responses.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Target, UpstreamGroup } from './upstreams.js';
@@ -18,16 +17,11 @@ export function forward(ctx: RequestContext): void {
   else dispatch(ctx, group, target, 0);
 }
 
-function hasBody(ctx: RequestContext): boolean {
-  const req = ctx.req;
-  if (req.httpVersionMajor === 2) return !(req as Http2ServerRequest).stream.endAfterHeaders;
-  const length = req.headers['content-length'];
-  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
-}
-
 function dispatch(ctx: RequestContext, group: UpstreamGroup, target: Target, attempt: number): void {
-  const withBody = ctx.upgradeHead === null && hasBody(ctx);
+  const withBody = ctx.upgradeHead === null && requestHasBody(ctx.req);
   const handler = new ForwardHandler(ctx, group, target, attempt, withBody);
+  ctx.upstreamOrigin = target.upstream.origin;
+  ctx.upstreamStartedAt = performance.now();
   // `servername` is a request option of undici's (lib/core/request.js) missing from its types:
   // without it undici derives the TLS name from each Host header and drops pooled connections when it changes.
   const options: Dispatcher.DispatchOptions & { servername: string } = {
@@ -98,6 +92,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.ctx.bytesOut += chunk.length;
     if (!(this.ctx.res as Writable).write(chunk)) {
       controller.pause();
       this.ctx.res.once('drain', this.#onDrain);
@@ -106,12 +101,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.ctx.upstreamEndedAt = performance.now();
     this.ctx.res.off('close', this.#onClientClose);
     this.ctx.res.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const ctx = this.ctx;
+    ctx.upstreamEndedAt = performance.now();
     ctx.res.off('close', this.#onClientClose);
     if (err === clientGone) return;
     if (err === clientStalled) {
@@ -143,6 +140,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   /** WebSocket: the upstream agreed to switch protocols; splice the two sockets. */
   onRequestUpgrade(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, upstream: Duplex): void {
     const ctx = this.ctx;
+    ctx.upstreamEndedAt = performance.now();
     ctx.res.off('close', this.#onClientClose);
     ctx.status = statusCode;
     const client = ctx.req.socket as Duplex;
@@ -156,9 +154,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     client.write(`${head}\r\n`);
     if (ctx.upgradeHead && ctx.upgradeHead.length > 0) upstream.write(ctx.upgradeHead);
+    let closed = false;
     const closeBoth = (): void => {
       client.destroy();
       upstream.destroy();
+      if (closed) return;
+      closed = true;
+      // the response object was detached from the socket: its 'close' ends the request's record
+      ctx.res.emit('close');
     };
     client.on('error', closeBoth).on('close', closeBoth);
     upstream.on('error', closeBoth).on('close', closeBoth);

@@ -2,6 +2,7 @@ import { ServerResponse, type IncomingMessage } from 'node:http';
 import { constants as http2, type Http2ServerRequest } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { connectionOf } from '../tls/index.js';
+import { recordWhenDone } from './access-record.js';
 import { runPipeline } from './pipeline.js';
 import { RequestContext, type ProxyRequest, type ProxyResponse, type ProxyState } from './request-context.js';
 import { sendError } from './responses.js';
@@ -16,6 +17,7 @@ export function handleRequest(state: ProxyState, req: ProxyRequest, res: ProxyRe
     return;
   }
   const ctx = new RequestContext(req, res, conn, state, null);
+  if (state.accessLog) recordWhenDone(ctx, state.accessLog);
   if (state.draining && req.httpVersionMajor === 1) (res as ServerResponse).shouldKeepAlive = false;
   if (req.httpVersionMajor === 2 && !(req as Http2ServerRequest).stream.endAfterHeaders) armBodyDeadline(ctx, req as Http2ServerRequest);
   run(ctx);
@@ -70,13 +72,15 @@ export function handleUpgrade(state: ProxyState, req: IncomingMessage, socket: D
   res.assignSocket(socket as never);
   res.shouldKeepAlive = false;
   res.once('finish', () => socket.end());
-  if (req.headers.upgrade?.toLowerCase() === 'websocket') {
-    run(new RequestContext(req, res, conn, state, head));
-    return;
-  }
+  const websocket = req.headers.upgrade?.toLowerCase() === 'websocket';
   // Any other Upgrade (h2c …) may be ignored (RFC 9110 §7.8): answer it as a plain request,
   // unless it carries a body, which Node's parser has stopped reading.
-  const ctx = new RequestContext(req, res, conn, state, null);
+  const ctx = new RequestContext(req, res, conn, state, websocket ? head : null);
+  if (state.accessLog) recordWhenDone(ctx, state.accessLog);
+  if (websocket) {
+    run(ctx);
+    return;
+  }
   if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) sendError(ctx, 'unsupported_upgrade');
   else run(ctx);
 }

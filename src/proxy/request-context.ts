@@ -4,6 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Logger } from 'pino';
 import type { Config, Route, Site } from '../config/index.js';
 import type { Reason } from '../errors.js';
+import type { AccessLog } from '../telemetry/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
 import type { UpstreamSet } from './upstreams.js';
 
@@ -18,6 +19,15 @@ export interface ProxyState {
   readonly log: Logger;
   /** Set when the instance is shutting down: HTTP/1.1 connections close after their current response. */
   draining: boolean;
+  /** One line per request; null when the access log is off. */
+  readonly accessLog: AccessLog | null;
+}
+
+/** Whether a request carries a body (decided from its framing, before reading any of it). */
+export function requestHasBody(req: ProxyRequest): boolean {
+  if (req.httpVersionMajor === 2) return !(req as Http2ServerRequest).stream.endAfterHeaders;
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
 }
 
 /**
@@ -26,6 +36,7 @@ export interface ProxyState {
  */
 export class RequestContext {
   readonly id = randomUUID();
+  readonly startedAt = performance.now();
   /** Host from the Host header, :authority or an absolute-form target, lower case, no port. */
   host = '';
   /** Host header value forwarded upstream (with port when the client sent one). */
@@ -39,6 +50,14 @@ export class RequestContext {
   reason: Reason | null = null;
   /** Extra detail for the reason, e.g. the OpenSSL verification code. */
   detail: string | null = null;
+  /** Request body bytes received (counted only when the access log is on). */
+  bytesIn = 0;
+  /** Response body bytes sent. */
+  bytesOut = 0;
+  /** The upstream of the last attempt, and when the exchange with it started and ended (performance.now()). */
+  upstreamOrigin: string | null = null;
+  upstreamStartedAt = 0;
+  upstreamEndedAt = 0;
 
   constructor(
     readonly req: ProxyRequest,

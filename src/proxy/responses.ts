@@ -28,7 +28,8 @@ function errorBody(reason: Reason, requestId: string, detail: string | null): { 
 export function sendJson(ctx: RequestContext, status: number, body: unknown): void {
   const text = JSON.stringify(body, null, 2);
   ctx.status = status;
-  ctx.res.writeHead(status, ownHeaders(ctx.id, ctx.hsts, 'application/json', Buffer.byteLength(text)));
+  ctx.bytesOut = Buffer.byteLength(text);
+  ctx.res.writeHead(status, ownHeaders(ctx.id, ctx.hsts, 'application/json', ctx.bytesOut));
   ctx.res.end(text);
 }
 
@@ -46,7 +47,8 @@ export function sendError(ctx: RequestContext, reason: Reason, detail: string | 
   }
   const { status, text } = errorBody(reason, ctx.id, detail);
   ctx.status = status;
-  ctx.res.writeHead(status, ownHeaders(ctx.id, ctx.hsts, 'application/json', Buffer.byteLength(text)));
+  ctx.bytesOut = Buffer.byteLength(text);
+  ctx.res.writeHead(status, ownHeaders(ctx.id, ctx.hsts, 'application/json', ctx.bytesOut));
   ctx.res.end(text);
 }
 

@@ -1,0 +1,100 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
+import { hostFromAuthority, type Config, type ListenAddress } from '../config/index.js';
+import type { Reason } from '../errors.js';
+import type { Logger } from '../telemetry/index.js';
+import { bindServer } from './bind.js';
+
+/**
+ * Answers an ACME http-01 challenge token (RFC 8555 §8.3) with its key
+ * authorization, or null when the token is unknown. The ACME source installs it.
+ */
+export type ChallengeResponder = (token: string) => string | null;
+
+export interface RedirectListenerOptions {
+  /** The current config: its hosts decide what may be redirected. */
+  readonly config: () => Config;
+  /** The port of the HTTPS listener, for the Location. */
+  readonly httpsPort: () => number;
+  readonly log: Logger;
+}
+
+const challengePrefix = '/.well-known/acme-challenge/';
+const tokenPattern = /^[A-Za-z0-9_-]{1,256}$/;
+
+/**
+ * The plain-HTTP listener: it never proxies. A request for a configured host
+ * gets `308` to the same path on HTTPS; anything that could turn it into an
+ * open redirect — an unknown or malformed Host, userinfo, an absolute-form
+ * target for another host, a target that is not a plain path (`//evil.test`,
+ * backslashes) — gets 400 or 421 and no Location. ACME http-01 tokens are
+ * answered here when a responder is installed.
+ */
+export class RedirectListener {
+  readonly #server: Server;
+  readonly #opts: RedirectListenerOptions;
+  #challenges: ChallengeResponder | null = null;
+
+  constructor(opts: RedirectListenerOptions) {
+    this.#opts = opts;
+    this.#server = createServer({ maxHeaderSize: 8192, requireHostHeader: true }, (req, res) => this.#answer(req, res));
+    this.#server.headersTimeout = 10_000;
+    this.#server.requestTimeout = 10_000;
+    this.#server.keepAliveTimeout = 5_000;
+  }
+
+  /** Installs (or removes, with null) the ACME http-01 responder. */
+  setChallengeResponder(responder: ChallengeResponder | null): void {
+    this.#challenges = responder;
+  }
+
+  listen(address: ListenAddress): Promise<AddressInfo> {
+    return bindServer(this.#server, address, 'listen.http');
+  }
+
+  close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeAllConnections();
+    return closed;
+  }
+
+  #answer(req: IncomingMessage, res: ServerResponse): void {
+    let target = req.url ?? '';
+    let authority = req.headers.host;
+    const absolute = /^http:\/\/([^/?#]*)(.*)$/i.exec(target);
+    if (absolute) {
+      authority = absolute[1];
+      target = absolute[2] || '/';
+    }
+    const host = authority === undefined ? null : hostFromAuthority(authority);
+    if (host === null) return this.#refuse(req, res, 400, 'bad_request_target');
+    // a plain absolute path only: "//host" would be protocol-relative, "\" is read as "/" by browsers
+    if (target[0] !== '/' || target[1] === '/' || target[1] === '\\' || target.includes('\\')) return this.#refuse(req, res, 400, 'bad_request_target');
+    if (target.startsWith(challengePrefix)) return this.#challenge(res, target.slice(challengePrefix.length));
+    if (this.#opts.config().hosts.lookup(host) === undefined) return this.#refuse(req, res, 421, 'unknown_host');
+
+    const port = this.#opts.httpsPort();
+    const location = `https://${isIP(host) === 6 ? `[${host}]` : host}${port === 443 ? '' : `:${port}`}${target}`;
+    res.writeHead(308, { location, 'content-type': 'text/plain; charset=utf-8', 'content-length': 0, 'cache-control': 'no-store' });
+    res.end();
+  }
+
+  #challenge(res: ServerResponse, token: string): void {
+    const answer = tokenPattern.test(token) ? (this.#challenges?.(token) ?? null) : null;
+    if (answer === null) {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+      res.end('unknown ACME challenge token\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+    res.end(answer);
+  }
+
+  #refuse(req: IncomingMessage, res: ServerResponse, status: 400 | 421, reason: Reason): void {
+    this.#opts.log.info({ event: 'redirect_refused', reason, status, remoteAddress: req.socket.remoteAddress }, 'plain-HTTP request not redirected');
+    const body = status === 400 ? 'Bad request: not redirected.\n' : 'This host is not served here.\n';
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-content-type-options': 'nosniff', connection: 'close' });
+    res.end(body);
+  }
+}

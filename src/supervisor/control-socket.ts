@@ -1,0 +1,97 @@
+import { connect, createServer, type Server } from 'node:net';
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { PortcullisError } from '../errors.js';
+import type { ReloadResult } from './reloader.js';
+
+/**
+ * The local control channel of a running instance: a Unix socket at
+ * `dataDir/control.sock`, mode 0600, so only the user running Portcullis can
+ * use it. One JSON request per connection, one JSON answer. It also marks the
+ * dataDir as taken: a second instance on the same dataDir is refused.
+ */
+
+export const controlSocketPath = (dataDir: string) => join(dataDir, 'control.sock');
+
+export interface ControlHandlers {
+  reload(): Promise<ReloadResult>;
+}
+
+interface Request {
+  readonly command: 'reload';
+}
+
+/** Asks the instance behind `path` something; rejects with PCL_CONTROL_UNREACHABLE when nobody answers. */
+export function sendControl(path: string, request: Request, timeoutMs = 60_000): Promise<ReloadResult> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(path);
+    let text = '';
+    socket.setTimeout(timeoutMs, () => socket.destroy(new Error('no answer in time')));
+    socket.on('connect', () => socket.write(`${JSON.stringify(request)}\n`));
+    socket.on('data', (d: Buffer) => (text += d.toString()));
+    socket.on('end', () => {
+      try {
+        resolve(JSON.parse(text) as ReloadResult);
+      } catch {
+        reject(new PortcullisError('PCL_CONTROL_UNREACHABLE', `${path} answered something that is not a Portcullis control answer`));
+      }
+    });
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new PortcullisError('PCL_CONTROL_UNREACHABLE', `no running Portcullis answers on ${path} (${err.code ?? err.message}); is it running with this dataDir?`, {
+          cause: err,
+        }),
+      ),
+    );
+  });
+}
+
+/** Serves the control socket; rejects with PCL_CONTROL_IN_USE when a live instance already holds it. */
+export async function openControlSocket(dataDir: string, handlers: ControlHandlers): Promise<{ close(): Promise<void> }> {
+  const path = controlSocketPath(dataDir);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (alive) throw new PortcullisError('PCL_CONTROL_IN_USE', `another Portcullis instance runs with dataDir ${dataDir} (its control socket ${path} answers); stop it or use another dataDir`);
+  try {
+    unlinkSync(path); // left over by an instance that did not stop cleanly
+  } catch {
+    // nothing to remove
+  }
+  const server: Server = createServer((socket) => {
+    let text = '';
+    socket.setTimeout(10_000, () => socket.destroy());
+    socket.on('error', () => {});
+    socket.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.length > 4096) return socket.destroy();
+      if (!text.includes('\n')) return;
+      let request: Request;
+      try {
+        request = JSON.parse(text) as Request;
+      } catch {
+        return socket.end(`${JSON.stringify({ ok: false, code: 'PCL_CLI_USAGE', message: 'not a JSON request' })}\n`);
+      }
+      if (request.command !== 'reload') return socket.end(`${JSON.stringify({ ok: false, code: 'PCL_CLI_USAGE', message: 'unknown command' })}\n`);
+      socket.setTimeout(0);
+      void handlers.reload().then((result) => socket.end(`${JSON.stringify(result)}\n`));
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve());
+  });
+  chmodSync(path, 0o600);
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+      }),
+  };
+}
