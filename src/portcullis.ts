@@ -139,8 +139,10 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
 
     async reload(next) {
       // Bind what is new before anything changes, so a failure leaves everything as it was.
-      const movesHttps = !sameAddress(next.listen.https, state.config.listen.https);
-      const movesHttp = !sameAddress(next.listen.http, state.config.listen.http);
+      // compared with what is bound, so that port 0 in the old config matches the port it got
+      const bound = (configured: ListenAddress | null, at: AddressInfo | undefined) => (configured && at ? { host: configured.host, port: at.port } : configured);
+      const movesHttps = !sameAddress(next.listen.https, bound(state.config.listen.https, address)) && !sameAddress(next.listen.https, state.config.listen.https);
+      const movesHttp = !sameAddress(next.listen.http, bound(state.config.listen.http, redirect?.address)) && !sameAddress(next.listen.http, state.config.listen.http);
       const fresh = movesHttps ? newListener() : null;
       const freshAddress = fresh ? await fresh.listen(next.listen.https, 'listen.https') : null;
       let freshRedirect: typeof redirect = null;
@@ -163,6 +165,8 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       if (movesHttp) {
         void redirect?.listener.close();
         redirect = freshRedirect;
+        const http = redirect ? formatHostPort(redirect.address.address, redirect.address.port) : null;
+        log.info({ event: 'listening', http }, http ? `redirecting HTTP on ${http}` : 'HTTP redirect listener closed');
       }
       if (ownsTickets && next.tls.ticketKeyRotationMs !== state.config.tls.ticketKeyRotationMs) tickets.start(next.tls.ticketKeyRotationMs);
       servers.apply(next);

@@ -16,6 +16,8 @@ function whoami(ctx: RequestContext): void {
     const c = ctx.conn;
     sendJson(ctx, 200, {
       requestId: ctx.id,
+      // which process answered: with workers > 1, each worker has its own
+      pid: process.pid,
       site: ctx.site?.id ?? null,
       route: ctx.route?.path ?? null,
       tls: { version: c.tlsVersion, cipher: c.cipher, sni: c.serverName, alpn: c.alpn, resumed: c.resumed },

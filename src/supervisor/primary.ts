@@ -48,6 +48,7 @@ export async function runPrimary(source: ConfigSource, initial: Config, log: Log
             send(worker, keys());
             return;
           case 'ready':
+            log.info({ event: 'worker_ready', worker: worker.id, pid: worker.process.pid }, `worker ${worker.id} serving`);
             resolve({ port: message.port, httpPort: message.httpPort });
             return;
           case 'failed':

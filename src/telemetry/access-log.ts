@@ -6,7 +6,7 @@ import { pino } from 'pino';
  * waits for the disk); `flush` on shutdown, `reopen` after log rotation.
  */
 export interface AccessLog {
-  /** Writes one line: `time` (ISO 8601) followed by the record's fields. */
+  /** Writes one line: `time` (ISO 8601), `"log": "access"`, then the record's fields. */
   write(record: Record<string, unknown>): void;
   /** Reopens a file destination (after logrotate moved it); no-op for stdout/stderr. */
   reopen(): void;
@@ -20,7 +20,7 @@ export function createAccessLog(destination: string): AccessLog {
   const stream = pino.destination({ ...(fd === undefined ? { dest: destination, mkdir: true, append: true } : { fd }), sync: false, minLength: 4096 });
   return {
     write: (record) => {
-      stream.write(`${JSON.stringify({ time: new Date().toISOString(), ...record })}\n`);
+      stream.write(`${JSON.stringify({ time: new Date().toISOString(), log: 'access', ...record })}\n`);
     },
     reopen: () => {
       if (fd === undefined) stream.reopen();

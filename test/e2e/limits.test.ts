@@ -42,12 +42,14 @@ sites:
     );
   });
 
-  test('answers plain HTTP on the TLS port with a short 400, closes, and logs the source', async () => {
+  test('answers plain HTTP on the TLS port with a short 400, closes, counts and logs the source', async () => {
     const text = await exchange(tcpConnect(p.port, '127.0.0.1'), 'GET /secret?x=<script> HTTP/1.1\r\nHost: api.test\r\n\r\n');
     assert.match(text, /^HTTP\/1\.1 400 Bad Request\r\n/);
     assert.match(text, /HTTPS only/);
     assert.doesNotMatch(text, /secret|script|Location/i);
     assert.ok(p.logs.some((l) => l.reason === 'plaintext_http' && l.remoteAddress === '127.0.0.1'));
+    const counted = await p.proxy.metrics.refusedConnections.get();
+    assert.equal(counted.values.find((v) => v.labels.reason === 'plaintext_http')?.value, 1);
   });
 
   test('drops a connection whose first bytes are not TLS and logs malformed_client_hello', async () => {

@@ -253,6 +253,8 @@ sites:
     const body = JSON.parse(r.body) as { reason: string; detail: string };
     assert.equal(body.reason, 'upstream_unreachable');
     assert.equal(body.detail, 'ECONNREFUSED');
+    assert.equal(r.headers['strict-transport-security'], 'max-age=600', 'HSTS on proxy-generated errors too');
+    assert.equal(r.headers['x-content-type-options'], 'nosniff');
   });
 
   test('answers 504 upstream_timeout when the upstream is slower than timeouts.upstreamResponse', async () => {

@@ -9,8 +9,8 @@ export interface CliProcess {
   readonly pid: number;
   stdout: string;
   stderr: string;
-  /** Resolves with the first match of `pattern` in stdout+stderr, waiting for more output as needed. */
-  waitFor(pattern: RegExp): Promise<RegExpMatchArray>;
+  /** Resolves with the first match of `pattern` in stdout+stderr, waiting for more output as needed (at most `timeoutMs`). */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
 }
 
 /** Runs the built `portcullis` CLI as its own process; it is killed after the test. */
@@ -22,12 +22,22 @@ export function startCli(t: Scope, args: readonly string[], cwd: string): CliPro
     pid: child.pid as number,
     stdout: '',
     stderr: '',
-    waitFor(pattern) {
+    waitFor(pattern, timeoutMs = 20_000) {
       const m = (proc.stdout + proc.stderr).match(pattern);
       if (m) return Promise.resolve(m);
       return new Promise((resolve, reject) => {
-        waiters.push({ pattern, resolve });
-        child.once('exit', (code) => reject(new Error(`portcullis exited (${code}) before printing ${pattern}:\n${proc.stdout}\n${proc.stderr}`)));
+        const timer = setTimeout(() => reject(new Error(`portcullis did not print ${pattern} within ${timeoutMs} ms:\n${proc.stdout}\n${proc.stderr}`)), timeoutMs);
+        waiters.push({
+          pattern,
+          resolve: (match) => {
+            clearTimeout(timer);
+            resolve(match);
+          },
+        });
+        child.once('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`portcullis exited (${code}) before printing ${pattern}:\n${proc.stdout}\n${proc.stderr}`));
+        });
       });
     },
   };

@@ -6,6 +6,7 @@ import { after } from 'node:test';
 import { pino } from 'pino';
 import { loadConfigFile } from '../../src/config/index.js';
 import { startPortcullis, type Portcullis } from '../../src/portcullis.js';
+import { createAccessLog } from '../../src/telemetry/index.js';
 
 export interface RunningProxy {
   readonly proxy: Portcullis;
@@ -13,6 +14,8 @@ export interface RunningProxy {
   /** Every log line written so far, parsed. */
   readonly logs: Record<string, unknown>[];
   readonly dir: string;
+  /** Writes out buffered access-log lines (when the config names an access-log file). */
+  flushAccessLog(): void;
 }
 
 /** Something that runs clean-ups when its test or suite ends: a TestContext, or `suiteScope()`. */
@@ -49,7 +52,12 @@ export async function startProxy(t: Scope, yaml: string, dir = tempDir(t)): Prom
     },
   });
   const log = pino({ level: 'debug' }, sink);
-  const proxy = await startPortcullis(config, log);
-  t.after(() => proxy.close());
-  return { proxy, port: proxy.address.port, logs, dir };
+  // as the CLI does: an access log when the config names a file
+  const access = config.log.access.startsWith('/') ? createAccessLog(config.log.access) : null;
+  const proxy = await startPortcullis(config, log, { accessLog: access });
+  t.after(async () => {
+    await proxy.close();
+    access?.flush();
+  });
+  return { proxy, port: proxy.address.port, logs, dir, flushAccessLog: () => access?.flush() };
 }

@@ -1,0 +1,89 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { curl, resolveTo } from '../helpers/clients.js';
+import { TestPki } from '../helpers/pki.js';
+import { startProxy, tempDir } from '../helpers/proxy.js';
+import { startUpstream } from '../helpers/upstream.js';
+
+const pki = new TestPki();
+after(() => pki.cleanup());
+
+test('writes one JSON line per request with the request, the upstream and the TLS connection', async (t) => {
+  const root = pki.root('access-root');
+  const leaf = pki.leaf('api', root, { dns: ['api.test'] });
+  const upstream = await startUpstream(t);
+  const dir = tempDir(t);
+  const logFile = join(dir, 'logs', 'access.log');
+  const body = join(dir, 'body.bin');
+  writeFileSync(body, Buffer.alloc(5000, 1));
+  const p = await startProxy(
+    t,
+    `
+listen: { https: "127.0.0.1:0" }
+log: { access: logs/access.log }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${leaf.chainFile}, key: ${leaf.keyFile} }]
+    routes:
+      - { path: /, upstream: "${upstream.origin}" }
+      - { path: /down/, upstream: "http://127.0.0.1:9" }
+`,
+    dir,
+  );
+  const call = async (path: string, extra: string[] = []) => {
+    const r = await curl([...resolveTo('api.test', p.port), '--cacert', root.certFile, '-D', '-', '-o', '/dev/null', ...extra, `https://api.test:${p.port}${path}`]);
+    return /x-request-id: (\S+)/i.exec(r.stdout)?.[1];
+  };
+  const ids = {
+    post: await call('/echo?x=1', ['--http1.1', '--data-binary', `@${body}`]),
+    h2: await call('/download?bytes=12345', ['--http2']),
+    down: await call('/down/x'),
+    misdirected: await call('/', ['-H', 'Host: other.test']),
+  };
+  await p.proxy.close();
+  p.flushAccessLog();
+  const lines = readFileSync(logFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(lines.length, 4, 'one line per request');
+  const byId = (id: string | undefined) => lines.find((l) => l.requestId === id);
+
+  const post = byId(ids.post);
+  assert.ok(post, 'the POST has a line');
+  assert.equal(post.log, 'access');
+  assert.match(String(post.time), /^\d{4}-\d\d-\d\dT/);
+  assert.equal(post.site, 'api.test');
+  assert.equal(post.route, '/');
+  assert.equal(post.method, 'POST');
+  assert.equal(post.path, '/echo?x=1');
+  assert.equal(post.status, 200);
+  assert.equal(post.bytesIn, 5000);
+  assert.ok((post.bytesOut as number) > 0);
+  assert.equal(post.upstream, upstream.origin);
+  assert.equal(typeof post.durationMs, 'number');
+  assert.equal(typeof post.upstreamMs, 'number');
+  assert.ok((post.upstreamMs as number) <= (post.durationMs as number));
+  assert.equal(post.tlsVersion, 'TLSv1.3');
+  assert.equal(post.cipher, 'TLS_AES_128_GCM_SHA256');
+  assert.equal(post.alpn, 'http/1.1');
+  assert.equal(post.sni, 'api.test');
+  assert.equal(post.resumed, false);
+  assert.equal(post.clientAddress, '127.0.0.1');
+
+  const h2 = byId(ids.h2);
+  assert.equal(h2?.httpVersion, '2.0');
+  assert.equal(h2?.alpn, 'h2');
+  assert.equal(h2?.bytesOut, 12345);
+
+  const down = byId(ids.down);
+  assert.equal(down?.status, 502);
+  assert.equal(down?.reason, 'upstream_unreachable');
+
+  const misdirected = byId(ids.misdirected);
+  assert.equal(misdirected?.status, 421);
+  assert.equal(misdirected?.reason, 'unknown_host');
+  assert.equal(misdirected?.upstream, null);
+});
