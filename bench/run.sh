@@ -189,6 +189,8 @@ EOF
     keepalive_timeout 60s;
     location / {
       access_log $WORK/nginx/logs/session.log tls if=\$arg_sessionlog;
+      # both proxies log every request to a file, buffered (Portcullis: one JSON line per request)
+      access_log $WORK/nginx/logs/access.log combined buffer=64k flush=1s;
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -208,6 +210,7 @@ EOF
 cat >"$WORK/portcullis.yaml" <<EOF
 listen: { https: "127.0.0.1:$PCL_PORT" }
 dataDir: $WORK/portcullis-data
+log: { access: $WORK/portcullis-access.log }
 sites:
   - hosts: [bench.test, 127.0.0.1]
     default: true

@@ -1,4 +1,5 @@
 import type { AccessLog } from '../telemetry/index.js';
+import type { ConnectionInfo } from '../tls/index.js';
 import { requestHasBody, type RequestContext } from './request-context.js';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
@@ -17,29 +18,30 @@ export function recordWhenDone(ctx: RequestContext, log: AccessLog): void {
   ctx.res.once('close', () => writeRecord(ctx, log));
 }
 
+/** The fields of a connection, the same for every request on it: formatted once. */
+const connectionFields = new WeakMap<ConnectionInfo, string>();
+
+function fieldsOf(c: ConnectionInfo): string {
+  let text = connectionFields.get(c);
+  if (text === undefined) {
+    text =
+      `"clientAddress":${JSON.stringify(c.remoteAddress)},"tlsVersion":${JSON.stringify(c.tlsVersion)},"cipher":${JSON.stringify(c.cipher)},` +
+      `"alpn":${JSON.stringify(c.alpn)},"sni":${JSON.stringify(c.serverName)},"resumed":${c.resumed}`;
+    connectionFields.set(c, text);
+  }
+  return text;
+}
+
+const json = (v: string | null | undefined): string => (v === null || v === undefined ? 'null' : JSON.stringify(v));
+
 function writeRecord(ctx: RequestContext, log: AccessLog): void {
-  const c = ctx.conn;
   const now = performance.now();
-  log.write({
-    requestId: ctx.id,
-    site: (ctx.site ?? c.site)?.id ?? null,
-    route: ctx.route?.path ?? null,
-    method: ctx.req.method,
-    path: ctx.target || ctx.req.url,
-    httpVersion: ctx.req.httpVersion,
-    status: ctx.status,
-    completed: ctx.res.writableFinished,
-    reason: ctx.reason,
-    bytesIn: ctx.bytesIn,
-    bytesOut: ctx.bytesOut,
-    durationMs: round(now - ctx.startedAt),
-    upstream: ctx.upstreamOrigin,
-    upstreamMs: ctx.upstreamOrigin === null ? null : round((ctx.upstreamEndedAt || now) - ctx.upstreamStartedAt),
-    clientAddress: c.remoteAddress,
-    tlsVersion: c.tlsVersion,
-    cipher: c.cipher,
-    alpn: c.alpn,
-    sni: c.serverName,
-    resumed: c.resumed,
-  });
+  const upstreamMs = ctx.upstreamOrigin === null ? 'null' : String(round((ctx.upstreamEndedAt || now) - ctx.upstreamStartedAt));
+  log.write(
+    `"requestId":"${ctx.id}","site":${json((ctx.site ?? ctx.conn.site)?.id)},"route":${json(ctx.route?.path)},` +
+      `"method":${json(ctx.req.method)},"path":${json(ctx.target || ctx.req.url)},"httpVersion":${json(ctx.req.httpVersion)},` +
+      `"status":${ctx.status},"completed":${ctx.res.writableFinished},"reason":${json(ctx.reason)},` +
+      `"bytesIn":${ctx.bytesIn},"bytesOut":${ctx.bytesOut},"durationMs":${round(now - ctx.startedAt)},` +
+      `"upstream":${json(ctx.upstreamOrigin)},"upstreamMs":${upstreamMs},${fieldsOf(ctx.conn)}`,
+  );
 }

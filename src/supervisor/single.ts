@@ -6,8 +6,8 @@ import { openControlSocket } from './control-socket.js';
 import { Reloader } from './reloader.js';
 
 /** The access log a config asks for, or null when it is off. */
-export function accessLogFor(config: Config): AccessLog | null {
-  return config.log.access === 'off' ? null : createAccessLog(config.log.access);
+export function accessLogFor(config: Config, log: Logger): AccessLog | null {
+  return config.log.access === 'off' ? null : createAccessLog(config.log.access, (message) => log.error({ event: 'access_log_trouble' }, message));
 }
 
 /**
@@ -16,7 +16,7 @@ export function accessLogFor(config: Config): AccessLog | null {
  * Resolves once serving; returns the address for the caller's banner.
  */
 export async function runSingle(source: ConfigSource, config: Config, log: Logger): Promise<{ port: number }> {
-  const access = accessLogFor(config);
+  const access = accessLogFor(config, log);
   const proxy = await startPortcullis(config, log, { accessLog: access });
   const reloader = new Reloader(
     source,
@@ -47,7 +47,7 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
     void (async () => {
       await proxy.drain(drainMs);
       await control.close();
-      access?.flush();
+      await access?.flush();
       log.info({ event: 'stopped' }, 'stopped');
       process.exit(0);
     })();

@@ -32,7 +32,7 @@ export async function runWorker(source: ConfigSource, config: Config, log: Logge
     stopping = true;
     void (async () => {
       if (proxy) await proxy.drain(proxy.config.timeouts.drainMs);
-      access?.flush();
+      await access?.flush();
       process.exit(0);
     })();
   };
@@ -61,7 +61,7 @@ export async function runWorker(source: ConfigSource, config: Config, log: Logge
   await keysArrived;
 
   try {
-    access = accessLogFor(config);
+    access = accessLogFor(config, log);
     proxy = await startPortcullis(config, log, { tickets, accessLog: access });
   } catch (err) {
     send({ type: 'failed', code: err instanceof PortcullisError ? err.code : 'PCL_WORKER_FAILED', message: (err as Error).message });

@@ -43,7 +43,7 @@ sites:
     misdirected: await call('/', ['-H', 'Host: other.test']),
   };
   await p.proxy.close();
-  p.flushAccessLog();
+  await p.flushAccessLog();
   const lines = readFileSync(logFile, 'utf8')
     .trim()
     .split('\n')

@@ -15,7 +15,7 @@ export interface RunningProxy {
   readonly logs: Record<string, unknown>[];
   readonly dir: string;
   /** Writes out buffered access-log lines (when the config names an access-log file). */
-  flushAccessLog(): void;
+  flushAccessLog(): Promise<void>;
 }
 
 /** Something that runs clean-ups when its test or suite ends: a TestContext, or `suiteScope()`. */
@@ -57,7 +57,7 @@ export async function startProxy(t: Scope, yaml: string, dir = tempDir(t)): Prom
   const proxy = await startPortcullis(config, log, { accessLog: access });
   t.after(async () => {
     await proxy.close();
-    access?.flush();
+    await access?.flush();
   });
-  return { proxy, port: proxy.address.port, logs, dir, flushAccessLog: () => access?.flush() };
+  return { proxy, port: proxy.address.port, logs, dir, flushAccessLog: async () => access?.flush() };
 }
