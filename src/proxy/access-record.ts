@@ -1,6 +1,6 @@
 import type { AccessLog } from '../telemetry/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
-import { requestHasBody, type RequestContext } from './request-context.js';
+import type { RequestContext } from './request-context.js';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
@@ -10,12 +10,20 @@ const round = (ms: number) => Math.round(ms * 100) / 100;
  * only when the access log is on.
  */
 export function recordWhenDone(ctx: RequestContext, log: AccessLog): void {
-  if (requestHasBody(ctx.req)) {
-    ctx.req.on('data', (chunk: Buffer) => {
-      ctx.bytesIn += chunk.length;
-    });
-  }
   ctx.res.once('close', () => writeRecord(ctx, log));
+}
+
+/**
+ * The request body as the upstream reads it, counted on the way for the
+ * access log. Reading is driven by the consumer (undici), so backpressure
+ * holds; a 'data' listener instead would start the body flowing before
+ * undici reads it.
+ */
+export async function* countedBody(ctx: RequestContext): AsyncGenerator<Buffer> {
+  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    ctx.bytesIn += chunk.length;
+    yield chunk;
+  }
 }
 
 /** The fields of a connection, the same for every request on it: formatted once. */

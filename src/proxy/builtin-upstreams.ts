@@ -13,6 +13,7 @@ function whoami(ctx: RequestContext): void {
     bodyBytes += chunk.length;
   });
   ctx.req.on('end', () => {
+    ctx.bytesIn = bodyBytes;
     const c = ctx.conn;
     sendJson(ctx, 200, {
       requestId: ctx.id,

@@ -1,4 +1,4 @@
-import type { Duplex, Writable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ServerResponse, type IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
@@ -7,6 +7,7 @@ import { requestHasBody, type RequestContext } from './request-context.js';
 import { sendError } from './responses.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Target, UpstreamGroup } from './upstreams.js';
+import { countedBody } from './access-record.js';
 import { answerBuiltin } from './builtin-upstreams.js';
 
 /** Sends the request to the route's next upstream and streams the answer back. */
@@ -28,7 +29,8 @@ function dispatch(ctx: RequestContext, group: UpstreamGroup, target: Target, att
     path: ctx.target,
     method: ctx.req.method as Dispatcher.HttpMethod,
     headers: ctx.upstreamHeaders!,
-    body: withBody ? ctx.req : null,
+    // undici also takes an async iterable as body (lib/core/request.js); its types list only streams
+    body: withBody ? (ctx.state.accessLog ? (countedBody(ctx) as unknown as Readable) : ctx.req) : null,
     upgrade: ctx.upgradeHead === null ? null : 'websocket',
     servername: target.servername,
   };

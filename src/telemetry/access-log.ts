@@ -1,12 +1,19 @@
-import { closeSync, mkdirSync, openSync, write, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, write } from 'node:fs';
 import { dirname } from 'node:path';
 
 /**
  * The access log: one JSON line per request, apart from the diagnostic log.
  * Lines are collected and written asynchronously in batches, so the request
- * path never waits for the disk and pays one array push per line; a line is
- * at most a second late. Bounded: when the destination cannot keep up, lines
- * beyond `maxPendingLines` are dropped and reported instead of filling memory.
+ * path never waits for the destination and pays one array push per line.
+ *
+ * - Every write holds whole lines. To a pipe (stdout under a supervisor) a
+ *   write is at most PIPE_BUF (4096 bytes), which the kernel keeps atomic, so
+ *   worker processes sharing one stdout never splice each other's lines.
+ * - A full non-blocking pipe (EAGAIN) is retried, in order; a partial write is
+ *   continued.
+ * - A line is at most a second late. When the destination cannot keep up, at
+ *   most `maxPendingLines` wait; beyond that lines are dropped and reported,
+ *   memory does not grow.
  */
 export interface AccessLog {
   /**
@@ -16,13 +23,14 @@ export interface AccessLog {
   write(fields: string): void;
   /** Reopens a file destination (after logrotate moved it); no-op for stdout/stderr. */
   reopen(): void;
-  /** Writes out everything collected (at shutdown): waits for a write in flight, then writes the rest. */
-  flush(): Promise<void>;
+  /** Writes out everything collected (at shutdown), waiting at most `timeoutMs`; never rejects. */
+  flush(timeoutMs?: number): Promise<void>;
 }
 
-/** A batch is written once this many lines are collected, or every `flushEveryMs`. */
-const batchLines = 256;
+const pipeBuf = 4096;
+const fileChunk = 64 * 1024;
 const flushEveryMs = 1000;
+const retryEagainMs = 10;
 const maxPendingLines = 100_000;
 const reportEveryMs = 10_000;
 
@@ -33,19 +41,20 @@ const reportEveryMs = 10_000;
  */
 export function createAccessLog(destination: string, onTrouble: (message: string) => void = () => {}): AccessLog {
   const isFile = destination !== 'stdout' && destination !== 'stderr';
+  const chunkLimit = isFile ? fileChunk : pipeBuf;
   const open = (): number => {
     if (!isFile) return destination === 'stdout' ? 1 : 2;
     mkdirSync(dirname(destination), { recursive: true });
     return openSync(destination, 'a', 0o640);
   };
   let fd = open();
-  /** A file descriptor replaced by `reopen` while a write on it was in flight: closed when that write ends. */
+  /** A descriptor replaced by `reopen` while a write on it was in flight: closed when that write ends. */
   let retiredFd: number | null = null;
-  let lines: string[] = [];
+  const lines: string[] = [];
+  /** Characters waiting (a close estimate of bytes: lines are mostly ASCII). */
+  let pendingChars = 0;
   let writing = false;
-  /** Resolved when the write in flight ends. */
-  let written: Promise<void> = Promise.resolve();
-  let wroteOut = (): void => {};
+  let idle: (() => void) | null = null;
   let dropped = 0;
   let reportedAt = 0;
   // one ISO timestamp per millisecond, not per line
@@ -59,34 +68,53 @@ export function createAccessLog(destination: string, onTrouble: (message: string
     onTrouble(message);
   };
 
-  /** Writes `data` from `offset` on, continuing after partial writes (pipes). */
+  /** Takes whole lines from the front, up to `chunkLimit` bytes (at least one line). */
+  const takeChunk = (): Buffer => {
+    let bytes = 0;
+    let n = 0;
+    while (n < lines.length) {
+      const size = Buffer.byteLength(lines[n] as string);
+      if (n > 0 && bytes + size > chunkLimit) break;
+      bytes += size;
+      n++;
+    }
+    const taken = lines.splice(0, n);
+    for (const line of taken) pendingChars -= line.length;
+    return Buffer.from(taken.join(''));
+  };
+
+  const finished = (): void => {
+    writing = false;
+    if (retiredFd !== null) {
+      closeSync(retiredFd);
+      retiredFd = null;
+    }
+    if (pendingChars >= chunkLimit) writeNext();
+    else if (lines.length === 0) idle?.();
+  };
+
   const writeOut = (data: Buffer, offset: number): void => {
     write(fd, data, offset, data.length - offset, null, (err, written) => {
+      if (err?.code === 'EAGAIN') {
+        setTimeout(() => writeOut(data, offset), retryEagainMs);
+        return;
+      }
       if (err) report(`access log ${destination}: write failed (${err.code ?? err.message}); ${data.length - offset} bytes lost`);
       else if (offset + written < data.length) return writeOut(data, offset + written);
-      writing = false;
-      wroteOut();
-      if (retiredFd !== null) {
-        closeSync(retiredFd);
-        retiredFd = null;
-      }
-      if (lines.length >= batchLines) writeBatch();
+      finished();
     });
   };
 
-  const writeBatch = (): void => {
+  const writeNext = (): void => {
     if (dropped > 0) {
       report(`access log ${destination}: ${dropped} line(s) dropped because the destination could not keep up`);
       dropped = 0;
     }
     if (writing || lines.length === 0) return;
     writing = true;
-    written = new Promise((resolve) => (wroteOut = resolve));
-    const data = Buffer.from(lines.join(''));
-    lines = [];
-    writeOut(data, 0);
+    writeOut(takeChunk(), 0);
   };
-  setInterval(writeBatch, flushEveryMs).unref();
+  setInterval(writeNext, flushEveryMs).unref();
 
   return {
     write: (fields) => {
@@ -99,8 +127,10 @@ export function createAccessLog(destination: string, onTrouble: (message: string
         stampedAt = now;
         stamp = new Date(now).toISOString();
       }
-      lines.push(`{"time":"${stamp}","log":"access",${fields}}\n`);
-      if (lines.length >= batchLines) writeBatch();
+      const line = `{"time":"${stamp}","log":"access",${fields}}\n`;
+      lines.push(line);
+      pendingChars += line.length;
+      if (pendingChars >= chunkLimit) writeNext();
     },
     reopen: () => {
       if (!isFile) return;
@@ -109,11 +139,21 @@ export function createAccessLog(destination: string, onTrouble: (message: string
       if (writing) retiredFd = old;
       else closeSync(old);
     },
-    flush: async () => {
-      if (writing) await written;
-      if (lines.length === 0) return;
-      writeSync(fd, lines.join(''));
-      lines = [];
+    flush: async (timeoutMs = 5_000) => {
+      if (!writing && lines.length === 0) return;
+      const done = new Promise<void>((resolve) => (idle = resolve));
+      // with lines pending and nothing in flight, write them out back to back
+      const drainAll = (): void => {
+        if (!writing) writeNext();
+      };
+      const pump = setInterval(drainAll, 1);
+      drainAll();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      clearInterval(pump);
+      clearTimeout(timer);
+      idle = null;
+      if (lines.length > 0 || writing) report(`access log ${destination}: ${lines.length} line(s) not written at shutdown`);
     },
   };
 }

@@ -32,13 +32,17 @@ sites:
 `,
     dir,
   );
+  const bodies: number[] = [];
   const call = async (path: string, extra: string[] = []) => {
-    const r = await curl([...resolveTo('api.test', p.port), '--cacert', root.certFile, '-D', '-', '-o', '/dev/null', ...extra, `https://api.test:${p.port}${path}`]);
+    const r = await curl([...resolveTo('api.test', p.port), '--cacert', root.certFile, '-D', '-', ...extra, `https://api.test:${p.port}${path}`]);
+    const answer = /\r\n\r\n(\{.*)$/s.exec(r.stdout)?.[1];
+    if (answer?.includes('"bodyBytes"')) bodies.push((JSON.parse(answer) as { bodyBytes: number }).bodyBytes);
     return /x-request-id: (\S+)/i.exec(r.stdout)?.[1];
   };
   const ids = {
     post: await call('/echo?x=1', ['--http1.1', '--data-binary', `@${body}`]),
-    h2: await call('/download?bytes=12345', ['--http2']),
+    postH2: await call('/echo?x=2', ['--http2', '--data-binary', `@${body}`]),
+    h2: await call('/download?bytes=12345', ['--http2', '-o', '/dev/null']),
     down: await call('/down/x'),
     misdirected: await call('/', ['-H', 'Host: other.test']),
   };
@@ -48,7 +52,8 @@ sites:
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
-  assert.equal(lines.length, 4, 'one line per request');
+  assert.equal(lines.length, 5, 'one line per request');
+  assert.deepEqual(bodies, [5000, 5000], 'the upstream received every body byte with the access log on');
   const byId = (id: string | undefined) => lines.find((l) => l.requestId === id);
 
   const post = byId(ids.post);
@@ -73,6 +78,7 @@ sites:
   assert.equal(post.resumed, false);
   assert.equal(post.clientAddress, '127.0.0.1');
 
+  assert.equal(byId(ids.postH2)?.bytesIn, 5000);
   const h2 = byId(ids.h2);
   assert.equal(h2?.httpVersion, '2.0');
   assert.equal(h2?.alpn, 'h2');

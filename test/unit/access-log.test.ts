@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { test } from 'node:test';
 import { createAccessLog } from '../../src/telemetry/access-log.js';
 import { tempDir } from '../helpers/proxy.js';
@@ -34,4 +35,26 @@ test('writes JSON lines in batches, all of them by flush, and starts a new file 
   await log.flush();
   assert.deepEqual(lines(file).map((l) => l.n), [1000]);
   assert.equal(lines(`${file}.1`).length, 1000);
+});
+
+test('two processes writing to one slowly read pipe lose no line and splice none', async () => {
+  const writer = join(import.meta.dirname, '..', 'fixtures', 'access-log-writer.ts');
+  const child = spawn(process.execPath, ['--import', 'tsx', writer, 'parent', '20000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  // a slow reader: the pipe fills and the writers meet EAGAIN
+  child.stdout.on('data', (d: Buffer) => {
+    text += d.toString();
+    child.stdout.pause();
+    setTimeout(() => child.stdout.resume(), 2);
+  });
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  assert.equal(code, 0, stderr);
+  const parsed = text.trim().split('\n').map((l) => JSON.parse(l) as { writer: string; n: number });
+  for (const writer of ['a', 'b']) {
+    const ns = parsed.filter((l) => l.writer === writer).map((l) => l.n);
+    assert.equal(ns.length, 20000, `writer ${writer} lost lines`);
+    assert.deepEqual(ns, Array.from({ length: 20000 }, (_, i) => i), `writer ${writer} in order`);
+  }
 });
