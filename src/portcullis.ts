@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { formatHostPort, type Config, type ListenAddress } from './config/index.js';
+import { PortcullisError } from './errors.js';
 import { HttpsListener, RedirectListener } from './edge/index.js';
 import { answerClientError, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
 import { Metrics, type AccessLog, type Logger } from './telemetry/index.js';
@@ -138,6 +139,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     },
 
     async reload(next) {
+      if (state.draining) throw new PortcullisError('PCL_RELOAD_FAILED', 'the instance is stopping; a reload would open listeners again');
       // Bind what is new before anything changes, so a failure leaves everything as it was.
       // compared with what is bound, so that port 0 in the old config matches the port it got
       const bound = (configured: ListenAddress | null, at: AddressInfo | undefined) => (configured && at ? { host: configured.host, port: at.port } : configured);
@@ -150,7 +152,8 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
         try {
           freshRedirect = await openRedirect(next.listen.http);
         } catch (err) {
-          await fresh?.stopAccepting();
+          fresh?.destroyAll();
+          void fresh?.stopAccepting();
           throw err;
         }
       }

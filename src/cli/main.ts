@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { PortcullisError } from '../errors.js';
+import type { Level } from '../telemetry/index.js';
 import { runSchema } from './schema-command.js';
 import { runReload } from './reload-command.js';
 import { runStart } from './start-command.js';
@@ -27,7 +28,7 @@ program
   .option('-c, --config <file>', 'config file (YAML)')
   .option('--listen <host:port>', 'quickstart only: address of the HTTPS listener', '127.0.0.1:8443')
   .addOption(new Option('--log-level <level>', 'diagnostic log level (default: log.level of the config)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace']))
-  .action((opts: { config?: string; listen: string; logLevel?: 'info' }, cmd: Command) =>
+  .action((opts: { config?: string; listen: string; logLevel?: Level }, cmd: Command) =>
     runStart({ config: opts.config, listen: opts.listen, listenGiven: cmd.getOptionValueSource('listen') === 'cli', logLevel: opts.logLevel }).catch(fail),
   );
 

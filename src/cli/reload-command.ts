@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import YAML from 'yaml';
-import { PortcullisError, errorCatalog, type ErrorCode } from '../errors.js';
 import { controlSocketPath, sendControl } from '../supervisor/index.js';
 import { configFileFor } from './start-command.js';
 
@@ -25,7 +24,8 @@ function dataDirOf(file: string | undefined): string {
 /**
  * Asks the running instance (found through the control socket of the
  * config's dataDir) to reload; prints its answer. Exit status 0 when it
- * reloaded, 2 when it refused the new config, 1 when none answers.
+ * reloaded, 2 when it refused the reload (whatever the reason), 1 when none
+ * answers (PCL_CONTROL_UNREACHABLE, thrown).
  */
 export async function runReload(configOption: string | undefined): Promise<void> {
   const path = controlSocketPath(dataDirOf(configFileFor(configOption)));
@@ -34,6 +34,6 @@ export async function runReload(configOption: string | undefined): Promise<void>
     process.stdout.write(`${result.message}\n`);
     return;
   }
-  const code = result.code in errorCatalog ? (result.code as ErrorCode) : 'PCL_RELOAD_FAILED';
-  throw new PortcullisError(code, `reload refused, the previous config keeps serving: ${result.message}`);
+  process.stderr.write(`portcullis: ${result.code}: reload refused, the previous config keeps serving: ${result.message}\n`);
+  process.exit(2);
 }

@@ -1,14 +1,14 @@
 import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { PortcullisError } from '../errors.js';
-import { fileSource, quickstartSource, runPrimary, runSingle, runWorker, type ConfigSource } from '../supervisor/index.js';
-import { createLogger } from '../telemetry/index.js';
+import { fileSource, quickstartSource, runPrimary, runSingle, runWorker } from '../supervisor/index.js';
+import { createLogger, type Level } from '../telemetry/index.js';
 
 export interface StartOptions {
   readonly config: string | undefined;
   readonly listen: string;
   readonly listenGiven: boolean;
-  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | undefined;
+  readonly logLevel: Level | undefined;
 }
 
 export const defaultConfigFile = 'portcullis.yaml';
@@ -28,18 +28,15 @@ export async function runStart(opts: StartOptions): Promise<void> {
   if (file !== undefined && opts.listenGiven) {
     throw new PortcullisError('PCL_CLI_USAGE', `--listen applies to the quickstart only; set listen.https in ${file} instead`);
   }
-  const quick = file === undefined ? quickstartSource(process.cwd(), opts.listen) : null;
-  const source: ConfigSource = quick ?? fileSource(file as string);
-
-  const config = await source.load();
-  // The log level comes from the config unless the command line says otherwise.
-  const log = createLogger(opts.logLevel ?? config.log.level);
   if (cluster.isWorker) {
-    await runWorker(source, config, log);
+    // a worker serves the config text its primary hands it, never the file as it is now
+    await runWorker(fileSource(file as string), opts.logLevel);
     return;
   }
-  const { port } = config.workers > 1 ? await runPrimary(source, config, log) : await runSingle(source, config, log);
-  if (quick?.caFile) {
+  if (file === undefined) {
+    const quick = quickstartSource(process.cwd(), opts.listen);
+    const config = await quick.load();
+    const { port } = await runSingle(quick, config, createLogger(opts.logLevel ?? config.log.level));
     const url = `https://localhost:${port}/`;
     process.stderr.write(
       [
@@ -52,5 +49,12 @@ export async function runStart(opts: StartOptions): Promise<void> {
         '',
       ].join('\n'),
     );
+    return;
   }
+  const source = fileSource(file);
+  const initial = await source.loadWithText();
+  // The log level comes from the config unless the command line says otherwise.
+  const log = createLogger(opts.logLevel ?? initial.config.log.level);
+  if (initial.config.workers > 1) await runPrimary(source, initial, log);
+  else await runSingle(source, initial.config, log);
 }

@@ -60,3 +60,20 @@ export function hostFromAuthority(authority: string): string | null {
   if (isIP(host) === 4) return host;
   return host.length > 0 && host.length <= 253 && dnsName.test(host) ? host : null;
 }
+
+/**
+ * True when a raw header list (Node's `rawHeaders`) carries more than one
+ * Host field. RFC 9112 §3.2 requires 400 then: Node keeps only the first,
+ * and a component behind us might read another.
+ */
+export function hasDuplicateHost(rawHeaders: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
+}

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isIP } from 'node:net';
-import { hostFromAuthority, type Config, type ListenAddress } from '../config/index.js';
+import { hasDuplicateHost, hostFromAuthority, type Config, type ListenAddress } from '../config/index.js';
 import type { Reason } from '../errors.js';
 import type { Logger } from '../telemetry/index.js';
 import { bindServer } from './bind.js';
@@ -67,7 +67,7 @@ export class RedirectListener {
       authority = absolute[1];
       target = absolute[2] || '/';
     }
-    const host = authority === undefined ? null : hostFromAuthority(authority);
+    const host = authority === undefined || hasDuplicateHost(req.rawHeaders) ? null : hostFromAuthority(authority);
     if (host === null) return this.#refuse(req, res, 400, 'bad_request_target');
     // a plain absolute path only: "//host" would be protocol-relative, "\" is read as "/" by browsers
     if (target[0] !== '/' || target[1] === '/' || target[1] === '\\' || target.includes('\\')) return this.#refuse(req, res, 400, 'bad_request_target');

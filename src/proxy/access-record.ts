@@ -44,11 +44,13 @@ const json = (v: string | null | undefined): string => (v === null || v === unde
 
 function writeRecord(ctx: RequestContext, log: AccessLog): void {
   const now = performance.now();
+  // a WebSocket tunnel is complete when it ended without error; other responses when fully written
+  const completed = ctx.tunnelClosedCleanly ?? ctx.res.writableFinished;
   const upstreamMs = ctx.upstreamOrigin === null ? 'null' : String(round((ctx.upstreamEndedAt || now) - ctx.upstreamStartedAt));
   log.write(
     `"requestId":"${ctx.id}","site":${json((ctx.site ?? ctx.conn.site)?.id)},"route":${json(ctx.route?.path)},` +
       `"method":${json(ctx.req.method)},"path":${json(ctx.target || ctx.req.url)},"httpVersion":${json(ctx.req.httpVersion)},` +
-      `"status":${ctx.status},"completed":${ctx.res.writableFinished},"reason":${json(ctx.reason)},` +
+      `"status":${ctx.status},"completed":${completed},"reason":${json(ctx.reason ?? (completed ? null : 'client_closed'))},` +
       `"bytesIn":${ctx.bytesIn},"bytesOut":${ctx.bytesOut},"durationMs":${round(now - ctx.startedAt)},` +
       `"upstream":${json(ctx.upstreamOrigin)},"upstreamMs":${upstreamMs},${fieldsOf(ctx.conn)}`,
   );

@@ -155,22 +155,31 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       for (const v of Array.isArray(value) ? value : [value]) head += `${name}: ${v}\r\n`;
     }
     client.write(`${head}\r\n`);
-    if (ctx.upgradeHead && ctx.upgradeHead.length > 0) upstream.write(ctx.upgradeHead);
+    if (ctx.upgradeHead && ctx.upgradeHead.length > 0) {
+      upstream.write(ctx.upgradeHead);
+      ctx.bytesIn += ctx.upgradeHead.length;
+    }
     let closed = false;
-    const closeBoth = (): void => {
+    let failed = false;
+    const closeBoth = (err?: Error): void => {
+      if (err instanceof Error) failed = true;
       client.destroy();
       upstream.destroy();
       if (closed) return;
       closed = true;
+      ctx.tunnelClosedCleanly = !failed;
       // the response object was detached from the socket: its 'close' ends the request's record
       ctx.res.emit('close');
     };
-    client.on('error', closeBoth).on('close', closeBoth);
-    upstream.on('error', closeBoth).on('close', closeBoth);
+    client.on('error', closeBoth).on('close', () => closeBoth());
+    upstream.on('error', closeBoth).on('close', () => closeBoth());
+    // tunnel bytes: the client's are the request's, the upstream's the response's
+    client.on('data', (chunk: Buffer) => (ctx.bytesIn += chunk.length));
+    upstream.on('data', (chunk: Buffer) => (ctx.bytesOut += chunk.length));
     // a tunnel silent in both directions for upstreamIdle is closed
     const idleMs = ctx.state.config.timeouts.upstreamIdleMs;
-    (client as Socket).setTimeout(idleMs, closeBoth);
-    (upstream as Socket).setTimeout(idleMs, closeBoth);
+    (client as Socket).setTimeout(idleMs, () => closeBoth());
+    (upstream as Socket).setTimeout(idleMs, () => closeBoth());
     client.pipe(upstream);
     upstream.pipe(client);
   }

@@ -1,4 +1,4 @@
-import { hostFromAuthority } from '../config/index.js';
+import { hasDuplicateHost, hostFromAuthority } from '../config/index.js';
 import type { Reason } from '../errors.js';
 import type { Http2ServerRequest } from 'node:http2';
 import { forward } from './forward.js';
@@ -36,7 +36,7 @@ function resolveSite(ctx: RequestContext): Reason | null {
   if (!target.ok) return target.reason;
   ctx.target = target.path + target.query;
   const authority = target.authority ?? (req.httpVersionMajor === 2 ? ((req as Http2ServerRequest).headers[':authority'] ?? req.headers.host) : req.headers.host);
-  if (!authority) return 'bad_request_target';
+  if (!authority || hasDuplicateHost(req.rawHeaders)) return 'bad_request_target';
   const host = hostFromAuthority(authority);
   if (host === null) return 'bad_request_target';
   ctx.authority = authority;

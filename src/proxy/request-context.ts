@@ -58,6 +58,8 @@ export class RequestContext {
   upstreamOrigin: string | null = null;
   upstreamStartedAt = 0;
   upstreamEndedAt = 0;
+  /** For a WebSocket tunnel: null while none; then whether it ended without a socket error. */
+  tunnelClosedCleanly: boolean | null = null;
 
   constructor(
     readonly req: ProxyRequest,

@@ -1,5 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { loadConfigFile, quickstart, type Config } from '../config/index.js';
+import { PortcullisError } from '../errors.js';
+import { parseConfigText, quickstart, type Config } from '../config/index.js';
 
 /**
  * Where the config comes from, so that a reload reads it the same way as the
@@ -12,9 +14,31 @@ export interface ConfigSource {
   load(): Promise<Config>;
 }
 
-export function fileSource(path: string): ConfigSource {
+/** A config file. Cluster workers build their config from the exact text the primary validated. */
+export interface FileSource extends ConfigSource {
+  /** Reads and validates the file; returns the config and the text it was built from. */
+  loadWithText(): Promise<{ config: Config; text: string }>;
+  /** Builds the config from text read earlier (relative paths still start at the file's folder). */
+  fromText(text: string): Config;
+}
+
+export function fileSource(path: string): FileSource {
   const file = resolve(path);
-  return { description: file, load: async () => loadConfigFile(file) };
+  const loadWithText = async () => {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new PortcullisError('PCL_CONFIG_NOT_FOUND', `cannot read config file ${file}: ${(err as Error).message}; check the --config path`, { cause: err });
+    }
+    return { config: parseConfigText(text, file), text };
+  };
+  return {
+    description: file,
+    loadWithText,
+    load: async () => (await loadWithText()).config,
+    fromText: (text) => parseConfigText(text, file),
+  };
 }
 
 /** The zero-config default; `caFile` is set after the first load. */

@@ -1,4 +1,4 @@
-import { connect, createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { PortcullisError } from '../errors.js';
@@ -64,7 +64,10 @@ export async function openControlSocket(dataDir: string, handlers: ControlHandle
   } catch {
     // nothing to remove
   }
+  const open = new Set<Socket>();
   const server: Server = createServer((socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
     let text = '';
     socket.setTimeout(10_000, () => socket.destroy());
     socket.on('error', () => {});
@@ -92,6 +95,7 @@ export async function openControlSocket(dataDir: string, handlers: ControlHandle
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
+        for (const socket of open) socket.destroy();
       }),
   };
 }

@@ -1,4 +1,4 @@
-export { fileSource, quickstartSource, type ConfigSource } from './config-source.js';
+export { fileSource, quickstartSource, type ConfigSource, type FileSource } from './config-source.js';
 export { controlSocketPath, sendControl } from './control-socket.js';
 export { runPrimary } from './primary.js';
 export { runSingle } from './single.js';

@@ -1,14 +1,19 @@
 import type { ReloadResult } from './reloader.js';
 
-/** What a cluster primary and its workers say to each other over IPC. */
+/**
+ * What a cluster primary and its workers say to each other over IPC. Workers
+ * build their config from the text the primary validated (`generation` counts
+ * accepted configs), never from the file on their own.
+ */
 export type ToWorker =
+  | { readonly type: 'start'; readonly keys: string; readonly text: string; readonly generation: number }
   | { readonly type: 'tickets'; readonly keys: string }
-  | { readonly type: 'reload'; readonly id: number }
+  | { readonly type: 'reload'; readonly id: number; readonly text: string; readonly generation: number }
   | { readonly type: 'drain' };
 
 export type ToPrimary =
-  /** Sent first: asks for the ticket keys, after the worker listens for messages. */
+  /** Sent first: asks for ticket keys and config, once the worker listens for messages. */
   | { readonly type: 'hello' }
-  | { readonly type: 'ready'; readonly port: number; readonly httpPort: number | null }
+  | { readonly type: 'ready'; readonly generation: number; readonly port: number; readonly httpPort: number | null }
   | { readonly type: 'failed'; readonly code: string; readonly message: string }
   | { readonly type: 'reloaded'; readonly id: number; readonly result: ReloadResult };

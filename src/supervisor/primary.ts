@@ -3,152 +3,191 @@ import { formatHostPort, type Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import type { Logger } from '../telemetry/index.js';
 import { TicketKeyRing } from '../tls/index.js';
-import type { ConfigSource } from './config-source.js';
+import type { FileSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
 import type { ToPrimary, ToWorker } from './messages.js';
 import { Reloader, type ReloadResult } from './reloader.js';
+import { onStopSignals } from './stop-signals.js';
 
-/** A worker that dies again within this long of starting counts towards crash backoff. */
+/** A worker that dies again within this long of the previous death counts towards crash backoff. */
 const crashWindowMs = 60_000;
 const maxRestartDelayMs = 30_000;
+/** How long a worker may take to answer a reload before it counts as failed. */
+const workerReloadTimeoutMs = 60_000;
 /** Beyond the drain deadline, how long the primary waits for workers to exit before killing them. */
 const exitGraceMs = 5_000;
 
+interface Member {
+  readonly worker: Worker;
+  /** The accepted config it serves (null until it serves). */
+  generation: number | null;
+  /** Pending reload answers by request id; answered as failed if the worker goes away. */
+  readonly reloads: Map<number, (result: ReloadResult) => void>;
+}
+
 /**
- * The cluster primary (workers > 1): it validates the config, owns the
- * session-ticket keys and hands them to every worker, restarts a worker that
- * crashes (with backoff when crashes repeat), takes reloads (SIGHUP, control
- * socket) to every worker after validating the config itself, and on
- * SIGTERM/SIGINT lets every worker drain before exiting. It serves no traffic.
+ * The cluster primary (workers > 1). It serves no traffic; it
+ * - validates the config and hands every worker the exact text it validated,
+ *   so workers never read a file on their own: a replacement worker starts on
+ *   the last accepted config, whatever the file holds now;
+ * - owns the session-ticket keys and gives them to every worker;
+ * - restarts a worker that exits, with backoff when crashes repeat;
+ * - takes reloads (SIGHUP, control socket) to every serving worker; a worker
+ *   that fails to apply one is replaced, so all converge on one config;
+ * - on SIGTERM/SIGINT lets every worker drain, then exits.
  */
-export async function runPrimary(source: ConfigSource, initial: Config, log: Logger): Promise<{ port: number }> {
-  let config = initial;
+export async function runPrimary(source: FileSource, initial: { config: Config; text: string }, log: Logger): Promise<{ port: number }> {
+  let accepted = { ...initial, generation: 1 };
   const tickets = new TicketKeyRing();
-  tickets.start(config.tls.ticketKeyRotationMs);
-  const keys = (): ToWorker => ({ type: 'tickets', keys: tickets.export().toString('base64') });
-  const workers = new Set<Worker>();
-  const send = (worker: Worker, message: ToWorker) => worker.isConnected() && worker.send(message);
+  tickets.start(accepted.config.tls.ticketKeyRotationMs);
+  const members = new Map<Worker, Member>();
+  const send = (worker: Worker, message: ToWorker) => {
+    if (worker.isConnected()) worker.send(message);
+  };
   tickets.onRotate = () => {
-    for (const w of workers) send(w, keys());
+    const keys = tickets.export().toString('base64');
+    for (const w of members.keys()) send(w, { type: 'tickets', keys });
   };
 
   let stopping = false;
   const crashes: number[] = [];
   let nextReloadId = 1;
-  const pendingReloads = new Map<number, (result: ReloadResult) => void>();
+
+  /** Asks one serving worker to apply `text`; never hangs (timeout, exit). */
+  const reloadWorker = (member: Member, text: string, generation: number): Promise<ReloadResult> =>
+    new Promise((resolve) => {
+      const id = nextReloadId++;
+      const timer = setTimeout(() => answer({ ok: false, code: 'PCL_RELOAD_FAILED', message: `worker ${member.worker.id} did not answer in time` }), workerReloadTimeoutMs);
+      const answer = (result: ReloadResult) => {
+        clearTimeout(timer);
+        member.reloads.delete(id);
+        if (result.ok) member.generation = generation;
+        resolve(result);
+      };
+      member.reloads.set(id, answer);
+      send(member.worker, { type: 'reload', id, text, generation });
+    });
 
   /** Forks one worker; resolves with its ports once it serves, rejects with its start error. */
   const fork = (): Promise<{ port: number; httpPort: number | null }> =>
     new Promise((resolve, reject) => {
       const worker = cluster.fork();
-      workers.add(worker);
+      const member: Member = { worker, generation: null, reloads: new Map() };
+      members.set(worker, member);
       worker.on('message', (message: ToPrimary) => {
         switch (message.type) {
           case 'hello':
-            send(worker, keys());
+            send(worker, { type: 'start', keys: tickets.export().toString('base64'), text: accepted.text, generation: accepted.generation });
             return;
           case 'ready':
-            log.info({ event: 'worker_ready', worker: worker.id, pid: worker.process.pid }, `worker ${worker.id} serving`);
+            member.generation = message.generation;
+            log.info({ event: 'worker_ready', worker: worker.id, workerPid: worker.process.pid }, `worker ${worker.id} serving`);
+            // a reload was accepted while it started: bring it up to date
+            if (message.generation < accepted.generation) void reloadWorker(member, accepted.text, accepted.generation);
             resolve({ port: message.port, httpPort: message.httpPort });
             return;
           case 'failed':
             reject(new PortcullisError('PCL_WORKER_FAILED', `worker ${worker.id} could not start: ${message.message}`));
             return;
           case 'reloaded':
-            pendingReloads.get(message.id)?.(message.result);
+            member.reloads.get(message.id)?.(message.result);
             return;
         }
       });
       worker.once('exit', (code, signal) => {
-        workers.delete(worker);
+        members.delete(worker);
+        for (const answer of member.reloads.values()) answer({ ok: false, code: 'PCL_RELOAD_FAILED', message: `worker ${worker.id} exited` });
         reject(new PortcullisError('PCL_WORKER_FAILED', `worker ${worker.id} exited (${signal ?? code}) before serving`));
         if (stopping) return;
         const now = Date.now();
         while (crashes.length > 0 && (crashes[0] as number) < now - crashWindowMs) crashes.shift();
         crashes.push(now);
         const delay = crashes.length <= 1 ? 0 : Math.min(maxRestartDelayMs, 1000 * 2 ** (crashes.length - 2));
-        log.error({ event: 'worker_exited', worker: worker.id, pid: worker.process.pid, code, signal, restartInMs: delay }, `worker ${worker.id} exited (${signal ?? code}); starting a new one`);
+        log.error(
+          { event: 'worker_exited', worker: worker.id, workerPid: worker.process.pid, code, signal, restartInMs: delay },
+          `worker ${worker.id} exited (${signal ?? code}); starting a new one`,
+        );
         setTimeout(() => {
           if (!stopping) fork().catch((err: Error) => log.error({ event: 'worker_failed', error: err.message }, 'a replacement worker failed to start'));
         }, delay);
       });
     });
 
+  const shutdownWorkers = () => {
+    stopping = true;
+    for (const w of members.keys()) w.kill();
+    tickets.stop();
+  };
+
   let port: number;
   let httpPort: number | null;
   try {
-    const ready = await Promise.all(Array.from({ length: config.workers }, () => fork()));
+    const ready = await Promise.all(Array.from({ length: accepted.config.workers }, () => fork()));
     ({ port, httpPort } = ready[0] as { port: number; httpPort: number | null });
   } catch (err) {
-    stopping = true;
-    for (const w of workers) w.kill();
-    tickets.stop();
+    shutdownWorkers();
     throw err;
   }
 
-  /** Asks one worker to reload and waits for its answer. */
-  const reloadWorker = (worker: Worker): Promise<ReloadResult> =>
-    new Promise((resolve) => {
-      const id = nextReloadId++;
-      pendingReloads.set(id, (result) => {
-        pendingReloads.delete(id);
-        resolve(result);
-      });
-      send(worker, { type: 'reload', id });
-    });
-
+  let candidate: { config: Config; text: string } | null = null;
   const reloader = new Reloader(
-    source,
+    source.description,
+    async () => {
+      candidate = await source.loadWithText();
+      return candidate.config;
+    },
     async (next) => {
-      const results = await Promise.all([...workers].map(async (w) => ({ worker: w.id, result: await reloadWorker(w) })));
+      const { text } = candidate as { text: string };
+      const generation = accepted.generation + 1;
+      const serving = [...members.values()].filter((m) => m.generation !== null);
+      const results = await Promise.all(serving.map(async (m) => ({ member: m, result: await reloadWorker(m, text, generation) })));
+      const applied = results.filter((r) => r.result.ok);
       const failed = results.filter((r) => !r.result.ok);
-      if (next.tls.ticketKeyRotationMs !== config.tls.ticketKeyRotationMs) tickets.start(next.tls.ticketKeyRotationMs);
-      if (next.workers !== config.workers) log.warn({ event: 'workers_unchanged', running: workers.size, configured: next.workers }, 'a new worker count applies at the next start');
-      config = next;
-      if (failed.length > 0) {
-        throw new PortcullisError('PCL_RELOAD_FAILED', failed.map((f) => `worker ${f.worker}: ${f.result.message}`).join('; '));
+      if (applied.length === 0 && failed.length > 0) {
+        throw new PortcullisError('PCL_RELOAD_FAILED', failed.map((f) => `worker ${f.member.worker.id}: ${f.result.message}`).join('; '));
+      }
+      if (next.tls.ticketKeyRotationMs !== accepted.config.tls.ticketKeyRotationMs) tickets.start(next.tls.ticketKeyRotationMs);
+      if (next.workers !== accepted.config.workers) log.warn({ event: 'workers_unchanged', running: members.size, configured: next.workers }, 'a new worker count applies at the next start');
+      accepted = { config: next, text, generation };
+      for (const f of failed) {
+        log.error({ event: 'worker_replaced', worker: f.member.worker.id, error: f.result.message }, `worker ${f.member.worker.id} could not apply the reload; replacing it`);
+        f.member.worker.kill();
       }
     },
     log,
   );
   let control: { close(): Promise<void> };
   try {
-    control = await openControlSocket(config.dataDir, { reload: () => reloader.reload('control socket') });
+    control = await openControlSocket(accepted.config.dataDir, { reload: () => reloader.reload('control socket') });
   } catch (err) {
-    stopping = true;
-    for (const w of workers) w.kill();
-    tickets.stop();
+    shutdownWorkers();
     throw err;
   }
-  const https = formatHostPort(config.listen.https.host, port);
-  const http = config.listen.http && httpPort !== null ? formatHostPort(config.listen.http.host, httpPort) : null;
+  const https = formatHostPort(accepted.config.listen.https.host, port);
+  const http = accepted.config.listen.http && httpPort !== null ? formatHostPort(accepted.config.listen.http.host, httpPort) : null;
   log.info(
-    { event: 'listening', https, http, config: source.description, workers: workers.size },
-    `serving HTTPS on ${https}${http ? `, redirecting HTTP on ${http}` : ''}, with ${workers.size} workers`,
+    { event: 'listening', https, http, config: source.description, workers: members.size },
+    `serving HTTPS on ${https}${http ? `, redirecting HTTP on ${http}` : ''}, with ${members.size} workers`,
   );
 
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) return;
+  onStopSignals(log, async (signal) => {
+    await reloader.stop();
     stopping = true;
-    const drainMs = config.timeouts.drainMs;
-    log.info({ event: 'stopping', signal, drainMs, workers: workers.size }, `received ${signal}: workers finish in-flight requests (at most ${drainMs} ms)`);
+    const drainMs = accepted.config.timeouts.drainMs;
+    log.info({ event: 'stopping', signal, drainMs, workers: members.size }, `received ${signal}: workers finish in-flight requests (at most ${drainMs} ms)`);
     tickets.stop();
-    for (const w of workers) send(w, { type: 'drain' });
+    const allExited = new Promise<void>((resolve) => {
+      if (members.size === 0) resolve();
+      cluster.on('exit', () => members.size === 0 && resolve());
+    });
+    for (const w of members.keys()) send(w, { type: 'drain' });
     const killer = setTimeout(() => {
-      for (const w of workers) w.process.kill('SIGKILL');
+      for (const w of members.keys()) w.process.kill('SIGKILL');
     }, drainMs + exitGraceMs);
-    const done = async () => {
-      if (workers.size > 0) return;
-      clearTimeout(killer);
-      await control.close();
-      log.info({ event: 'stopped' }, 'stopped');
-      process.exit(0);
-    };
-    cluster.on('exit', () => void done());
-    void done();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+    await Promise.all([allExited, control.close()]);
+    clearTimeout(killer);
+    log.info({ event: 'stopped' }, 'stopped');
+  });
   return { port };
 }

@@ -1,21 +1,23 @@
 import type { Config } from '../config/index.js';
 import { ConfigError, PortcullisError } from '../errors.js';
 import type { Logger } from '../telemetry/index.js';
-import type { ConfigSource } from './config-source.js';
 
 export type ReloadResult = { readonly ok: true; readonly message: string } | { readonly ok: false; readonly code: string; readonly message: string };
 
 /**
  * Runs reloads one at a time, whatever triggered them (signal, control
  * socket). A config that fails validation, or that cannot be applied, is
- * refused as a whole: the previous one keeps serving and the precise error
- * is logged and returned.
+ * refused: the precise error is logged and returned, and `apply` is
+ * responsible for leaving the previous config serving. Once `stop` was
+ * called (the instance is shutting down), reloads are refused.
  */
 export class Reloader {
   #queue: Promise<unknown> = Promise.resolve();
+  #stopped = false;
 
   constructor(
-    private readonly source: ConfigSource,
+    private readonly description: string,
+    private readonly load: () => Promise<Config>,
     private readonly apply: (config: Config) => Promise<void>,
     private readonly log: Logger,
   ) {}
@@ -26,11 +28,21 @@ export class Reloader {
     return run;
   }
 
+  /** Refuses every later reload; waits for one in progress. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#queue;
+  }
+
   async #reload(trigger: string): Promise<ReloadResult> {
-    this.log.info({ event: 'reload', trigger, config: this.source.description }, 'reloading the config');
+    if (this.#stopped) {
+      this.log.warn({ event: 'reload_refused', trigger }, 'reload refused: the instance is stopping');
+      return { ok: false, code: 'PCL_RELOAD_FAILED', message: 'the instance is stopping' };
+    }
+    this.log.info({ event: 'reload', trigger, config: this.description }, 'reloading the config');
     let config: Config;
     try {
-      config = await this.source.load();
+      config = await this.load();
       await this.apply(config);
     } catch (err) {
       const code = err instanceof PortcullisError ? err.code : 'PCL_RELOAD_FAILED';
@@ -42,7 +54,7 @@ export class Reloader {
       return { ok: false, code, message };
     }
     const routes = config.sites.reduce((n, s) => n + s.routes.length, 0);
-    const message = `reloaded ${this.source.description}: ${config.sites.length} site(s), ${routes} route(s)`;
+    const message = `reloaded ${this.description}: ${config.sites.length} site(s), ${routes} route(s)`;
     this.log.info({ event: 'reloaded', trigger, sites: config.sites.length, routes }, message);
     return { ok: true, message };
   }

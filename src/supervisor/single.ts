@@ -1,14 +1,11 @@
 import { formatHostPort, type Config } from '../config/index.js';
 import { startPortcullis } from '../portcullis.js';
-import { createAccessLog, type AccessLog, type Logger } from '../telemetry/index.js';
+import type { Logger } from '../telemetry/index.js';
+import { accessLogFor, reopenAccessLog } from './access-log-for.js';
 import type { ConfigSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
 import { Reloader } from './reloader.js';
-
-/** The access log a config asks for, or null when it is off. */
-export function accessLogFor(config: Config, log: Logger): AccessLog | null {
-  return config.log.access === 'off' ? null : createAccessLog(config.log.access, (message) => log.error({ event: 'access_log_trouble' }, message));
-}
+import { onStopSignals } from './stop-signals.js';
 
 /**
  * One process serves (workers: 1): reload on SIGHUP and through the control
@@ -19,10 +16,11 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
   const access = accessLogFor(config, log);
   const proxy = await startPortcullis(config, log, { accessLog: access });
   const reloader = new Reloader(
-    source,
+    source.description,
+    () => source.load(),
     async (next) => {
       await proxy.reload(next);
-      access?.reopen();
+      reopenAccessLog(access, log);
     },
     log,
   );
@@ -41,18 +39,13 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
   );
 
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
-  const stop = (signal: NodeJS.Signals): void => {
+  onStopSignals(log, async (signal) => {
     const drainMs = proxy.config.timeouts.drainMs;
     log.info({ event: 'stopping', signal, drainMs }, `received ${signal}: finishing in-flight requests (at most ${drainMs} ms)`);
-    void (async () => {
-      await proxy.drain(drainMs);
-      await control.close();
-      await access?.flush();
-      log.info({ event: 'stopped' }, 'stopped');
-      process.exit(0);
-    })();
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
+    await reloader.stop();
+    await Promise.all([proxy.drain(drainMs), control.close()]);
+    await access?.flush();
+    log.info({ event: 'stopped' }, 'stopped');
+  });
   return { port: proxy.address.port };
 }

@@ -1,31 +1,30 @@
-import type { Config } from '../config/index.js';
-import { startPortcullis, type Portcullis } from '../portcullis.js';
 import { PortcullisError } from '../errors.js';
-import type { Logger } from '../telemetry/index.js';
+import { startPortcullis, type Portcullis } from '../portcullis.js';
+import { createLogger, type AccessLog, type Level } from '../telemetry/index.js';
 import { TicketKeyRing } from '../tls/index.js';
-import type { ConfigSource } from './config-source.js';
+import { accessLogFor, reopenAccessLog } from './access-log-for.js';
+import type { FileSource } from './config-source.js';
 import type { ToPrimary, ToWorker } from './messages.js';
-import { Reloader } from './reloader.js';
-import { accessLogFor } from './single.js';
+import type { ReloadResult } from './reloader.js';
 
 function send(message: ToPrimary): void {
   process.send?.(message);
 }
 
 /**
- * A cluster worker: serves with the primary's session-ticket keys (so a
- * session resumes on any worker), reloads and drains when the primary says
- * so, and drains on its own when the primary disappears. Signals from a
- * terminal reach the whole process group; the primary coordinates, so a
- * worker ignores SIGINT and SIGHUP.
+ * A cluster worker: serves the config text its primary validated, with the
+ * primary's session-ticket keys (so a session resumes on any worker); reloads
+ * and drains when the primary says so, and drains on its own when the
+ * primary disappears. Signals from a terminal reach the whole process group;
+ * the primary coordinates, so a worker ignores SIGINT and SIGHUP.
  */
-export async function runWorker(source: ConfigSource, config: Config, log: Logger): Promise<void> {
+export async function runWorker(source: FileSource, levelOverride: Level | undefined): Promise<void> {
+  let log = createLogger(levelOverride ?? 'info');
   process.on('SIGINT', () => {});
   process.on('SIGHUP', () => {});
   const tickets = new TicketKeyRing();
   let proxy: Portcullis | null = null;
-  let reloader: Reloader | null = null;
-  let access: ReturnType<typeof accessLogFor> = null;
+  let access: AccessLog | null = null;
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
@@ -37,18 +36,30 @@ export async function runWorker(source: ConfigSource, config: Config, log: Logge
     })();
   };
 
-  let gotKeys!: () => void;
-  const keysArrived = new Promise<void>((resolve) => (gotKeys = resolve));
+  const reload = async (text: string): Promise<ReloadResult> => {
+    if (!proxy || stopping) return { ok: false, code: 'PCL_RELOAD_FAILED', message: `worker ${process.pid} is ${stopping ? 'stopping' : 'not serving yet'}` };
+    try {
+      await proxy.reload(source.fromText(text));
+    } catch (err) {
+      return { ok: false, code: err instanceof PortcullisError ? err.code : 'PCL_RELOAD_FAILED', message: (err as Error).message };
+    }
+    reopenAccessLog(access, log);
+    return { ok: true, message: 'reloaded' };
+  };
+
+  let started!: (start: { text: string; generation: number }) => void;
+  const startOrder = new Promise<{ text: string; generation: number }>((resolve) => (started = resolve));
   process.on('message', (message: ToWorker) => {
     switch (message.type) {
+      case 'start':
+        tickets.import(Buffer.from(message.keys, 'base64'));
+        started(message);
+        return;
       case 'tickets':
         tickets.import(Buffer.from(message.keys, 'base64'));
-        gotKeys();
         return;
       case 'reload':
-        void (reloader?.reload('primary') ?? Promise.resolve({ ok: false as const, code: 'PCL_RELOAD_FAILED', message: 'worker not started yet' })).then((result) =>
-          send({ type: 'reloaded', id: message.id, result }),
-        );
+        void reload(message.text).then((result) => send({ type: 'reloaded', id: message.id, result }));
         return;
       case 'drain':
         stop();
@@ -58,23 +69,16 @@ export async function runWorker(source: ConfigSource, config: Config, log: Logge
   process.on('disconnect', stop);
   process.on('SIGTERM', stop);
   send({ type: 'hello' });
-  await keysArrived;
+  const { text, generation } = await startOrder;
 
   try {
+    const config = source.fromText(text);
+    log = createLogger(levelOverride ?? config.log.level);
     access = accessLogFor(config, log);
     proxy = await startPortcullis(config, log, { tickets, accessLog: access });
   } catch (err) {
     send({ type: 'failed', code: err instanceof PortcullisError ? err.code : 'PCL_WORKER_FAILED', message: (err as Error).message });
     process.exit(3);
   }
-  const running = proxy;
-  reloader = new Reloader(
-    source,
-    async (next) => {
-      await running.reload(next);
-      access?.reopen();
-    },
-    log,
-  );
-  send({ type: 'ready', port: running.address.port, httpPort: running.httpAddress?.port ?? null });
+  send({ type: 'ready', generation, port: proxy.address.port, httpPort: proxy.httpAddress?.port ?? null });
 }

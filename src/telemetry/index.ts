@@ -1,3 +1,3 @@
-export { createLogger, type Logger } from './logger.js';
+export { createLogger, type Level, type Logger } from './logger.js';
 export { createAccessLog, type AccessLog } from './access-log.js';
 export { Metrics } from './metrics.js';

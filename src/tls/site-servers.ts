@@ -21,6 +21,7 @@ interface Entry {
   /** The site as of the latest config; connections made from now on are described with it. */
   site: Site;
   readonly sessions: Set<ServerHttp2Session>;
+  readonly sockets: Set<TLSSocket>;
 }
 
 /**
@@ -45,7 +46,8 @@ export class SiteServers {
    * Brings the servers in line with a reloaded config: a site that stays keeps
    * its server (open connections continue) with new certificates and limits for
    * new handshakes; a new site gets a server; a removed site's server takes no
-   * more handshakes and asks its idle connections and HTTP/2 sessions to close.
+   * more handshakes, asks its idle connections and HTTP/2 sessions to close,
+   * and is closed for good after timeouts.drain.
    */
   apply(config: Config): void {
     for (const site of config.sites) {
@@ -63,6 +65,11 @@ export class SiteServers {
       this.#entries.delete(id);
       this.#tickets.forgetServer(entry.server);
       this.#closeGently(entry);
+      // what is still open after a drain's worth of time is closed, and the server with it
+      setTimeout(() => {
+        for (const socket of entry.sockets) socket.destroy();
+        entry.server.close();
+      }, config.timeouts.drainMs).unref();
     }
     this.#config = config;
   }
@@ -99,10 +106,14 @@ export class SiteServers {
 
   #create(config: Config, site: Site): Entry {
     const server = createSiteServer(config, site);
-    const entry: Entry = { server, site, sessions: new Set() };
+    const entry: Entry = { server, site, sessions: new Set(), sockets: new Set() };
     this.#tickets.installOnServer(server);
     // Runs before the HTTP layer sees the socket, so every request finds its connection described.
-    server.prependListener('secureConnection', (socket: TLSSocket) => tagSocket(socket, describeConnection(socket, entry.site)));
+    server.prependListener('secureConnection', (socket: TLSSocket) => {
+      tagSocket(socket, describeConnection(socket, entry.site));
+      entry.sockets.add(socket);
+      socket.once('close', () => entry.sockets.delete(socket));
+    });
     server.on('session', (session) => {
       tagSession(session);
       entry.sessions.add(session);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { curl, resolveTo, tlsClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
@@ -196,6 +197,17 @@ sites:
       assert.equal(r.status, 400);
       assert.equal((JSON.parse(r.body) as { reason: string }).reason, 'ambiguous_path');
     }
+  });
+
+  test('answers 400 to a request with two Host fields', async () => {
+    const socket = tlsClient(p.port, 'api.test', root.certFile);
+    await once(socket, 'secureConnect');
+    socket.write('GET / HTTP/1.1\r\nHost: api.test\r\nHost: other.test\r\nConnection: close\r\n\r\n');
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString()));
+    await once(socket, 'close');
+    assert.match(text, /^HTTP\/1\.1 400 /);
+    assert.match(text, /"reason":"bad_request_target"/);
   });
 
   test('answers 421 when Host names another site than the TLS server name, or no site', async () => {

@@ -92,6 +92,7 @@ sites:
     ['an absolute-form target with userinfo', get('http://api.test@evil.test/', 'api.test'), 400],
     ['a target that is not a path', get('evil.test', 'api.test'), 400],
     ['no Host at all', get('/', null), 400],
+    ['two Host fields', get('/', 'api.test', 'Host: evil.test\r\n'), 400],
     ['a CR/LF smuggled into the Host', 'GET / HTTP/1.1\r\nHost: api.test\rLocation: https://evil.test\r\nConnection: close\r\n\r\n', 400],
     ['a Host with a space', get('/', 'api.test evil.test'), 400],
   ];

@@ -3,8 +3,8 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { curl, resolveTo, sClientRequest } from '../helpers/clients.js';
-import { startCli } from '../helpers/cli-process.js';
+import { curl, resolveTo, run, sClientRequest } from '../helpers/clients.js';
+import { cliPath, startCli } from '../helpers/cli-process.js';
 import { TestPki } from '../helpers/pki.js';
 import { tempDir } from '../helpers/proxy.js';
 
@@ -66,7 +66,7 @@ sites:
     // A crashed worker is logged and replaced; service goes on.
     const victim = first[0]!.pid;
     process.kill(victim, 'SIGKILL');
-    await cli.waitFor(new RegExp(`"event":"worker_exited".*"pid":${victim}[^\\n]*\\n(.*\\n)*.*"event":"worker_ready"`));
+    await cli.waitFor(new RegExp(`"event":"worker_exited".*"workerPid":${victim}[^\\n]*\\n(.*\\n)*.*"event":"worker_ready"`));
     const afterCrash = await pidsOf(6);
     assert.ok(afterCrash.every((w) => w.pid !== victim));
     assert.equal(new Set(afterCrash.map((w) => w.pid)).size, 2, 'a replacement worker serves');
@@ -83,4 +83,45 @@ sites:
     const [code] = (await once(cli.child, 'exit')) as [number];
     assert.equal(code, 0);
   });
+
+  test('a refused reload leaves every worker on the previous config, and a replacement worker starts on it too', async (t) => {
+    const root = pki.root('workers-refused-root');
+    const leaf = pki.leaf('api', root, { dns: ['api.test'] });
+    const wrongKey = pki.leaf('other', root, { dns: ['api.test'], key: 'rsa' });
+    const dir = tempDir(t);
+    const file = join(dir, 'portcullis.yaml');
+    const config = (key: string) => `listen: { https: "127.0.0.1:0" }
+workers: 2
+log: { access: off }
+timeouts: { drain: 5s }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${leaf.chainFile}, key: ${key} }]
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`;
+    writeFileSync(file, config(leaf.keyFile));
+    const cli = startCli(t, ['start', '--config', file], dir);
+    const port = Number((await cli.waitFor(/"https":"127\.0\.0\.1:(\d+)".*"workers":2/))[1]);
+    const who = async (): Promise<Who> => {
+      const r = await curl([...resolveTo('api.test', port), '--cacert', root.certFile, `https://api.test:${port}/`]);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout) as Who;
+    };
+
+    writeFileSync(file, config(wrongKey.keyFile));
+    const refused = await run('node', [cliPath, 'reload', '--config', file]);
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /key does not match certificate/);
+    const before = new Set([(await who()).pid, (await who()).pid]);
+    assert.equal(before.size, 2, 'both workers still serve');
+
+    const victim = [...before][0]!;
+    process.kill(victim, 'SIGKILL');
+    await cli.waitFor(new RegExp(`"event":"worker_exited".*"workerPid":${victim}[^\\n]*\\n(.*\\n)*.*"event":"worker_ready"`));
+    const after = new Set<number>();
+    for (let i = 0; i < 6; i++) after.add((await who()).pid);
+    assert.equal(after.size, 2, 'the replacement serves the last accepted config, not the broken file');
+    assert.ok(!after.has(victim));
+  });
 });
+

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { HostTable } from '../../src/config/host-table.js';
-import { hostFromAuthority, normaliseSiteHost } from '../../src/config/addresses.js';
+import { hasDuplicateHost, hostFromAuthority, normaliseSiteHost } from '../../src/config/addresses.js';
 
 test('matches exact names before one-label wildcards and never deeper', () => {
   const table = new HostTable<string>();
@@ -43,4 +43,10 @@ test('accepts DNS names, IPs and one-label wildcards as site hosts', () => {
   assert.equal(normaliseSiteHost('a.*.test'), null);
   assert.equal(normaliseSiteHost('-bad.test'), null);
   assert.equal(normaliseSiteHost('under_score.test'), null);
+});
+
+test('notices a second Host field in any case', () => {
+  assert.equal(hasDuplicateHost(['Host', 'a.test', 'Accept', '*/*']), false);
+  assert.equal(hasDuplicateHost(['Host', 'a.test', 'HOST', 'b.test']), true);
+  assert.equal(hasDuplicateHost(['X-Host', 'a', 'host', 'b']), false);
 });
