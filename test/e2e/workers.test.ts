@@ -16,22 +16,26 @@ interface Who {
   route: string;
 }
 
+/** A two-worker config; `key` and `extraRoutes` vary per test. */
+function clusterConfig(cert: string, key: string, extraRoutes = ''): string {
+  return `listen: { https: "127.0.0.1:0" }
+workers: 2
+log: { access: off }
+timeouts: { drain: 5s }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${cert}, key: ${key} }]
+    routes: [{ path: /, upstream: "builtin:whoami" }${extraRoutes}]
+`;
+}
+
 describe('workers', () => {
   test('share ticket keys, survive a crash, and all take a reload', async (t) => {
     const root = pki.root('workers-root');
     const leaf = pki.leaf('api', root, { dns: ['api.test'] });
     const dir = tempDir(t);
     const file = join(dir, 'portcullis.yaml');
-    const config = (extraRoute: string) => `listen: { https: "127.0.0.1:0" }
-workers: 2
-log: { access: off }
-timeouts: { drain: 5s }
-sites:
-  - hosts: [api.test]
-    certificates: [{ cert: ${leaf.chainFile}, key: ${leaf.keyFile} }]
-    routes: [{ path: /, upstream: "builtin:whoami" }${extraRoute}]
-`;
-    writeFileSync(file, config(''));
+    writeFileSync(file, clusterConfig(leaf.chainFile, leaf.keyFile));
     const cli = startCli(t, ['start', '--config', file], dir);
     const port = Number((await cli.waitFor(/"https":"127\.0\.0\.1:(\d+)".*"workers":2/))[1]);
     const who = async (path = '/'): Promise<Who> => {
@@ -72,7 +76,7 @@ sites:
     assert.equal(new Set(afterCrash.map((w) => w.pid)).size, 2, 'a replacement worker serves');
 
     // A reload reaches every worker.
-    writeFileSync(file, config(', { path: /new/, upstream: "builtin:whoami" }'));
+    writeFileSync(file, clusterConfig(leaf.chainFile, leaf.keyFile, ', { path: /new/, upstream: "builtin:whoami" }'));
     cli.child.kill('SIGHUP');
     await cli.waitFor(new RegExp(`"pid":${cli.pid},[^\\n]*"event":"reloaded"`));
     const reloaded = await pidsOf(6, '/new/x');
@@ -90,16 +94,7 @@ sites:
     const wrongKey = pki.leaf('other', root, { dns: ['api.test'], key: 'rsa' });
     const dir = tempDir(t);
     const file = join(dir, 'portcullis.yaml');
-    const config = (key: string) => `listen: { https: "127.0.0.1:0" }
-workers: 2
-log: { access: off }
-timeouts: { drain: 5s }
-sites:
-  - hosts: [api.test]
-    certificates: [{ cert: ${leaf.chainFile}, key: ${key} }]
-    routes: [{ path: /, upstream: "builtin:whoami" }]
-`;
-    writeFileSync(file, config(leaf.keyFile));
+    writeFileSync(file, clusterConfig(leaf.chainFile, leaf.keyFile));
     const cli = startCli(t, ['start', '--config', file], dir);
     const port = Number((await cli.waitFor(/"https":"127\.0\.0\.1:(\d+)".*"workers":2/))[1]);
     const who = async (): Promise<Who> => {
@@ -108,7 +103,7 @@ sites:
       return JSON.parse(r.stdout) as Who;
     };
 
-    writeFileSync(file, config(wrongKey.keyFile));
+    writeFileSync(file, clusterConfig(leaf.chainFile, wrongKey.keyFile));
     const refused = await run('node', [cliPath, 'reload', '--config', file]);
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /key does not match certificate/);
