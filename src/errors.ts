@@ -63,6 +63,17 @@ export const reasonCatalog = {
   headers_too_large: { status: 431, text: 'the request header list is larger than limits.maxHeaderBytes' },
   method_not_allowed: { status: 405, text: 'the method cannot be proxied (CONNECT, TRACE)' },
   unsupported_upgrade: { status: 400, text: 'a request asking for a protocol upgrade other than WebSocket carried a body' },
+  // client certificates (mutual TLS)
+  no_certificate: { status: 401, text: 'the route or site requires a client certificate and none was presented' },
+  unknown_ca: { status: 403, text: 'the client certificate does not chain to a CA of clientAuth.ca (foreign CA, self-signed, missing intermediate)' },
+  expired: { status: 403, text: 'the client certificate (or a CA above it) has expired' },
+  not_yet_valid: { status: 403, text: 'the client certificate (or a CA above it) is not valid yet' },
+  bad_signature: { status: 403, text: 'a signature in the client certificate chain does not verify' },
+  wrong_key_usage: { status: 403, text: 'the client certificate lacks the clientAuth extended key usage' },
+  chain_too_long: { status: 403, text: 'the client certificate chain has more CA certificates than clientAuth.verifyDepth' },
+  identity_not_allowed: { status: 403, text: 'the client certificate is valid but matches no entry of the route allow-list' },
+  revoked: { status: 403, text: 'the client certificate has been revoked' },
+  bad_certificate: { status: 403, text: 'the client certificate failed verification for another reason; the log has the OpenSSL code' },
   // upstream
   upstream_unreachable: { status: 502, text: 'the upstream refused or dropped the connection' },
   upstream_timeout: { status: 504, text: 'the upstream did not connect or answer within the configured timeout' },

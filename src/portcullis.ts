@@ -3,7 +3,7 @@ import { formatHostPort, type Config, type ListenAddress } from './config/index.
 import { PortcullisError } from './errors.js';
 import { HttpsListener, RedirectListener } from './edge/index.js';
 import { answerClientError, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
-import { Metrics, type AccessLog, type Logger } from './telemetry/index.js';
+import { Metrics, recordClientAuthFailure, type AccessLog, type Logger } from './telemetry/index.js';
 import { SiteServers, TicketKeyRing, classifyHandshakeFailure } from './tls/index.js';
 
 export interface Portcullis {
@@ -60,13 +60,18 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
 
   const accessLog = options.accessLog ?? null;
   const metrics = new Metrics();
-  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false, accessLog };
+  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false, accessLog, metrics };
   const servers = new SiteServers(config, tickets, {
     request: (req, res) => handleRequest(state, req, res),
     upgrade: (req, socket, head) => handleUpgrade(state, req, socket, head),
     clientError: (err, socket, site) => {
       const answered = answerClientError(err, socket, site);
       if (answered) log.info({ event: 'request_refused', ...answered, site: site.id, detail: err.code }, 'HTTP request refused by the parser');
+    },
+    clientCertificate: (info, site) => {
+      const client = info.client;
+      if (client?.status === 'invalid') recordClientAuthFailure(log, metrics, info, client.reason, client.detail);
+      else if (client?.status === 'none' && site.clientAuth?.mode === 'require') recordClientAuthFailure(log, metrics, info, 'no_certificate', null);
     },
     handshakeFailed: (err, socket, site) => {
       const failure = classifyHandshakeFailure(err);
@@ -174,7 +179,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       if (ownsTickets && next.tls.ticketKeyRotationMs !== state.config.tls.ticketKeyRotationMs) tickets.start(next.tls.ticketKeyRotationMs);
       servers.apply(next);
       const old = state;
-      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog };
+      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog, metrics };
       // requests in flight finish on the old pools, which then close
       void old.upstreams.close();
     },

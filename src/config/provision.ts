@@ -11,7 +11,8 @@ import { durationMs } from './durations.js';
 import { HostTable } from './host-table.js';
 import type { RawConfig, RawRoute, RawSite } from './schema.js';
 import { tlsProfiles } from './tls-profiles.js';
-import type { Config, CertificatePair, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
+import { compileAllowList } from '../trust/index.js';
+import type { ClientAuth, Config, CertificatePair, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
 
 /**
  * Turns a schema-valid raw config into the runtime config: resolves paths
@@ -125,16 +126,57 @@ function provisionSite(raw: RawSite, index: number, at: string, file: (p: string
     issue(`${at}.hsts.preload`, 'preload lists require maxAge of at least 31536000 and includeSubDomains: true; raise them or drop preload');
   }
 
+  const clientAuth = raw.clientAuth ? provisionClientAuth(raw.clientAuth, `${at}.clientAuth`, file, issue) : null;
   const routes: Route[] = [];
   raw.routes.forEach((r, j) => {
     const path = `${at}.routes[${j}]`;
     if (raw.routes.findIndex((o) => o.path === r.path) !== j) issue(`${path}.path`, `"${r.path}" is already used by another route of this site; merge them`);
     const upstreams = provisionUpstreams(r, path, file, issue);
-    routes.push({ index: j, path: r.path, segmentBoundary: !r.path.endsWith('/'), upstreams });
+    if (!raw.clientAuth && (r.clientCert !== undefined || r.allow !== undefined)) {
+      issue(`${path}.${r.clientCert !== undefined ? 'clientCert' : 'allow'}`, 'client certificates need clientAuth on the site; add clientAuth: {mode: optional, ca: [your-client-ca.pem]}');
+    }
+    // a site that requires certificates requires them on every route; an optional site defaults to required
+    const clientCert = raw.clientAuth ? (raw.clientAuth.mode === 'require' ? 'required' : (r.clientCert ?? 'required')) : null;
+    if (r.allow && clientCert === 'optional') issue(`${path}.allow`, 'an allow-list admits only certain certificates, so it needs clientCert: required (anonymous clients could never match it)');
+    routes.push({ index: j, path: r.path, segmentBoundary: !r.path.endsWith('/'), upstreams, clientCert, allow: r.allow ? compileAllowList(r.allow) : null });
   });
   routes.sort((a, b) => b.path.length - a.path.length);
 
-  return { id: hosts[0] as string, index, hosts, isDefault: raw.default, certificates, hsts, routes };
+  const identityHeader = (raw.clientAuth?.forwardHeader ?? 'x-client-cert').toLowerCase();
+  return { id: hosts[0] as string, index, hosts, isDefault: raw.default, certificates, hsts, clientAuth, identityHeader, routes };
+}
+
+function provisionClientAuth(raw: NonNullable<RawSite['clientAuth']>, at: string, file: (p: string) => string, issue: Issue): ClientAuth {
+  const caPem: string[] = [];
+  const caCerts: X509Certificate[] = [];
+  raw.ca.forEach((p, k) => {
+    const caFile = file(p);
+    let text: string;
+    try {
+      text = readFileSync(caFile, 'utf8');
+    } catch (err) {
+      issue(`${at}.ca[${k}]`, `cannot read ${caFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the CA certificate file that issues your client certificates`);
+      return;
+    }
+    const blocks = pemBlocks(text).filter((b) => b.label === 'CERTIFICATE');
+    if (blocks.length === 0) issue(`${at}.ca[${k}]`, `${caFile} holds no PEM certificate; give the client CA certificate in PEM`);
+    for (const b of blocks) {
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(b.pem);
+      } catch (err) {
+        issue(`${at}.ca[${k}]`, `a certificate in ${caFile} does not parse (${(err as Error).message})`);
+        continue;
+      }
+      if (!cert.ca) {
+        issue(`${at}.ca[${k}]`, `${caFile} holds ${cert.subject.split('\n').join(', ')}, which is not a CA certificate; list the CA that issued the client certificates, not a client certificate`);
+        continue;
+      }
+      caPem.push(b.pem);
+      caCerts.push(cert);
+    }
+  });
+  return { mode: raw.mode, caPem, caCerts, verifyDepth: raw.verifyDepth };
 }
 
 function provisionUpstreams(r: RawRoute, at: string, file: (p: string) => string, issue: Issue): UpstreamTarget[] {

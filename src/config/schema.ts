@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { durationMs, durationPattern } from './durations.js';
 import { normaliseSiteHost, parseListenAddress } from './addresses.js';
+import { normaliseFingerprint, parseSubjectPattern } from '../trust/index.js';
 import { normalisePath } from './url-path.js';
 
 /**
@@ -72,6 +73,29 @@ const upstreamUrl = z.string({ error: 'use an upstream URL string' }).superRefin
   if (problem) ctx.addIssue({ code: 'custom', message: problem });
 });
 
+/** Header names the identity header may not take: the proxy or the protocol sets them. */
+const reservedHeaders = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'content-length', 'content-type', 'x-request-id', 'forwarded', 'authorization', 'cookie']);
+
+const uriPattern = z
+  .string({ error: 'use a URI, optionally ending in *' })
+  .refine((v) => v.length > 0 && v.indexOf('*') === (v.endsWith('*') ? v.length - 1 : -1) && /^[a-z][a-z0-9+.-]*:/i.test(v), {
+    error: 'use a URI such as "spiffe://example.test/billing/api"; "*" may only end it, as a prefix match',
+  });
+
+const dnsPattern = z
+  .string({ error: 'use a DNS name or "*." wildcard' })
+  .refine((v) => normaliseSiteHost(v) !== null && isIP(v) === 0, { error: 'use a DNS name, or "*." over one whole label ("*.clients.example.test")' });
+
+const subjectPattern = z
+  .string({ error: 'use a distinguished name such as "CN=reporting,O=Example"' })
+  .refine((v) => parseSubjectPattern(v) !== null, { error: 'use attribute=value pairs separated by commas, e.g. "CN=reporting,O=Example" (escape a comma in a value as \\,)' });
+
+const fingerprint = z
+  .string({ error: 'use "sha256:" followed by the certificate\'s SHA-256 in hex' })
+  .refine((v) => normaliseFingerprint(v) !== null, {
+    error: 'use "sha256:" and 64 hex digits, colons optional (openssl x509 -noout -fingerprint -sha256 -in cert.pem)',
+  });
+
 const route = z.strictObject({
   path: z
     .string({ error: 'use a path prefix starting with "/", e.g. "/payments/"' })
@@ -97,8 +121,18 @@ const route = z.strictObject({
       key: path.optional(),
     })
     .optional(),
-  clientCert: later('routes[].clientCert (mutual TLS)'),
-  allow: later('routes[].allow (client identity allow-lists)'),
+  clientCert: z.enum(['required', 'optional'], { error: 'use "required" or "optional"' }).optional(),
+  allow: z
+    .strictObject({
+      uri: z.array(uriPattern, { error: 'list URI SANs, e.g. ["spiffe://example.test/billing/*"]' }).optional(),
+      dns: z.array(dnsPattern, { error: 'list DNS SANs, e.g. ["*.clients.example.test"]' }).optional(),
+      subject: z.array(subjectPattern, { error: 'list subjects, e.g. ["CN=reporting,O=Example"]' }).optional(),
+      fingerprints: z.array(fingerprint, { error: 'list fingerprints, e.g. ["sha256:3F:1A:…"]' }).optional(),
+    })
+    .refine((a) => (a.uri?.length ?? 0) + (a.dns?.length ?? 0) + (a.subject?.length ?? 0) + (a.fingerprints?.length ?? 0) > 0, {
+      error: 'an allow-list with no entry admits nobody; list at least one uri, dns, subject or fingerprint, or remove allow',
+    })
+    .optional(),
   apiKeys: later('routes[].apiKeys (API keys)'),
 });
 
@@ -122,7 +156,23 @@ const site = z.strictObject({
       preload: z.boolean({ error: 'use true or false' }).default(false),
     })
     .prefault({}),
-  clientAuth: later('sites[].clientAuth (mutual TLS)'),
+  clientAuth: z
+    .strictObject({
+      mode: z.enum(['require', 'optional'], { error: 'use "require" (no valid certificate, no service) or "optional" (routes decide)' }),
+      ca: z.array(path, { error: 'list the CA certificate files that issue client certificates' }).min(1, { error: 'list at least one CA certificate file' }),
+      verifyDepth: z.int({ error: 'use a whole number' }).min(1, { error: 'use at least 1' }).max(10, { error: 'use at most 10' }).default(4),
+      forwardHeader: z
+        .string({ error: 'use a header name' })
+        .regex(/^[a-z0-9][a-z0-9-]*$/i, { error: 'use a header name of letters, digits and "-", e.g. "x-client-cert"', abort: true })
+        .refine((v) => !reservedHeaders.has(v.toLowerCase()) && !v.toLowerCase().startsWith('x-forwarded-'), {
+          error: 'this header is set by the proxy or the protocol; choose another name, e.g. "x-client-cert"',
+        })
+        .default('x-client-cert'),
+      crl: later('clientAuth.crl (revocation by CRL)'),
+      ocsp: later('clientAuth.ocsp (revocation by OCSP)'),
+      onRevocationUnavailable: later('clientAuth.onRevocationUnavailable'),
+    })
+    .optional(),
   routes: z.array(route, { error: 'list the routes of the site' }).min(1, { error: 'list at least one route' }),
 });
 

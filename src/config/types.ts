@@ -1,5 +1,7 @@
 import type { BlockList } from 'node:net';
+import type { X509Certificate } from 'node:crypto';
 import type { CertificatePair } from '../pki/index.js';
+import type { AllowList } from '../trust/index.js';
 import type { ListenAddress } from './addresses.js';
 
 export type { CertificatePair };
@@ -66,6 +68,14 @@ export interface Site {
   readonly certificates: readonly CertificatePair[];
   /** The Strict-Transport-Security value, computed once. */
   readonly hsts: string;
+  /** Mutual TLS, when configured. */
+  readonly clientAuth: ClientAuth | null;
+  /**
+   * The header carrying the client identity upstream (lower case). Incoming
+   * copies are always removed, also on sites without mutual TLS (then it is
+   * the default name, `x-client-cert`).
+   */
+  readonly identityHeader: string;
   /** Longest prefix first. */
   readonly routes: readonly Route[];
 }
@@ -77,6 +87,20 @@ export interface Route {
   /** Prefix ends with "/": plain prefix. Otherwise `path` itself or `path/…` (whole segments). */
   readonly segmentBoundary: boolean;
   readonly upstreams: readonly UpstreamTarget[];
+  /** Whether a valid client certificate is needed; null on sites without clientAuth. */
+  readonly clientCert: 'required' | 'optional' | null;
+  /** Who may use the route, when restricted. */
+  readonly allow: AllowList | null;
+}
+
+export interface ClientAuth {
+  /** require: a connection without a valid certificate gets no service; optional: routes decide. */
+  readonly mode: 'require' | 'optional';
+  /** Trusted roots and intermediates, PEM (for OpenSSL) and parsed (for our own checks). */
+  readonly caPem: readonly string[];
+  readonly caCerts: readonly X509Certificate[];
+  /** CA certificates allowed above the leaf, trust anchor included. */
+  readonly verifyDepth: number;
 }
 
 export type UpstreamTarget = HttpUpstream | BuiltinUpstream;

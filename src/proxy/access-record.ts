@@ -32,9 +32,12 @@ const connectionFields = new WeakMap<ConnectionInfo, string>();
 function fieldsOf(c: ConnectionInfo): string {
   let text = connectionFields.get(c);
   if (text === undefined) {
+    const identity = c.client && c.client.status !== 'none' ? c.client.identity : null;
     text =
       `"clientAddress":${JSON.stringify(c.remoteAddress)},"tlsVersion":${JSON.stringify(c.tlsVersion)},"cipher":${JSON.stringify(c.cipher)},` +
-      `"alpn":${JSON.stringify(c.alpn)},"sni":${JSON.stringify(c.serverName)},"resumed":${c.resumed}`;
+      `"alpn":${JSON.stringify(c.alpn)},"sni":${JSON.stringify(c.serverName)},"resumed":${c.resumed},` +
+      `"clientCert":${JSON.stringify(c.client?.status ?? null)},"clientSubject":${json(identity?.subject)},` +
+      `"clientSerial":${json(identity?.serial)},"clientFingerprint":${json(identity?.fingerprint)}`;
     connectionFields.set(c, text);
   }
   return text;

@@ -22,7 +22,11 @@ function whoami(ctx: RequestContext): void {
       site: ctx.site?.id ?? null,
       route: ctx.route?.path ?? null,
       tls: { version: c.tlsVersion, cipher: c.cipher, sni: c.serverName, alpn: c.alpn, resumed: c.resumed },
-      client: { address: c.remoteAddress, port: c.remotePort },
+      client: {
+        address: c.remoteAddress,
+        port: c.remotePort,
+        certificate: c.client === null ? null : c.client.status === 'none' ? { status: 'none' } : { status: c.client.status, ...c.client.identity, subjectAttributes: undefined },
+      },
       request: { method: ctx.req.method, target: ctx.target, httpVersion: ctx.req.httpVersion, bodyBytes },
       headers: ctx.upstreamHeaders,
     });

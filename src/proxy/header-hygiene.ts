@@ -55,6 +55,10 @@ export interface ForwardingFacts {
   readonly authority: string;
   readonly requestId: string;
   readonly trustedProxies: BlockList | null;
+  /** The site's identity header (lower case): incoming copies are always dropped. */
+  readonly identityHeader: string;
+  /** Its value for this request, when a valid client certificate was presented. */
+  readonly identity: string | null;
 }
 
 /** The request fields sent upstream: hop-by-hop fields removed, forwarding fields set by us. */
@@ -65,7 +69,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined || name.charCodeAt(0) === 58 /* ":" pseudo-header */) continue;
-    if (hopByHop.has(name) || ours.has(name) || listed?.has(name)) continue;
+    if (hopByHop.has(name) || ours.has(name) || listed?.has(name) || name === facts.identityHeader) continue;
     if (!trusted && (proxyClaims.has(name) || name.startsWith('x-forwarded-'))) continue;
     out[name] = name === 'cookie' && Array.isArray(value) ? value.join('; ') : value;
   }
@@ -75,6 +79,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
   out['x-forwarded-proto'] = (trusted && firstValue(incoming['x-forwarded-proto'])) || 'https';
   out['x-forwarded-host'] = (trusted && firstValue(incoming['x-forwarded-host'])) || facts.authority;
   out['x-request-id'] = facts.requestId;
+  if (facts.identity !== null) out[facts.identityHeader] = facts.identity;
   return out;
 }
 

@@ -1,6 +1,9 @@
 import { hasDuplicateHost, hostFromAuthority } from '../config/index.js';
 import type { Reason } from '../errors.js';
+import type { ServerResponse } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
+import { recordClientAuthFailure } from '../telemetry/index.js';
+import { identityHeaderValue, type ClientIdentity } from '../trust/index.js';
 import { forward } from './forward.js';
 import { upstreamRequestHeaders } from './header-hygiene.js';
 import type { RequestContext } from './request-context.js';
@@ -74,17 +77,66 @@ function matchRoute(ctx: RequestContext): Reason | null {
   return 'no_route';
 }
 
+/** The verdict on the connection's client certificate as a refusal, or null when it is valid. */
+function refusalOf(ctx: RequestContext): Reason | null {
+  const client = ctx.conn.client;
+  if (client === null || client.status === 'none') return 'no_certificate';
+  return client.status === 'invalid' ? client.reason : null;
+}
+
+/**
+ * `clientAuth.mode: require`: without a valid certificate the connection gets
+ * no service, whatever it asks for; it is answered 401/403 with the reason and
+ * closed (HTTP/1.1: Connection: close; HTTP/2: GOAWAY). The rejection was
+ * logged once, when the connection was made.
+ */
+function requireClientCertificate(ctx: RequestContext): Reason | null {
+  if (ctx.site!.clientAuth?.mode !== 'require') return null;
+  const reason = refusalOf(ctx);
+  if (reason === null) return null;
+  if (ctx.req.httpVersionMajor === 2) (ctx.req as Http2ServerRequest).stream.session?.close();
+  else (ctx.res as ServerResponse).shouldKeepAlive = false;
+  return reason;
+}
+
+/**
+ * Route-level client checks: a certificate that was presented but is invalid
+ * is refused on every route (even `clientCert: optional` ones: it signals a
+ * misconfigured or forged client); `clientCert: required` needs a valid one;
+ * then the route's allow-list.
+ */
+function authorizeClient(ctx: RequestContext): Reason | null {
+  const route = ctx.route!;
+  if (route.clientCert === null) return null;
+  const client = ctx.conn.client;
+  // invalid certificates were logged with the connection
+  if (client?.status === 'invalid') return client.reason;
+  if (route.clientCert === 'optional') return null;
+  if (client === null || client.status === 'none') {
+    recordClientAuthFailure(ctx.state.log, ctx.state.metrics, ctx.conn, 'no_certificate', null, { requestId: ctx.id, route: route.path });
+    return 'no_certificate';
+  }
+  if (route.allow && !route.allow.matches((ctx.conn.client as { identity: ClientIdentity }).identity)) {
+    recordClientAuthFailure(ctx.state.log, ctx.state.metrics, ctx.conn, 'identity_not_allowed', null, { requestId: ctx.id, route: route.path });
+    return 'identity_not_allowed';
+  }
+  return null;
+}
+
 function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
+  const client = ctx.conn.client;
   ctx.upstreamHeaders = upstreamRequestHeaders(ctx.req.headers, {
     clientAddress: ctx.conn.remoteAddress,
     authority: ctx.authority,
     requestId: ctx.id,
     trustedProxies: ctx.state.config.trustedProxies,
+    identityHeader: ctx.site!.identityHeader,
+    identity: client?.status === 'valid' ? identityHeaderValue(client.identity) : null,
   });
   return null;
 }
 
-const phases: readonly Phase[] = [limitHeaderSize, resolveSite, matchRoute, prepareUpstreamRequest];
+const phases: readonly Phase[] = [limitHeaderSize, resolveSite, requireClientCertificate, matchRoute, authorizeClient, prepareUpstreamRequest];
 
 /** Runs the phases, then forwards; the first reason ends the request with its JSON answer. */
 export function runPipeline(ctx: RequestContext): void {

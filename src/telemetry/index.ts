@@ -1,3 +1,4 @@
 export { createLogger, type Level, type Logger } from './logger.js';
 export { createAccessLog, type AccessLog } from './access-log.js';
 export { Metrics } from './metrics.js';
+export { recordClientAuthFailure } from './client-auth-events.js';

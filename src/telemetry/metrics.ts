@@ -16,6 +16,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Client certificates refused (or missing where required), by reason code. */
+  readonly clientAuthFailures = new Counter<'reason'>({
+    name: 'portcullis_client_auth_failures_total',
+    help: 'Client certificates refused, or missing where one is required, by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+
   refused(reason: Reason): void {
     this.refusedConnections.inc({ reason });
   }

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest, ServerHttp2Session } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { Site } from '../config/index.js';
+import { verifyClientCertificate, type ClientCertificate } from '../trust/index.js';
 
 /** What the proxy knows about a TLS connection, captured once after the handshake. */
 export interface ConnectionInfo {
@@ -15,6 +16,8 @@ export interface ConnectionInfo {
   readonly resumed: boolean;
   /** The site whose certificate was served. */
   readonly site: Site | null;
+  /** The verdict on the client certificate; null on sites without mutual TLS. */
+  readonly client: ClientCertificate | null;
 }
 
 const kConnection = Symbol('portcullis.connection');
@@ -25,6 +28,7 @@ interface Tagged {
 
 /** Reads the negotiated parameters of a finished handshake. */
 export function describeConnection(socket: TLSSocket, site: Site | null): ConnectionInfo {
+  const clientAuth = site?.clientAuth ?? null;
   const servername = (socket as TLSSocket & { servername?: string | false }).servername;
   return {
     remoteAddress: socket.remoteAddress ?? '',
@@ -35,6 +39,8 @@ export function describeConnection(socket: TLSSocket, site: Site | null): Connec
     alpn: socket.alpnProtocol || 'http/1.1',
     resumed: socket.isSessionReused(),
     site,
+    // judged on every connection, resumed ones too: a resumed session is never a reason to skip it
+    client: clientAuth ? verifyClientCertificate(socket, clientAuth) : null,
   };
 }
 

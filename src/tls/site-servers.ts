@@ -3,7 +3,7 @@ import type { Http2SecureServer, Http2ServerRequest, Http2ServerResponse, Server
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Config, Site } from '../config/index.js';
-import { describeConnection, tagSession, tagSocket } from './connection-info.js';
+import { describeConnection, tagSession, tagSocket, type ConnectionInfo } from './connection-info.js';
 import type { TicketKeyRing } from './ticket-keys.js';
 import { createSiteServer, updateSiteServer } from './tls-server.js';
 
@@ -12,6 +12,8 @@ export interface TlsHandlers {
   request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   handshakeFailed(err: Error & { code?: string }, socket: TLSSocket, site: Site): void;
+  /** A connection to a mutual-TLS site whose client certificate was judged. */
+  clientCertificate(info: ConnectionInfo, site: Site): void;
   /** An HTTP/1.1 request the parser refused. */
   clientError(err: Error & { code?: string }, socket: Duplex, site: Site): void;
 }
@@ -110,7 +112,9 @@ export class SiteServers {
     this.#tickets.installOnServer(server);
     // Runs before the HTTP layer sees the socket, so every request finds its connection described.
     server.prependListener('secureConnection', (socket: TLSSocket) => {
-      tagSocket(socket, describeConnection(socket, entry.site));
+      const info = describeConnection(socket, entry.site);
+      tagSocket(socket, info);
+      if (info.client) this.#handlers.clientCertificate(info, entry.site);
       entry.sockets.add(socket);
       socket.once('close', () => entry.sockets.delete(socket));
     });

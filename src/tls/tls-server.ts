@@ -7,6 +7,9 @@ import { siteContextOptions } from './context-options.js';
 function siteServerOptions(config: Config, site: Site): SecureServerOptions {
   return {
     ...siteContextOptions(site, config.tls.profile),
+    // Mutual TLS: ask for a certificate and verify it against the site's CAs, but let the
+    // handshake finish either way, so that the proxy knows (and can say) why it refuses one.
+    ...(site.clientAuth ? { requestCert: true, rejectUnauthorized: false, ca: [...site.clientAuth.caPem] } : { requestCert: false }),
     // Sessions resume only on the site that made them (OpenSSL compares this context).
     sessionIdContext: createHash('sha256').update(site.id).digest('hex').slice(0, 32),
     settings: { maxHeaderListSize: config.limits.maxHeaderBytes, maxConcurrentStreams: config.limits.maxConcurrentStreams, enablePush: false },
@@ -41,6 +44,10 @@ export function createSiteServer(config: Config, site: Site): Http2SecureServer 
 export function updateSiteServer(server: Http2SecureServer, config: Config, site: Site): void {
   const options = siteServerOptions(config, site);
   server.setSecureContext(options);
+  // per-connection settings the server reads from itself, not from its context
+  const perConnection = server as unknown as { requestCert: boolean; rejectUnauthorized: boolean };
+  perConnection.requestCert = options.requestCert === true;
+  perConnection.rejectUnauthorized = false;
   server.updateSettings(options.settings ?? {});
   (server as unknown as { handshakeTimeout: number }).handshakeTimeout = config.timeouts.handshakeMs;
   applyHttpLimits(server, config);

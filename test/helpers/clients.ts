@@ -62,7 +62,7 @@ export async function sClient(port: number, args: readonly string[]): Promise<Ha
 export async function sClientRequest(port: number, host: string, args: readonly string[]): Promise<RunResult & { reused: boolean; status: string | null }> {
   const request = `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`;
   const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', host, '-alpn', 'http/1.1', '-ign_eof', ...args], request, 15_000);
-  return { ...r, reused: /^Reused, /m.test(r.stdout), status: /^HTTP\/1\.1 (\d{3})/m.exec(r.stdout)?.[1] ?? null };
+  return { ...r, reused: /^Reused, /m.test(r.stdout), status: /HTTP\/1\.1 (\d{3}) /.exec(r.stdout)?.[1] ?? null };
 }
 
 /** A verifying Node TLS client to the proxy on 127.0.0.1, offering one ALPN protocol; errors are left to 'close'. */

@@ -41,6 +41,8 @@ export interface LeafOptions {
   readonly notAfter?: Date;
   readonly subject?: string;
   readonly digest?: 'sha256' | 'sha1';
+  /** Leave out the authority key identifier, so chains are built by issuer name alone. */
+  readonly noAuthorityKeyId?: boolean;
 }
 
 function openssl(args: string[], input?: string): string {
@@ -131,8 +133,8 @@ export class TestPki {
     return { name, dir, certFile, keyFile, chainFiles: [], root: true };
   }
 
-  /** An intermediate CA issued by `parent`. */
-  intermediate(name: string, parent: Ca, opts: { pathLen?: number; key?: KeyType } = {}): Ca {
+  /** An intermediate CA issued by `parent`; `commonName` gives it another CA's name (an impostor). */
+  intermediate(name: string, parent: Ca, opts: { pathLen?: number; key?: KeyType; commonName?: string } = {}): Ca {
     const dir = this.#initCaDir(name);
     const keyFile = this.key(join(dir, 'ca.key'), opts.key);
     const certFile = join(dir, 'ca.pem');
@@ -143,7 +145,7 @@ export class TestPki {
       'subjectKeyIdentifier = hash',
       'authorityKeyIdentifier = keyid',
     ].join('\n');
-    this.#sign(parent, keyFile, certFile, `/CN=${name}/O=Portcullis Tests`, ext, new Date(Date.now() - day), new Date(Date.now() + 1825 * day), 'sha256');
+    this.#sign(parent, keyFile, certFile, `/CN=${opts.commonName ?? name}/O=Portcullis Tests`, ext, new Date(Date.now() - day), new Date(Date.now() + 1825 * day), 'sha256');
     this.#caConfig({ dir });
     return { name, dir, certFile, keyFile, chainFiles: [certFile, ...parent.chainFiles], root: false };
   }
@@ -167,7 +169,7 @@ export class TestPki {
       'keyUsage = critical,digitalSignature,keyEncipherment',
       `extendedKeyUsage = ${eku}`,
       'subjectKeyIdentifier = hash',
-      'authorityKeyIdentifier = keyid',
+      ...(opts.noAuthorityKeyId ? [] : ['authorityKeyIdentifier = keyid']),
       ...(sans.length ? [`subjectAltName = ${sans.join(',')}`] : []),
     ].join('\n');
     const notBefore = opts.notBefore ?? new Date(Date.now() - day);
