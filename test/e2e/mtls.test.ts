@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { loadConfigFile } from '../../src/config/index.js';
 import { curl, resolveTo, run, sClientRequest } from '../helpers/clients.js';
 import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
@@ -242,5 +243,29 @@ sites:
     const refused = await gnutls('foreign');
     assert.match(refused.stdout, /HTTP\/1\.1 403 Forbidden/);
     assert.match(refused.stdout, /"reason":"unknown_ca"/);
+  });
+});
+
+describe('mutual TLS and reload', () => {
+  test('a reload that adds clientAuth to a running site asks new connections for certificates', async (t) => {
+    const root = pki.root('mtls-reload-root');
+    const server = pki.leaf('reload-server', root, { dns: ['api.test'] });
+    const client = pki.leaf('reload-client', root, { eku: 'clientAuth' });
+    const base = `
+listen: { https: "127.0.0.1:0" }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`;
+    const p = await startProxy(t, base);
+    const status = async (withCert: boolean) =>
+      (await curl([...resolveTo('api.test', p.port), '--cacert', root.certFile, ...(withCert ? ['--cert', client.chainFile, '--key', client.keyFile] : []), '-o', '/dev/null', '-w', '%{http_code}', `https://api.test:${p.port}/`])).stdout;
+    assert.equal(await status(false), '200');
+    const file = join(p.dir, 'portcullis.yaml');
+    writeFileSync(file, `${base.trimEnd()}\n    clientAuth: { mode: require, ca: [${root.certFile}] }\n`);
+    await p.proxy.reload(loadConfigFile(file));
+    assert.equal(await status(false), '401');
+    assert.equal(await status(true), '200');
   });
 });
