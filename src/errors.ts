@@ -64,6 +64,7 @@ export const reasonCatalog = {
   method_not_allowed: { status: 405, text: 'the method cannot be proxied (CONNECT, TRACE)' },
   unsupported_upgrade: { status: 400, text: 'a request asking for a protocol upgrade other than WebSocket carried a body' },
   // client certificates (mutual TLS)
+  policy_changed: { status: 421, text: 'a reload changed the site client-certificate policy after this connection was made; connect again' },
   no_certificate: { status: 401, text: 'the route or site requires a client certificate and none was presented' },
   unknown_ca: { status: 403, text: 'the client certificate does not chain to a CA of clientAuth.ca (foreign CA, self-signed, missing intermediate)' },
   expired: { status: 403, text: 'the client certificate (or a CA above it) has expired' },

@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { BlockList, isIP } from 'node:net';
@@ -80,6 +80,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
     sites,
     hosts,
     defaultSite,
+    identityHeaders: new Set(['x-client-cert', ...sites.map((s) => s.identityHeader)]),
   };
   return { config: deepFreeze(config), issues };
 }
@@ -176,7 +177,27 @@ function provisionClientAuth(raw: NonNullable<RawSite['clientAuth']>, at: string
       caCerts.push(cert);
     }
   });
-  return { mode: raw.mode, caPem, caCerts, verifyDepth: raw.verifyDepth };
+  // OpenSSL accepts a chain only up to a self-signed root in the list: an intermediate
+  // listed without its issuers would silently admit nobody
+  caCerts.forEach((ca) => {
+    let cert = ca;
+    for (let hops = 0; cert.subject !== cert.issuer && hops < 10; hops++) {
+      const issuer = caCerts.find((c) => c.subject === cert.issuer && cert.verify(c.publicKey));
+      if (!issuer) {
+        issue(
+          `${at}.ca`,
+          `${cert.subject.split('\n').join(', ')} is issued by ${cert.issuer.split('\n').join(', ')}, which is not listed; list the root CA too (OpenSSL needs the whole path to a root). To admit only one intermediate's clients, add an allow-list to the routes`,
+        );
+        return;
+      }
+      cert = issuer;
+    }
+  });
+  const key = createHash('sha256')
+    .update([raw.mode, raw.verifyDepth, ...caCerts.map((c) => c.fingerprint256)].join('|'))
+    .digest('hex')
+    .slice(0, 16);
+  return { mode: raw.mode, caPem, caCerts, verifyDepth: raw.verifyDepth, key };
 }
 
 function provisionUpstreams(r: RawRoute, at: string, file: (p: string) => string, issue: Issue): UpstreamTarget[] {

@@ -78,8 +78,8 @@ const reservedHeaders = new Set(['host', 'connection', 'keep-alive', 'transfer-e
 
 const uriPattern = z
   .string({ error: 'use a URI, optionally ending in *' })
-  .refine((v) => v.length > 0 && v.indexOf('*') === (v.endsWith('*') ? v.length - 1 : -1) && /^[a-z][a-z0-9+.-]*:/i.test(v), {
-    error: 'use a URI such as "spiffe://example.test/billing/api"; "*" may only end it, as a prefix match',
+  .refine((v) => /^[a-z][a-z0-9+.-]*:[^*]*(\/\*)?$/i.test(v) && !/\/\.\.?(\/|\*?$)/.test(v), {
+    error: 'use a URI such as "spiffe://example.test/billing/api"; "*" may only end it, right after "/" ("…/billing/*"), as a prefix match over whole path segments',
   });
 
 const dnsPattern = z

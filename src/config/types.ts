@@ -44,6 +44,12 @@ export interface Config {
   /** Host name → site, for SNI and Host headers. */
   readonly hosts: HostTable<Site>;
   readonly defaultSite: Site | null;
+  /**
+   * Every site's identity header plus `x-client-cert`: removed from every
+   * incoming request on every site, so an upstream shared by several sites
+   * never sees one a client forged.
+   */
+  readonly identityHeaders: ReadonlySet<string>;
 }
 
 export interface Timeouts {
@@ -101,6 +107,11 @@ export interface ClientAuth {
   readonly caCerts: readonly X509Certificate[];
   /** CA certificates allowed above the leaf, trust anchor included. */
   readonly verifyDepth: number;
+  /**
+   * Names this policy (mode, CAs, depth): connections and TLS sessions made
+   * under another policy are not carried over when a reload changes it.
+   */
+  readonly key: string;
 }
 
 export type UpstreamTarget = HttpUpstream | BuiltinUpstream;

@@ -55,7 +55,9 @@ export interface ForwardingFacts {
   readonly authority: string;
   readonly requestId: string;
   readonly trustedProxies: BlockList | null;
-  /** The site's identity header (lower case): incoming copies are always dropped. */
+  /** Every configured identity header (lower case): incoming copies are always dropped. */
+  readonly identityHeaders: ReadonlySet<string>;
+  /** The one this site sets. */
   readonly identityHeader: string;
   /** Its value for this request, when a valid client certificate was presented. */
   readonly identity: string | null;
@@ -69,8 +71,11 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined || name.charCodeAt(0) === 58 /* ":" pseudo-header */) continue;
-    if (hopByHop.has(name) || ours.has(name) || listed?.has(name) || name === facts.identityHeader) continue;
-    if (!trusted && (proxyClaims.has(name) || name.startsWith('x-forwarded-'))) continue;
+    if (hopByHop.has(name) || listed?.has(name)) continue;
+    // CGI-style stacks (WSGI, Rack, PHP-FPM) read "x_client_cert" as "x-client-cert": compare in that form
+    const canonical = name.includes('_') ? name.replace(/_/g, '-') : name;
+    if (ours.has(canonical) || facts.identityHeaders.has(canonical)) continue;
+    if (!trusted && (proxyClaims.has(canonical) || canonical.startsWith('x-forwarded-'))) continue;
     out[name] = name === 'cookie' && Array.isArray(value) ? value.join('; ') : value;
   }
   out.host = facts.authority;

@@ -3,7 +3,7 @@ import type { Reason } from '../errors.js';
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
 import { recordClientAuthFailure } from '../telemetry/index.js';
-import { identityHeaderValue, type ClientIdentity } from '../trust/index.js';
+import type { ClientIdentity } from '../trust/index.js';
 import { forward } from './forward.js';
 import { upstreamRequestHeaders } from './header-hygiene.js';
 import type { RequestContext } from './request-context.js';
@@ -91,8 +91,10 @@ function refusalOf(ctx: RequestContext): Reason | null {
  * logged once, when the connection was made.
  */
 function requireClientCertificate(ctx: RequestContext): Reason | null {
-  if (ctx.site!.clientAuth?.mode !== 'require') return null;
-  const reason = refusalOf(ctx);
+  const policy = ctx.site!.clientAuth;
+  // A reload changed the site's client-certificate policy since this connection was
+  // judged: its verdict means nothing now, and the client must connect again.
+  const reason = (ctx.conn.site?.clientAuth?.key ?? null) !== (policy?.key ?? null) ? 'policy_changed' : policy?.mode === 'require' ? refusalOf(ctx) : null;
   if (reason === null) return null;
   if (ctx.req.httpVersionMajor === 2) (ctx.req as Http2ServerRequest).stream.session?.close();
   else (ctx.res as ServerResponse).shouldKeepAlive = false;
@@ -130,8 +132,9 @@ function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
     authority: ctx.authority,
     requestId: ctx.id,
     trustedProxies: ctx.state.config.trustedProxies,
+    identityHeaders: ctx.state.config.identityHeaders,
     identityHeader: ctx.site!.identityHeader,
-    identity: client?.status === 'valid' ? identityHeaderValue(client.identity) : null,
+    identity: client?.status === 'valid' ? client.header : null,
   });
   return null;
 }

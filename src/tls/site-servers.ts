@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2SecureServer, Http2ServerRequest, Http2ServerResponse, ServerHttp2Session } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Config, Site } from '../config/index.js';
@@ -60,6 +61,8 @@ export class SiteServers {
       }
       updateSiteServer(entry.server, config, site);
       this.#tickets.installOnServer(entry.server);
+      // connections judged under another client-certificate policy should reconnect
+      if ((entry.site.clientAuth?.key ?? null) !== (site.clientAuth?.key ?? null)) this.#closeGently(entry);
       entry.site = site;
     }
     for (const [id, entry] of this.#entries) {
@@ -110,11 +113,27 @@ export class SiteServers {
     const server = createSiteServer(config, site);
     const entry: Entry = { server, site, sessions: new Set(), sockets: new Set() };
     this.#tickets.installOnServer(server);
+    // The site as it was when the connection arrived: its handshake runs on the secure context of
+    // that moment, so it is judged by that policy even if a reload lands before the handshake ends.
+    const siteAtAccept = new Map<string, Site>();
+    server.prependListener('connection', (raw: Socket) => {
+      const key = `${raw.remoteAddress}|${raw.remotePort}`;
+      siteAtAccept.set(key, entry.site);
+      raw.once('close', () => siteAtAccept.delete(key));
+    });
     // Runs before the HTTP layer sees the socket, so every request finds its connection described.
     server.prependListener('secureConnection', (socket: TLSSocket) => {
-      const info = describeConnection(socket, entry.site);
+      let info: ConnectionInfo;
+      try {
+        info = describeConnection(socket, siteAtAccept.get(`${socket.remoteAddress}|${socket.remotePort}`) ?? entry.site);
+      } catch (err) {
+        // nothing a client sends may take the process down
+        this.#handlers.handshakeFailed(Object.assign(err as Error, { code: 'PCL_TLS_UNREADABLE_CONNECTION' }), socket, entry.site);
+        socket.destroy();
+        return;
+      }
       tagSocket(socket, info);
-      if (info.client) this.#handlers.clientCertificate(info, entry.site);
+      if (info.client) this.#handlers.clientCertificate(info, info.site as Site);
       entry.sockets.add(socket);
       socket.once('close', () => entry.sockets.delete(socket));
     });

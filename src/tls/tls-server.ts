@@ -10,8 +10,9 @@ function siteServerOptions(config: Config, site: Site): SecureServerOptions {
     // Mutual TLS: ask for a certificate and verify it against the site's CAs, but let the
     // handshake finish either way, so that the proxy knows (and can say) why it refuses one.
     ...(site.clientAuth ? { requestCert: true, rejectUnauthorized: false, ca: [...site.clientAuth.caPem] } : { requestCert: false }),
-    // Sessions resume only on the site that made them (OpenSSL compares this context).
-    sessionIdContext: createHash('sha256').update(site.id).digest('hex').slice(0, 32),
+    // Sessions resume only on the site, and under the client-certificate policy, that made them
+    // (OpenSSL compares this context): a reload that changes the CAs makes clients show a certificate again.
+    sessionIdContext: createHash('sha256').update(`${site.id} ${site.clientAuth?.key ?? 'none'}`).digest('hex').slice(0, 32),
     settings: { maxHeaderListSize: config.limits.maxHeaderBytes, maxConcurrentStreams: config.limits.maxConcurrentStreams, enablePush: false },
   };
 }

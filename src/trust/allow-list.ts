@@ -3,8 +3,10 @@ import type { ClientIdentity } from './identity.js';
 /**
  * A route's identity allow-list, compiled once at config load. Any match
  * admits. Matching rules:
- * - `uri`: exact, or a prefix when the pattern ends in `*` ("spiffe://example.test/billing/*");
- * - `dns`: exact, or `*.` over exactly one whole label, against the DNS SANs;
+ * - `uri`: exact, or a prefix over whole segments when the pattern ends in
+ *   `/*` ("spiffe://example.test/billing/*"); URIs with dot segments never match;
+ * - `dns`: exact, or `*.` over exactly one whole label, against the DNS SANs
+ *   (a wildcard SAN in a client certificate matches nothing);
  * - `subject`: every attribute listed must be among the certificate's values
  *   for that attribute type ("CN=reporting,O=Example"); others are ignored;
  * - `fingerprints`: SHA-256 of the certificate, "sha256:" plus hex, colons optional.
@@ -52,6 +54,8 @@ export function normaliseFingerprint(text: string): string | null {
   return `sha256:${hex.match(/../g)!.join(':')}`;
 }
 
+const dotSegment = /\/\.\.?(\/|$)/;
+
 /** Compiles an allow-list; assumes the entries were validated by the schema. */
 export function compileAllowList(raw: RawAllowList): AllowList {
   const exactUris = new Set<string>();
@@ -73,10 +77,14 @@ export function compileAllowList(raw: RawAllowList): AllowList {
   return {
     matches(identity) {
       for (const uri of identity.uris) {
+        // a URI with dot segments could climb out of a prefix once normalised: never a match
+        if (dotSegment.test(uri)) continue;
         if (exactUris.has(uri)) return true;
         for (const prefix of uriPrefixes) if (uri.startsWith(prefix)) return true;
       }
       for (const name of identity.dnsNames) {
+        // a certificate's own wildcard names no particular client
+        if (name.includes('*')) continue;
         if (exactDns.has(name)) return true;
         const dot = name.indexOf('.');
         if (dot > 0 && dnsParents.has(name.slice(dot + 1))) return true;

@@ -1,6 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Reason } from '../errors.js';
+import { identityHeaderValue } from './identity-header.js';
 import { identityOf, type ClientIdentity } from './identity.js';
 
 /** Why a presented client certificate is refused: reason codes of the catalog (errors.ts). */
@@ -9,8 +10,18 @@ export type ClientCertReason = Extract<Reason, 'unknown_ca' | 'expired' | 'not_y
 /** The verdict on a connection's client certificate, reached once per connection (resumed ones included). */
 export type ClientCertificate =
   | { readonly status: 'none' }
-  | { readonly status: 'valid'; readonly identity: ClientIdentity }
-  | { readonly status: 'invalid'; readonly reason: ClientCertReason; readonly detail: string; readonly identity: ClientIdentity };
+  /** `header` is the identity header value, formatted once per connection. */
+  | { readonly status: 'valid'; readonly identity: ClientIdentity; readonly header: string }
+  /** `identity` is null when the certificate could not even be read. */
+  | { readonly status: 'invalid'; readonly reason: ClientCertReason; readonly detail: string; readonly identity: ClientIdentity | null };
+
+/** What the check needs of a site's clientAuth. */
+export interface ClientCertPolicy {
+  readonly verifyDepth: number;
+  readonly caCerts: readonly X509Certificate[];
+  /** Names the policy: remembered verdicts apply only under the same one. */
+  readonly key: string;
+}
 
 const none: ClientCertificate = Object.freeze({ status: 'none' });
 const clientAuthOid = '1.3.6.1.5.5.7.3.2';
@@ -34,16 +45,8 @@ const byOpenSslCode: Record<string, ClientCertReason> = {
   CERT_REVOKED: 'revoked',
 };
 
-/** CA certificates above the leaf in the chain OpenSSL verified (the trust anchor included). */
-function casAbove(peer: PeerCertificate): number {
-  let depth = 0;
-  let cert = peer as PeerCertificate & { issuerCertificate?: PeerCertificate };
-  while (cert.issuerCertificate && cert.issuerCertificate !== cert && depth < 64) {
-    depth++;
-    cert = cert.issuerCertificate as PeerCertificate & { issuerCertificate?: PeerCertificate };
-  }
-  return depth;
-}
+/** An identity header longer than this would be refused by most upstreams: the SAN lists are left out. */
+const maxHeaderBytes = 8192;
 
 /**
  * OpenSSL 3 reports a leaf whose signature does not verify as "unable to
@@ -56,29 +59,114 @@ function forgedUnder(leaf: X509Certificate, cas: readonly X509Certificate[]): bo
   return cas.some((ca) => ca.subject === leaf.issuer && !leaf.verify(ca.publicKey));
 }
 
+type Linked = PeerCertificate & { issuerCertificate?: Linked };
+
 /**
- * Judges the client certificate of a finished handshake. OpenSSL has already
- * checked the chain against the site's CAs (with `rejectUnauthorized: false`,
- * so the handshake completes and we can tell why); this adds what it does not
- * enforce: an explicit clientAuth extended key usage and the depth limit.
- * `verifyDepth` counts CA certificates above the leaf, trust anchor included.
+ * Counts the CA certificates above the leaf on the chain Node shows, after
+ * checking that it is a real chain: every link verifies with the next one's
+ * key and the chain ends at one of the site's CAs. Node builds those links by
+ * name only, so certificates a client adds as decoys could otherwise hide
+ * how long the chain OpenSSL verified is. Null when the chain does not hold.
  */
-export function verifyClientCertificate(socket: TLSSocket, policy: { readonly verifyDepth: number; readonly caCerts: readonly X509Certificate[] }): ClientCertificate {
-  const verifyDepth = policy.verifyDepth;
-  const peer = socket.getPeerCertificate(true);
+function verifiedDepth(peer: Linked, cas: readonly X509Certificate[]): number | null {
+  let cert = new X509Certificate(peer.raw);
+  let link: Linked = peer;
+  for (let depth = 0; depth <= 32; depth++) {
+    const anchor = cas.find((ca) => ca.fingerprint256 === cert.fingerprint256);
+    if (anchor && depth > 0) return depth;
+    const next = link.issuerCertificate;
+    if (!next?.raw || next === link) {
+      // the leaf itself may be issued directly by a listed CA that Node did not link
+      const issuer = cas.find((ca) => ca.subject === cert.issuer && cert.verify(ca.publicKey));
+      return issuer ? depth + 1 : null;
+    }
+    const issuer = new X509Certificate(next.raw);
+    if (!cert.verify(issuer.publicKey)) return null;
+    cert = issuer;
+    link = next;
+  }
+  return null;
+}
+
+/** OpenSSL's code for the failed verification, with its text when Node has no name for it. */
+function failureCode(socket: TLSSocket): string {
+  const failure = socket.authorizationError as unknown as string | (Error & { code?: string }) | null | undefined;
+  const code = typeof failure === 'string' ? failure : (failure?.code ?? failure?.message ?? 'UNKNOWN');
+  if (code !== 'UNSPECIFIED') return code;
+  // Node names only the common X509_V_ERR codes; its native handle still has OpenSSL's message
+  const message = (socket as unknown as { _handle?: { verifyError?: () => Error | null } })._handle?.verifyError?.()?.message;
+  return message ? `UNSPECIFIED: ${message}` : code;
+}
+
+function judge(socket: TLSSocket, policy: ClientCertPolicy): ClientCertificate {
+  const peer = socket.getPeerCertificate(true) as Linked | undefined;
   if (!peer?.raw) return none;
   const leaf = new X509Certificate(peer.raw);
   const identity = identityOf(leaf);
-  const failure = socket.authorizationError as unknown as string | Error | null | undefined;
-  if (!socket.authorized || failure) {
-    const code = typeof failure === 'string' ? failure : ((failure as (Error & { code?: string }) | null | undefined)?.code ?? failure?.message ?? 'UNKNOWN');
+  if (!socket.authorized || socket.authorizationError) {
+    const code = failureCode(socket);
     const reason = byOpenSslCode[code] ?? 'bad_certificate';
     return { status: 'invalid', reason: reason === 'unknown_ca' && forgedUnder(leaf, policy.caCerts) ? 'bad_signature' : reason, detail: code, identity };
   }
   if (!(leaf.keyUsage ?? []).includes(clientAuthOid)) {
     return { status: 'invalid', reason: 'wrong_key_usage', detail: `extended key usage is ${leaf.keyUsage?.join(', ') || 'absent'}, not clientAuth`, identity };
   }
-  const depth = casAbove(peer);
-  if (depth > verifyDepth) return { status: 'invalid', reason: 'chain_too_long', detail: `${depth} CA certificates above the leaf; clientAuth.verifyDepth is ${verifyDepth}`, identity };
-  return { status: 'valid', identity };
+  const chainKey = `${policy.key} ${identity.fingerprint}`;
+  const depth = verifiedDepth(peer, policy.caCerts);
+  if (depth === null && socket.isSessionReused()) {
+    // A resumed session keeps the leaf, not the chain: fall back on what the full handshake
+    // that made the session found (sessions never resume across policy changes).
+    const earlier = chainVerdicts.get(chainKey);
+    return earlier ? { status: 'invalid', ...earlier, identity } : { status: 'valid', identity, header: headerFor(identity) };
+  }
+  const chainFailure: ChainFailure | null =
+    depth === null
+      ? { reason: 'bad_certificate', detail: 'the chain the client sent does not lead to a configured CA by valid signatures' }
+      : depth > policy.verifyDepth
+        ? { reason: 'chain_too_long', detail: `${depth} CA certificates above the leaf; clientAuth.verifyDepth is ${policy.verifyDepth}` }
+        : null;
+  if (chainFailure) {
+    rememberChainFailure(chainKey, chainFailure);
+    return { status: 'invalid', ...chainFailure, identity };
+  }
+  return { status: 'valid', identity, header: headerFor(identity) };
+}
+
+type ChainFailure = { readonly reason: ClientCertReason; readonly detail: string };
+
+/**
+ * Chain verdicts that OpenSSL's own result (which a session keeps) does not
+ * carry, by policy and certificate, so that a session made by a refused
+ * connection is refused again when it resumes in this process. Bounded:
+ * the oldest entries go first.
+ */
+const chainVerdicts = new Map<string, ChainFailure>();
+const maxChainVerdicts = 10_000;
+
+function rememberChainFailure(key: string, failure: ChainFailure): void {
+  chainVerdicts.delete(key);
+  chainVerdicts.set(key, failure);
+  if (chainVerdicts.size > maxChainVerdicts) chainVerdicts.delete(chainVerdicts.keys().next().value as string);
+}
+
+function headerFor(identity: ClientIdentity): string {
+  const header = identityHeaderValue(identity);
+  return Buffer.byteLength(header) > maxHeaderBytes ? identityHeaderValue({ ...identity, uris: [], dnsNames: [], emails: [] }) : header;
+}
+
+/**
+ * Judges the client certificate of a finished handshake. OpenSSL has already
+ * checked the chain against the site's CAs (with `rejectUnauthorized: false`,
+ * so the handshake completes and we can tell why); this adds what it does not
+ * enforce: an explicit clientAuth extended key usage and the depth limit
+ * (`verifyDepth` counts CA certificates above the leaf, trust anchor included).
+ * Never throws: any certificate a client sends, however malformed, ends as a
+ * verdict (`bad_certificate` when it cannot be read).
+ */
+export function verifyClientCertificate(socket: TLSSocket, policy: ClientCertPolicy): ClientCertificate {
+  try {
+    return judge(socket, policy);
+  } catch (err) {
+    return { status: 'invalid', reason: 'bad_certificate', detail: `unreadable certificate: ${(err as Error).message}`, identity: null };
+  }
 }

@@ -16,6 +16,7 @@ export interface ClientIdentity {
   readonly uris: readonly string[];
   readonly dnsNames: readonly string[];
   readonly emails: readonly string[];
+  /** As OpenSSL prints it ("Nov 30 00:00:00 2026 GMT"). */
   readonly notAfter: string;
 }
 
@@ -99,6 +100,7 @@ export function identityOf(leaf: X509Certificate): ClientIdentity {
     uris: sans.filter((s) => s.type === 'URI').map((s) => s.value),
     dnsNames: sans.filter((s) => s.type === 'DNS').map((s) => s.value.toLowerCase()),
     emails: sans.filter((s) => s.type === 'email').map((s) => s.value),
-    notAfter: new Date(leaf.validTo).toISOString(),
+    // as the certificate states it: a client's certificate may carry a time no Date can hold
+    notAfter: leaf.validTo,
   };
 }

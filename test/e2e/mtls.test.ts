@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfigFile } from '../../src/config/index.js';
+import { connect as tlsConnect } from 'node:tls';
 import { curl, resolveTo, run, sClientRequest } from '../helpers/clients.js';
 import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
@@ -267,5 +269,164 @@ sites:
     await p.proxy.reload(loadConfigFile(file));
     assert.equal(await status(false), '401');
     assert.equal(await status(true), '200');
+  });
+});
+
+describe('mutual TLS against hostile or unusual clients', () => {
+  const scope = suiteScope();
+  let p: RunningProxy;
+  let root: Ca;
+  let inter: Ca;
+  let dir: string;
+  let upstreamOrigin: string;
+  const files: Record<string, { cert: string; key: string }> = {};
+  let deepKey: string;
+
+  before(async () => {
+    root = pki.root('hostile-root');
+    inter = pki.intermediate('hostile-clients', root);
+    dir = tempDir(scope);
+    const server = pki.leaf('hostile-server', root, { dns: ['api.test', 'depth.test', 'open.test'] });
+    const leafOf = (l: Leaf) => ({ cert: l.chainFile, key: l.keyFile });
+    files.good = leafOf(pki.leaf('hostile-good', inter, { eku: 'clientAuth' }));
+    files.noEku = leafOf(pki.leaf('no-eku', inter, { eku: null }));
+    // exactly verifyDepth (2) CA certificates above the leaf: inter and root
+    files.atLimit = files.good;
+    let deep = root;
+    for (let i = 1; i <= 3; i++) deep = pki.intermediate(`hostile-deep-${i}`, deep);
+    const deepLeaf = pki.leaf('hostile-deep-leaf', deep, { eku: 'clientAuth', noAuthorityKeyId: true });
+    files.deep = leafOf(deepLeaf);
+    files.deepParts = { cert: deepLeaf.certFile, key: join(dir, 'deep-intermediates.pem') };
+    writeFileSync(files.deepParts.key, readFileSync(deepLeaf.chainFile, 'utf8').slice(deepLeaf.certPem.length));
+    deepKey = deepLeaf.keyFile;
+    // a decoy after the leaf: self-signed, named like the leaf's issuer, then the real chain
+    const decoyKey = join(dir, 'decoy.key');
+    const decoy = join(dir, 'decoy.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', decoyKey, '-out', decoy, '-days', '2', '-subj', '/CN=hostile-deep-3/O=Portcullis Tests', '-addext', 'basicConstraints=critical,CA:TRUE'], { stdio: 'ignore' });
+    files.decoy = { cert: join(dir, 'decoy-chain.pem'), key: deepLeaf.keyFile };
+    writeFileSync(files.decoy.cert, deepLeaf.certPem + readFileSync(decoy, 'utf8') + readFileSync(deepLeaf.chainFile, 'utf8').slice(deepLeaf.certPem.length));
+    const expiredInter = pki.intermediate('hostile-expired-inter', root, { notBefore: new Date(Date.now() - 30 * day), notAfter: new Date(Date.now() - day) });
+    files.underExpired = leafOf(pki.leaf('under-expired-inter', expiredInter, { eku: 'clientAuth' }));
+    // a certificate whose notAfter no Date can read: made with openssl, then one digit of the time changed
+    const badTimeKey = join(dir, 'bad-time.key');
+    const badTimeGood = join(dir, 'bad-time-source.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', badTimeKey, '-out', badTimeGood, '-days', '2', '-subj', '/CN=bad-time', '-addext', 'extendedKeyUsage=clientAuth'], { stdio: 'ignore' });
+    const der = Buffer.from(readFileSync(badTimeGood, 'utf8').replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+    let seen = 0;
+    for (let i = 0; i < der.length - 2; i++) {
+      if (der[i] === 0x17 && der[i + 1] === 0x0d && ++seen === 2) {
+        der[i + 12] = 0x21; // "!" in the seconds of notAfter
+        break;
+      }
+    }
+    files.badTime = { cert: join(dir, 'bad-time.pem'), key: badTimeKey };
+    writeFileSync(files.badTime.cert, `-----BEGIN CERTIFICATE-----\n${der.toString('base64').match(/.{1,64}/g)!.join('\n')}\n-----END CERTIFICATE-----\n`);
+
+    const upstream = await startUpstream(scope);
+    upstreamOrigin = upstream.origin;
+    p = await startProxy(
+      scope,
+      `
+listen: { https: "127.0.0.1:0" }
+log: { access: ${join(dir, 'access.log')} }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
+    clientAuth: { mode: require, ca: [${root.certFile}], forwardHeader: x-ssl-client }
+    routes: [{ path: /, upstream: "${upstreamOrigin}" }]
+  - hosts: [depth.test]
+    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
+    clientAuth: { mode: require, ca: [${root.certFile}], verifyDepth: 2 }
+    routes: [{ path: /, upstream: "${upstreamOrigin}" }]
+  - hosts: [open.test]
+    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
+    routes: [{ path: /, upstream: "${upstreamOrigin}" }]
+`,
+      dir,
+    );
+  });
+
+  const call = async (host: string, client: string | null, extra: string[] = []) => {
+    const creds = client ? ['--cert', files[client]!.cert, '--key', files[client]!.key] : [];
+    const r = await curl([...resolveTo(host, p.port), '--cacert', root.certFile, ...creds, '-w', '\n@@%{http_code}', ...extra, `https://${host}:${p.port}/x`]);
+    const [body, status] = r.stdout.split('\n@@') as [string, string];
+    return { status: Number(status), body };
+  };
+
+  test('a certificate with an unreadable date is refused, and the proxy keeps serving', async () => {
+    const a = await call('api.test', 'badTime');
+    assert.equal(a.status, 403);
+    assert.ok(['unknown_ca', 'bad_certificate'].includes((JSON.parse(a.body) as { reason: string }).reason));
+    assert.equal((await call('api.test', 'good')).status, 200);
+  });
+
+  test('a valid leaf under an expired intermediate is refused with expired', async () => {
+    assert.equal((JSON.parse((await call('api.test', 'underExpired')).body) as { reason: string }).reason, 'expired');
+  });
+
+  test('a leaf without any extended key usage is refused with wrong_key_usage', async () => {
+    assert.equal((JSON.parse((await call('api.test', 'noEku')).body) as { reason: string }).reason, 'wrong_key_usage');
+  });
+
+  test('a chain of exactly verifyDepth CA certificates is accepted, one more is refused, and decoys do not hide the length', async () => {
+    assert.equal((await call('depth.test', 'atLimit')).status, 200);
+    assert.equal((JSON.parse((await call('depth.test', 'deep')).body) as { reason: string }).reason, 'chain_too_long');
+    const decoyed = await call('depth.test', 'decoy');
+    assert.equal(decoyed.status, 403, 'a decoy in the chain must not make a long chain pass');
+  });
+
+  test('a session made by a refused connection is refused again when it resumes', async (t) => {
+    const session = join(tempDir(t), 'deep-session.pem');
+    const args = ['-CAfile', root.certFile, '-cert', files.deepParts!.cert, '-key', deepKey, '-cert_chain', files.deepParts!.key];
+    const first = await sClientRequest(p.port, 'depth.test', [...args, '-sess_out', session]);
+    assert.equal(first.status, '403');
+    const again = await sClientRequest(p.port, 'depth.test', ['-CAfile', root.certFile, '-sess_in', session]);
+    assert.equal(again.reused, true);
+    assert.equal(again.status, '403');
+    assert.match(again.stdout, /"reason":"chain_too_long"/);
+  });
+
+  test("drops every site's identity header, also spelled with underscores, from every request", async () => {
+    const spoof = ['-H', 'X-SSL-Client: Hash=forged', '-H', 'x-client-cert: Hash=forged', '-H', 'x_ssl_client: forged', '-H', 'X_Client_Cert: forged', '-H', 'x_forwarded_for: 6.6.6.6'];
+    const open = JSON.parse((await call('open.test', null, spoof)).body) as EchoAnswer;
+    for (const name of ['x-ssl-client', 'x-client-cert', 'x_ssl_client', 'x_client_cert', 'x_forwarded_for']) assert.equal(open.headers[name], undefined, name);
+    const mtls = JSON.parse((await call('api.test', 'good', spoof)).body) as EchoAnswer;
+    assert.match(mtls.headers['x-ssl-client'] as string, /^Hash=[0-9a-f]{64};/);
+    assert.equal(mtls.headers['x_ssl_client'], undefined);
+  });
+
+  test('the access log carries the client identity', async () => {
+    await call('api.test', 'good');
+    await p.flushAccessLog();
+    const lines = readFileSync(join(dir, 'access.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const line = lines.find((l) => l.clientCert === 'valid');
+    assert.ok(line);
+    assert.equal(line.clientSubject, 'CN=hostile-good');
+    assert.match(String(line.clientSerial), /^[0-9A-F]+$/);
+    assert.match(String(line.clientFingerprint), /^sha256:/);
+  });
+
+  test('a reload that changes the client CAs: resumed sessions show a certificate again, open connections are told to reconnect', async (t) => {
+    const other = pki.root('hostile-other-root');
+    const session = join(tempDir(t), 'session.pem');
+    const creds = ['-cert', files.good!.cert, '-key', files.good!.key, '-cert_chain', inter.certFile];
+    const first = await sClientRequest(p.port, 'api.test', ['-CAfile', root.certFile, ...creds, '-sess_out', session]);
+    assert.equal(first.status, '200');
+    // a Node client with a certificate, kept open across the reload
+    const kept = tlsConnect({ port: p.port, host: '127.0.0.1', servername: 'api.test', ca: readFileSync(root.certFile), cert: readFileSync(files.good!.cert), key: readFileSync(files.good!.key), ALPNProtocols: ['http/1.1'] });
+    kept.on('error', () => {});
+    await once(kept, 'secureConnect');
+    const file = join(dir, 'portcullis.yaml');
+    writeFileSync(file, readFileSync(file, 'utf8').replace(`clientAuth: { mode: require, ca: [${root.certFile}], forwardHeader: x-ssl-client }`, `clientAuth: { mode: require, ca: [${other.certFile}], forwardHeader: x-ssl-client }`));
+    await p.proxy.reload(loadConfigFile(file));
+    const resumed = await sClientRequest(p.port, 'api.test', ['-CAfile', root.certFile, '-sess_in', session]);
+    assert.equal(resumed.reused, false, 'no session from the old policy resumes');
+    assert.equal(resumed.status, '401');
+    kept.write('GET /x HTTP/1.1\r\nHost: api.test\r\n\r\n');
+    let text = '';
+    kept.on('data', (d: Buffer) => (text += d.toString()));
+    await once(kept, 'close');
+    assert.match(text, /^HTTP\/1\.1 421 /);
+    assert.match(text, /"reason":"policy_changed"/);
   });
 });

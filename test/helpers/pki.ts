@@ -36,7 +36,8 @@ export interface LeafOptions {
   readonly uris?: readonly string[];
   readonly emails?: readonly string[];
   readonly key?: KeyType;
-  readonly eku?: 'serverAuth' | 'clientAuth' | 'serverAuth,clientAuth';
+  /** null: no extended key usage at all. */
+  readonly eku?: 'serverAuth' | 'clientAuth' | 'serverAuth,clientAuth' | null;
   readonly notBefore?: Date;
   readonly notAfter?: Date;
   readonly subject?: string;
@@ -134,7 +135,7 @@ export class TestPki {
   }
 
   /** An intermediate CA issued by `parent`; `commonName` gives it another CA's name (an impostor). */
-  intermediate(name: string, parent: Ca, opts: { pathLen?: number; key?: KeyType; commonName?: string } = {}): Ca {
+  intermediate(name: string, parent: Ca, opts: { pathLen?: number; key?: KeyType; commonName?: string; notBefore?: Date; notAfter?: Date } = {}): Ca {
     const dir = this.#initCaDir(name);
     const keyFile = this.key(join(dir, 'ca.key'), opts.key);
     const certFile = join(dir, 'ca.pem');
@@ -145,7 +146,7 @@ export class TestPki {
       'subjectKeyIdentifier = hash',
       'authorityKeyIdentifier = keyid',
     ].join('\n');
-    this.#sign(parent, keyFile, certFile, `/CN=${opts.commonName ?? name}/O=Portcullis Tests`, ext, new Date(Date.now() - day), new Date(Date.now() + 1825 * day), 'sha256');
+    this.#sign(parent, keyFile, certFile, `/CN=${opts.commonName ?? name}/O=Portcullis Tests`, ext, opts.notBefore ?? new Date(Date.now() - day), opts.notAfter ?? new Date(Date.now() + 1825 * day), 'sha256');
     this.#caConfig({ dir });
     return { name, dir, certFile, keyFile, chainFiles: [certFile, ...parent.chainFiles], root: false };
   }
@@ -162,12 +163,12 @@ export class TestPki {
       ...(opts.uris ?? []).map((u) => `URI:${u}`),
       ...(opts.emails ?? []).map((e) => `email:${e}`),
     ];
-    const eku = opts.eku ?? 'serverAuth';
+    const eku = opts.eku === undefined ? 'serverAuth' : opts.eku;
     const ext = [
       '[ ext ]',
       'basicConstraints = critical,CA:FALSE',
       'keyUsage = critical,digitalSignature,keyEncipherment',
-      `extendedKeyUsage = ${eku}`,
+      ...(eku === null ? [] : [`extendedKeyUsage = ${eku}`]),
       'subjectKeyIdentifier = hash',
       ...(opts.noAuthorityKeyId ? [] : ['authorityKeyIdentifier = keyid']),
       ...(sans.length ? [`subjectAltName = ${sans.join(',')}`] : []),
