@@ -25,7 +25,20 @@
 # Tunables (environment): BENCH_DURATION (s, default 10), BENCH_ROUNDS (2),
 # BENCH_CONNECTIONS (32), BENCH_HANDSHAKE_CLIENTS (4), BENCH_TLS12 (1),
 # BENCH_SCENARIOS ("keepalive reconnect full-tls13 full-tls12"), BENCH_MAX_OTHER_PCT (15),
-# BENCH_CLIENT_CPU (0), BENCH_PROXY_CPU (1).
+# BENCH_CLIENT_CPU (0), BENCH_PROXY_CPU (1), BENCH_MTLS (0).
+#
+# BENCH_MTLS=1 measures mutual TLS: both proxies require a client certificate and
+# check it against a CRL. The script makes a separate ECDSA P-256 client CA (an
+# openssl CA database in $WORK/pki/client-ca), a client certificate (clientAuth)
+# and, with `openssl ca -gencrl`, that CA's CRL listing ~1000 revoked serials plus
+# one revoked certificate (so the lookup is realistic). Portcullis gets
+# `clientAuth: { mode: require, ca, crl }`, nginx `ssl_verify_client on` +
+# `ssl_client_certificate` + `ssl_crl`. wrk cannot present a client certificate,
+# so only the handshake scenarios run (default BENCH_SCENARIOS "full-tls13
+# full-tls12"), `openssl s_time` presenting the client certificate. Before
+# measuring, the script checks that each proxy answers 200 with the certificate
+# and refuses a request without one and one with the revoked certificate, and
+# that s_time really sends it; it stops otherwise.
 #
 # Output: a markdown table on stdout; raw tool output, logs, configs and the
 # table in bench/results/<timestamp>/. Every process started here is stopped on exit.
@@ -37,7 +50,12 @@ ROUNDS=${BENCH_ROUNDS:-2}
 CONNS=${BENCH_CONNECTIONS:-32}
 HS_CLIENTS=${BENCH_HANDSHAKE_CLIENTS:-4}
 TLS12=${BENCH_TLS12:-1}
-SCENARIOS=${BENCH_SCENARIOS:-keepalive reconnect full-tls13 full-tls12}
+MTLS=${BENCH_MTLS:-0}
+if [[ $MTLS == 1 ]]; then
+  SCENARIOS=${BENCH_SCENARIOS:-full-tls13 full-tls12}
+else
+  SCENARIOS=${BENCH_SCENARIOS:-keepalive reconnect full-tls13 full-tls12}
+fi
 CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
 PROXY_CPU=${BENCH_PROXY_CPU:-1}
 MAX_OTHER_PCT=${BENCH_MAX_OTHER_PCT:-15}
@@ -45,6 +63,14 @@ WARMUP_S=3
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+[[ $MTLS == 0 || $MTLS == 1 ]] || die "BENCH_MTLS must be 0 or 1 (got '$MTLS')"
+if [[ $MTLS == 1 ]]; then
+  for scenario in $SCENARIOS; do
+    [[ $scenario == full-tls13 || $scenario == full-tls12 ]] ||
+      die "BENCH_MTLS=1 runs only the handshake scenarios (full-tls13 full-tls12): wrk cannot present a client certificate, so '$scenario' would measure refusals"
+  done
+fi
 
 # ---------------------------------------------------------------- prerequisites
 NGINX=$(command -v nginx || true)
@@ -119,6 +145,92 @@ printf '%s\n' 'subjectAltName=DNS:bench.test,IP:127.0.0.1' 'extendedKeyUsage=ser
 openssl x509 -req -in "$PKI/leaf.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -CAcreateserial \
   -days 2 -sha256 -extfile "$PKI/leaf.ext" -out "$PKI/leaf.pem" 2>/dev/null
 
+# Mutual TLS (BENCH_MTLS=1): a separate client CA run as an openssl CA database,
+# a client certificate, and the CA's CRL. The CRL lists ~1000 revoked serials
+# (written straight into index.txt, as `openssl ca -revoke` would) plus one real
+# certificate revoked with `openssl ca -revoke`, which the checks below present.
+# Client arguments that present the client certificate (empty without mTLS).
+CURL_CERT=()
+OPENSSL_CERT=()
+MODE_NOTE=''
+NGINX_MTLS_HTTP='' NGINX_MTLS_SERVER='' NGINX_MTLS_LOCATION='' PCL_MTLS=''
+if [[ $MTLS == 1 ]]; then
+  log "making an ECDSA P-256 client CA, a client certificate and a CRL in $PKI/client-ca"
+  CADIR="$PKI/client-ca"
+  mkdir -p "$CADIR/certs"
+  openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/client-ca.key" 2>/dev/null
+  openssl req -x509 -new -key "$PKI/client-ca.key" -sha256 -days 2 -subj '/CN=Portcullis bench client CA' \
+    -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' \
+    -out "$PKI/client-ca.pem" 2>/dev/null
+  cat >"$CADIR/ca.cnf" <<EOF
+[ ca ]
+default_ca = client_ca
+[ client_ca ]
+database = $CADIR/index.txt
+serial = $CADIR/serial
+crlnumber = $CADIR/crlnumber
+new_certs_dir = $CADIR/certs
+certificate = $PKI/client-ca.pem
+private_key = $PKI/client-ca.key
+default_md = sha256
+default_days = 2
+default_crl_days = 2
+unique_subject = no
+policy = policy_any
+x509_extensions = client_cert
+crl_extensions = crl_ext
+[ policy_any ]
+commonName = supplied
+[ client_cert ]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+[ crl_ext ]
+authorityKeyIdentifier = keyid:always
+EOF
+  echo 1000 >"$CADIR/serial"
+  echo 1000 >"$CADIR/crlnumber"
+  # 1000 revoked entries with random 128-bit serials: status, expiry, revocation date[,reason], serial, file, subject
+  openssl rand -hex 16000 | fold -w32 | tr a-f A-F |
+    awk -v e="$(date -u -d '+2 days' +%y%m%d%H%M%SZ)" -v r="$(date -u -d '-1 hour' +%y%m%d%H%M%SZ)" \
+      '{ printf "R\t%s\t%s,keyCompromise\t%s\tunknown\t/CN=revoked-%d\n", e, r, $1, NR }' >"$CADIR/index.txt"
+  for name in client revoked; do
+    openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/$name.key" 2>/dev/null
+    openssl req -new -key "$PKI/$name.key" -subj "/CN=bench-$name" -out "$PKI/$name.csr" 2>/dev/null
+    openssl ca -batch -notext -config "$CADIR/ca.cnf" -in "$PKI/$name.csr" -out "$PKI/$name.pem" >"$CADIR/ca-$name.log" 2>&1 ||
+      die "openssl ca could not issue the $name certificate: $(cat "$CADIR/ca-$name.log")"
+  done
+  openssl ca -config "$CADIR/ca.cnf" -revoke "$PKI/revoked.pem" -crl_reason superseded >"$CADIR/ca-revoke.log" 2>&1 ||
+    die "openssl ca -revoke failed: $(cat "$CADIR/ca-revoke.log")"
+  openssl ca -config "$CADIR/ca.cnf" -gencrl -out "$PKI/client-ca.crl" >"$CADIR/ca-gencrl.log" 2>&1 ||
+    die "openssl ca -gencrl failed: $(cat "$CADIR/ca-gencrl.log")"
+  CRL_ENTRIES=$(openssl crl -in "$PKI/client-ca.crl" -noout -text | grep -c 'Serial Number:' || true)
+  openssl verify -CAfile "$PKI/client-ca.pem" -crl_check -CRLfile "$PKI/client-ca.crl" -purpose sslclient "$PKI/client.pem" >/dev/null 2>&1 ||
+    die "the client certificate does not verify against the client CA and its CRL"
+  if openssl verify -CAfile "$PKI/client-ca.pem" -crl_check -CRLfile "$PKI/client-ca.crl" "$PKI/revoked.pem" >/dev/null 2>&1; then
+    die "the revoked certificate still verifies against the CRL"
+  fi
+  log "client CA CRL: $CRL_ENTRIES revoked serials, $(wc -c <"$PKI/client-ca.crl") bytes (PEM)"
+  CURL_CERT=(--cert "$PKI/client.pem" --key "$PKI/client.key")
+  OPENSSL_CERT=(-cert "$PKI/client.pem" -key "$PKI/client.key")
+  MODE_NOTE=" (mutual TLS: client certificate required, CRL with $CRL_ENTRIES entries)"
+  # Appended to lines of the configs below, so that without mTLS they stay as they were.
+  # nginx's default ssl_verify_depth (1) is enough: the client CA signs the client certificate itself.
+  NGINX_MTLS_HTTP="
+  # mTLS check only (?mtlslog=1): did the client present its certificate, and did it verify?
+  log_format mtls '\$ssl_protocol \$ssl_session_reused \$ssl_client_verify \$ssl_client_serial';"
+  NGINX_MTLS_SERVER="
+    ssl_verify_client on;
+    ssl_client_certificate $PKI/client-ca.pem;
+    ssl_crl $PKI/client-ca.crl;"
+  NGINX_MTLS_LOCATION="
+      access_log $WORK/nginx/logs/mtls.log mtls if=\$arg_mtlslog;"
+  PCL_MTLS="
+    clientAuth: { mode: require, ca: [$PKI/client-ca.pem], crl: [$PKI/client-ca.crl] }"
+fi
+
 # ---------------------------------------------------------------- configs
 PORTS=$(node bench/free-ports.js 3)
 read -r -d '' BACKEND_PORT NGINX_PORT PCL_PORT <<<"$PORTS" || true
@@ -167,7 +279,7 @@ EOF
   nginx_preamble "$WORK/nginx"
   cat <<EOF
   # The session log is only written for the resumption check (?sessionlog=1), not the measured runs.
-  log_format tls '\$ssl_protocol \$ssl_cipher \$ssl_session_reused';
+  log_format tls '\$ssl_protocol \$ssl_cipher \$ssl_session_reused';$NGINX_MTLS_HTTP
   upstream backend {
     server 127.0.0.1:$BACKEND_PORT;
     keepalive 32;
@@ -184,11 +296,11 @@ EOF
     ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256;
     ssl_prefer_server_ciphers on;
     ssl_ecdh_curve X25519:prime256v1:secp384r1;
-    ssl_session_cache shared:SSL:10m;
+    ssl_session_cache shared:SSL:10m;$NGINX_MTLS_SERVER
     keepalive_requests 10000000;
     keepalive_timeout 60s;
     location / {
-      access_log $WORK/nginx/logs/session.log tls if=\$arg_sessionlog;
+      access_log $WORK/nginx/logs/session.log tls if=\$arg_sessionlog;$NGINX_MTLS_LOCATION
       # both proxies log every request to a file, buffered (Portcullis: one JSON line per request)
       access_log $WORK/nginx/logs/access.log combined buffer=64k flush=1s;
       proxy_pass http://backend;
@@ -214,7 +326,7 @@ log: { access: $WORK/portcullis-access.log }
 sites:
   - hosts: [bench.test, 127.0.0.1]
     default: true
-    certificates: [{ cert: $PKI/leaf.pem, key: $PKI/leaf.key }]
+    certificates: [{ cert: $PKI/leaf.pem, key: $PKI/leaf.key }]$PCL_MTLS
     routes: [{ path: /, upstream: "http://127.0.0.1:$BACKEND_PORT" }]
 EOF
 
@@ -241,7 +353,7 @@ wait_ready() { # NAME PID URL
   local code
   for _ in $(seq 200); do
     kill -0 "$2" 2>/dev/null || die "$1 exited during start-up; see $RESULTS"
-    code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 1 "$3" || true)
+    code=$(curl -sk "${CURL_CERT[@]}" -o /dev/null -w '%{http_code}' --max-time 1 "$3" || true)
     [[ $code == 200 ]] && return 0
     sleep 0.05
   done
@@ -264,11 +376,14 @@ log "backend, nginx and portcullis are up"
   echo "openssl (node): $(node -p process.versions.openssl)"
   echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo "pinning: proxy under test on CPU $PROXY_CPU; load generator + backend on CPU $CLIENT_CPU"
+  if [[ $MTLS == 1 ]]; then
+    echo "mutual TLS: client certificate ECDSA P-256 (CN=bench-client, clientAuth) issued by a separate client CA; CRL of that CA with $CRL_ENTRIES revoked serials; portcullis clientAuth require + crl, nginx ssl_verify_client on + ssl_crl; s_time presents the client certificate"
+  fi
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "sysctl: $(sysctl -n net.ipv4.tcp_tw_reuse 2>/dev/null | sed 's/^/tcp_tw_reuse=/'), somaxconn=$(sysctl -n net.core.somaxconn 2>/dev/null)"
   for target in "nginx:$NGINX_PORT" "portcullis:$PCL_PORT"; do
     for v in tls1_3 tls1_2; do
-      echo "negotiated (${target%%:*}, -$v): $(openssl s_client -connect "127.0.0.1:${target#*:}" -servername bench.test -"$v" </dev/null 2>/dev/null |
+      echo "negotiated (${target%%:*}, -$v): $(openssl s_client -connect "127.0.0.1:${target#*:}" -servername bench.test -"$v" "${OPENSSL_CERT[@]}" </dev/null 2>/dev/null |
         grep -E '^(New,|Peer signature type|Server Temp Key|Negotiated TLS1.3 group)' | tr '\n' ';' | sed 's/;$//')"
     done
   done
@@ -343,7 +458,7 @@ run_load() { # RAW SCENARIO PORT
       local version=tls1_3 i
       [[ $scenario == full-tls12 ]] && version=tls1_2
       for i in $(seq "$HS_CLIENTS"); do
-        taskset -c "$CLIENT_CPU" openssl s_time -connect "127.0.0.1:$port" -new -"$version" \
+        taskset -c "$CLIENT_CPU" openssl s_time -connect "127.0.0.1:$port" -new -"$version" "${OPENSSL_CERT[@]}" \
           -time "$DURATION" >"$raw.$i" 2>&1 &
         LOAD_PIDS+=($!)
       done
@@ -412,20 +527,90 @@ measure() { # SCENARIO PROXY ROUND
   printf '%s\n' "$note" >>"$RUNS"
 }
 
-# Resumption check: does wrk with `Connection: close` resume? nginx logs it per request.
-log "checking whether wrk resumes TLS sessions on reconnect (nginx \$ssl_session_reused)"
-taskset -c "$CLIENT_CPU" wrk -t1 -c4 -d1s -H 'Connection: close' "https://127.0.0.1:$NGINX_PORT/?sessionlog=1" \
-  >"$RESULTS/resumption-check-wrk.txt" 2>&1 || true
-RESUMED=$(awk '$3 == "r" { r++ } END { print r + 0 }' "$WORK/nginx/logs/session.log" 2>/dev/null || echo 0)
-TOTAL=$(wc -l <"$WORK/nginx/logs/session.log" 2>/dev/null || echo 0)
-PROTO=$(awk '{ print $1, $2 }' "$WORK/nginx/logs/session.log" 2>/dev/null | sort | uniq -c | sort -rn | head -1 | sed 's/^ *//')
-echo "wrk reconnect: $RESUMED of $TOTAL handshakes resumed (most common: $PROTO)" | tee -a "$RESULTS/environment.txt" >&2
+# Mutual TLS: before measuring, make sure the mode is really on and the load really
+# presents the certificate. Fails loudly otherwise. Output in mtls-check.txt.
+mtls_check() {
+  local out="$RESULTS/mtls-check.txt" proxy port v code expect lines0 rejected hs n
+  local -a tlsv
+  log "mTLS checks: handshakes and requests with, without and with a revoked client certificate"
+  : >"$out"
+  for proxy in nginx portcullis; do
+    port=$(proxy_port "$proxy")
+    for v in tls1_3 tls1_2; do
+      openssl s_client -connect "127.0.0.1:$port" -servername bench.test -"$v" -CAfile "$PKI/ca.pem" -verify_return_error \
+        "${OPENSSL_CERT[@]}" </dev/null >"$RESULTS/mtls-check-s_client-$proxy-$v.txt" 2>&1 ||
+        die "mTLS: handshake with the client certificate failed ($proxy, -$v); see $RESULTS/mtls-check-s_client-$proxy-$v.txt"
+      grep -q '^New, TLSv1' "$RESULTS/mtls-check-s_client-$proxy-$v.txt" ||
+        die "mTLS: no completed handshake with the client certificate ($proxy, -$v); see $RESULTS/mtls-check-s_client-$proxy-$v.txt"
+      echo "$proxy -$v handshake with client certificate: ok" >>"$out"
+      if [[ $v == tls1_3 ]]; then tlsv=(--tlsv1.3); else tlsv=(--tlsv1.2 --tls-max 1.2); fi
+      code=$(curl -sk "${tlsv[@]}" "${CURL_CERT[@]}" -o /dev/null -w '%{http_code}' --max-time 5 "https://127.0.0.1:$port/" || true)
+      echo "$proxy -$v GET with client certificate: $code" >>"$out"
+      [[ $code == 200 ]] || die "mTLS: $proxy answered $code, not 200, to a request with the client certificate (-$v)"
+    done
+    # refusals: no certificate (nginx 400, Portcullis 401) and the revoked one (nginx 400, Portcullis 403)
+    for expect in none revoked; do
+      if [[ $expect == none ]]; then
+        code=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 "https://127.0.0.1:$port/" || true)
+      else
+        code=$(curl -sk --cert "$PKI/revoked.pem" --key "$PKI/revoked.key" -o /dev/null -w '%{http_code}' --max-time 5 \
+          "https://127.0.0.1:$port/" || true)
+      fi
+      echo "$proxy GET with client certificate '$expect': $code" >>"$out"
+      [[ $code != 200 ]] || die "mTLS: $proxy answered 200 to a request with client certificate '$expect': client verification or the CRL is not in effect"
+    done
+  done
+  # Does `openssl s_time -new` (handshakes only, as measured) present the certificate?
+  # Portcullis logs client_cert_rejected (no_certificate) for every handshake without one.
+  lines0=$(log_lines "$WORK/portcullis.log")
+  openssl s_client -connect "127.0.0.1:$PCL_PORT" -servername bench.test -tls1_3 </dev/null >/dev/null 2>&1 || true
+  sleep 0.2
+  rejected=$(tail -n +"$((lines0 + 1))" "$WORK/portcullis.log" | grep -c '"reason":"no_certificate"' || true)
+  echo "portcullis: handshake without a certificate logged $rejected no_certificate event(s)" >>"$out"
+  ((rejected > 0)) || die "mTLS: Portcullis did not log no_certificate for a handshake without a certificate; the s_time check below would prove nothing"
+  lines0=$(log_lines "$WORK/portcullis.log")
+  openssl s_time -connect "127.0.0.1:$PCL_PORT" -new -tls1_3 "${OPENSSL_CERT[@]}" -time 1 >"$RESULTS/mtls-check-s_time-portcullis.txt" 2>&1 || true
+  sleep 0.2
+  hs=$(awk '/connections in .* real seconds/ { n += $1 } END { print n + 0 }' "$RESULTS/mtls-check-s_time-portcullis.txt")
+  rejected=$(tail -n +"$((lines0 + 1))" "$WORK/portcullis.log" | grep -c '"event":"client_cert_rejected"' || true)
+  echo "portcullis: s_time -new with -cert: $hs handshakes, $rejected client_cert_rejected event(s)" >>"$out"
+  ((hs > 0 && rejected == 0)) || die "mTLS: s_time against Portcullis: $hs handshakes, $rejected refused client certificates (want >0 and 0)"
+  # nginx logs \$ssl_client_verify for s_time's request (-www) on ?mtlslog=1.
+  openssl s_time -connect "127.0.0.1:$NGINX_PORT" -new -tls1_3 "${OPENSSL_CERT[@]}" -www '/?mtlslog=1' -time 1 \
+    >"$RESULTS/mtls-check-s_time-nginx.txt" 2>&1 || true
+  sleep 0.2
+  hs=$(wc -l <"$WORK/nginx/logs/mtls.log" 2>/dev/null || echo 0)
+  n=$(awk '$3 == "SUCCESS" { n++ } END { print n + 0 }' "$WORK/nginx/logs/mtls.log" 2>/dev/null || echo 0)
+  echo "nginx: s_time -new -www with -cert: $hs requests logged, $n with \$ssl_client_verify SUCCESS ($(awk '{ print $1, $3 }' "$WORK/nginx/logs/mtls.log" 2>/dev/null | sort | uniq -c | sort -rn | head -1 | sed 's/^ *//'))" >>"$out"
+  ((hs > 0 && n == hs)) || die "mTLS: s_time against nginx: $n of $hs requests had a verified client certificate"
+  sed 's/^/[bench]   /' "$out" >&2
+  cat "$out" >>"$RESULTS/environment.txt"
+}
 
-log "warm-up: ${WARMUP_S}s keep-alive load on each proxy (not recorded)"
-for proxy in portcullis nginx; do
-  taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP_S}s" "https://127.0.0.1:$(proxy_port "$proxy")/" \
-    >"$RESULTS/warmup-$proxy.txt" 2>&1 || true
-done
+if [[ $MTLS == 1 ]]; then
+  mtls_check
+  # wrk cannot present a client certificate: warm up with handshakes instead
+  log "warm-up: ${WARMUP_S}s of full TLS 1.3 handshakes with the client certificate on each proxy (not recorded)"
+  for proxy in portcullis nginx; do
+    taskset -c "$CLIENT_CPU" openssl s_time -connect "127.0.0.1:$(proxy_port "$proxy")" -new -tls1_3 "${OPENSSL_CERT[@]}" \
+      -time "$WARMUP_S" >"$RESULTS/warmup-$proxy.txt" 2>&1 || true
+  done
+else
+  # Resumption check: does wrk with `Connection: close` resume? nginx logs it per request.
+  log "checking whether wrk resumes TLS sessions on reconnect (nginx \$ssl_session_reused)"
+  taskset -c "$CLIENT_CPU" wrk -t1 -c4 -d1s -H 'Connection: close' "https://127.0.0.1:$NGINX_PORT/?sessionlog=1" \
+    >"$RESULTS/resumption-check-wrk.txt" 2>&1 || true
+  RESUMED=$(awk '$3 == "r" { r++ } END { print r + 0 }' "$WORK/nginx/logs/session.log" 2>/dev/null || echo 0)
+  TOTAL=$(wc -l <"$WORK/nginx/logs/session.log" 2>/dev/null || echo 0)
+  PROTO=$(awk '{ print $1, $2 }' "$WORK/nginx/logs/session.log" 2>/dev/null | sort | uniq -c | sort -rn | head -1 | sed 's/^ *//')
+  echo "wrk reconnect: $RESUMED of $TOTAL handshakes resumed (most common: $PROTO)" | tee -a "$RESULTS/environment.txt" >&2
+
+  log "warm-up: ${WARMUP_S}s keep-alive load on each proxy (not recorded)"
+  for proxy in portcullis nginx; do
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP_S}s" "https://127.0.0.1:$(proxy_port "$proxy")/" \
+      >"$RESULTS/warmup-$proxy.txt" 2>&1 || true
+  done
+fi
 
 for round in $(seq "$ROUNDS"); do
   # alternate which proxy goes first, so drift (thermal, noisy neighbours) hits both
@@ -462,7 +647,7 @@ peak_rss_mb() { # PID
 } >>"$RESULTS/environment.txt"
 
 report() {
-  echo "### Summary: mean of $ROUNDS round(s), ${DURATION}s per run ($(date -u +%Y-%m-%d))"
+  echo "### Summary$MODE_NOTE: mean of $ROUNDS round(s), ${DURATION}s per run ($(date -u +%Y-%m-%d))"
   echo
   echo "| scenario | metric | Portcullis | nginx | Portcullis / nginx |"
   echo "|---|---|---:|---:|---:|"
