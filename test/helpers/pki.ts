@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -37,13 +37,25 @@ export interface LeafOptions {
   readonly emails?: readonly string[];
   readonly key?: KeyType;
   /** null: no extended key usage at all. */
-  readonly eku?: 'serverAuth' | 'clientAuth' | 'serverAuth,clientAuth' | null;
+  readonly eku?: 'serverAuth' | 'clientAuth' | 'serverAuth,clientAuth' | 'OCSPSigning' | null;
   readonly notBefore?: Date;
   readonly notAfter?: Date;
   readonly subject?: string;
   readonly digest?: 'sha256' | 'sha1';
   /** Leave out the authority key identifier, so chains are built by issuer name alone. */
   readonly noAuthorityKeyId?: boolean;
+  /** Revocation pointers: the OCSP responder (authority information access) and a CRL distribution point. */
+  readonly ocspUrl?: string;
+  readonly crlUrl?: string;
+}
+
+export interface CrlOptions {
+  /** Defaults: now minus a minute, and a week later. */
+  readonly lastUpdate?: Date;
+  readonly nextUpdate?: Date;
+  readonly der?: boolean;
+  /** Sign with this CA's key and name instead (a CRL that does not verify under `ca`). */
+  readonly signedBy?: Ca;
 }
 
 function openssl(args: string[], input?: string): string {
@@ -172,6 +184,8 @@ export class TestPki {
       'subjectKeyIdentifier = hash',
       ...(opts.noAuthorityKeyId ? [] : ['authorityKeyIdentifier = keyid']),
       ...(sans.length ? [`subjectAltName = ${sans.join(',')}`] : []),
+      ...(opts.ocspUrl ? [`authorityInfoAccess = OCSP;URI:${opts.ocspUrl}`] : []),
+      ...(opts.crlUrl ? [`crlDistributionPoints = URI:${opts.crlUrl}`] : []),
     ].join('\n');
     const notBefore = opts.notBefore ?? new Date(Date.now() - day);
     const notAfter = opts.notAfter ?? new Date(Date.now() + 90 * day);
@@ -180,6 +194,34 @@ export class TestPki {
     const chainFile = `${base}.chain.pem`;
     writeFileSync(chainFile, [certPem, ...issuer.chainFiles.map((f) => readFileSync(f, 'utf8'))].join(''));
     return { certFile, keyFile, chainFile, certPem };
+  }
+
+  /** Marks a certificate issued by `ca` revoked in its database (for its CRLs and an `openssl ocsp` responder over its index). */
+  revoke(ca: Ca, certFile: string): void {
+    openssl(['ca', '-batch', '-config', join(ca.dir, 'ca.cnf'), '-cert', ca.certFile, '-keyfile', ca.keyFile, '-revoke', certFile]);
+  }
+
+  /** The index an `openssl ocsp` responder serves for `ca`. */
+  indexFile(ca: Ca): string {
+    return join(ca.dir, 'index.txt');
+  }
+
+  /** Writes a CRL of `ca` (made by `openssl ca -gencrl`) listing what was revoked so far; returns the file. */
+  crl(ca: Ca, file: string, opts: CrlOptions = {}): string {
+    const signer = opts.signedBy ?? ca;
+    const pem = `${file}.tmp.pem`;
+    openssl([
+      'ca', '-batch', '-gencrl', '-config', join(ca.dir, 'ca.cnf'), '-cert', signer.certFile, '-keyfile', signer.keyFile, '-out', pem,
+      '-crl_lastupdate', asn1Time(opts.lastUpdate ?? new Date(Date.now() - 60_000)),
+      '-crl_nextupdate', asn1Time(opts.nextUpdate ?? new Date(Date.now() + 7 * day)),
+    ]);
+    // written in one rename, as an operator's tooling would, so a watcher never reads half a file
+    const out = `${file}.tmp`;
+    if (opts.der) openssl(['crl', '-in', pem, '-outform', 'DER', '-out', out]);
+    else writeFileSync(out, readFileSync(pem));
+    rmSync(pem);
+    renameSync(out, file);
+    return file;
   }
 
   #sign(issuer: Ca, keyFile: string, certFile: string, subject: string, ext: string, notBefore: Date, notAfter: Date, md: string): void {
