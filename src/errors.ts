@@ -16,6 +16,7 @@ export const errorCatalog = {
   PCL_CONTROL_IN_USE: 'another running instance already uses this dataDir',
   PCL_CONTROL_UNREACHABLE: 'no running instance answers on the control socket of this dataDir',
   PCL_WORKER_FAILED: 'a worker process could not start',
+  PCL_DENY_LIST_INVALID: 'the deny list under dataDir exists but cannot be read; the instance refuses to start without it rather than readmit blocked certificates',
 } as const;
 
 export type ErrorCode = keyof typeof errorCatalog;
@@ -73,7 +74,8 @@ export const reasonCatalog = {
   wrong_key_usage: { status: 403, text: 'the client certificate lacks the clientAuth extended key usage' },
   chain_too_long: { status: 403, text: 'the client certificate chain has more CA certificates than clientAuth.verifyDepth' },
   identity_not_allowed: { status: 403, text: 'the client certificate is valid but matches no entry of the route allow-list' },
-  revoked: { status: 403, text: 'the client certificate has been revoked' },
+  revoked: { status: 403, text: 'the client certificate (or a CA above it) is revoked by a CRL, its OCSP responder or the deny list' },
+  revocation_unavailable: { status: 403, text: 'no fresh CRL or OCSP answer could be had for the client certificate and clientAuth.onRevocationUnavailable is reject' },
   bad_certificate: { status: 403, text: 'the client certificate failed verification for another reason; the log has the OpenSSL code' },
   // upstream
   upstream_unreachable: { status: 502, text: 'the upstream refused or dropped the connection' },

@@ -2,9 +2,10 @@ import type { AddressInfo } from 'node:net';
 import { formatHostPort, type Config, type ListenAddress } from './config/index.js';
 import { PortcullisError } from './errors.js';
 import { HttpsListener, RedirectListener } from './edge/index.js';
-import { answerClientError, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
-import { Metrics, recordClientAuthFailure, type AccessLog, type Logger } from './telemetry/index.js';
-import { SiteServers, TicketKeyRing, classifyHandshakeFailure } from './tls/index.js';
+import { answerClientError, ClientVerdicts, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
+import { Metrics, type AccessLog, type Logger } from './telemetry/index.js';
+import { RevocationChecker, type DenyEntry } from './trust/index.js';
+import { OcspStapler, SiteServers, TicketKeyRing, classifyHandshakeFailure } from './tls/index.js';
 
 export interface Portcullis {
   /** Where the HTTPS listener is bound (after the latest reload). */
@@ -27,6 +28,12 @@ export interface Portcullis {
    * whatever is left once `deadlineMs` has passed.
    */
   drain(deadlineMs: number): Promise<void>;
+  /**
+   * Replaces the deny list: new connections presenting a listed certificate
+   * (leaf or CA of its chain) are refused as revoked, and open connections
+   * that presented one are closed at once. Returns how many were closed.
+   */
+  setDenyList(entries: readonly DenyEntry[]): number;
   /** Stops at once: every connection and upstream pool is closed. Safe to call twice. */
   close(): Promise<void>;
   readonly metrics: Metrics;
@@ -40,6 +47,8 @@ export interface StartOptions {
   readonly tickets?: TicketKeyRing;
   /** Where request lines go; none when the access log is off. */
   readonly accessLog?: AccessLog | null;
+  /** Certificates blocked from the start (the persisted deny list). */
+  readonly denyList?: readonly DenyEntry[];
 }
 
 const sameAddress = (a: ListenAddress | null, b: ListenAddress | null) => a === b || (a !== null && b !== null && a.host === b.host && a.port === b.port);
@@ -61,18 +70,23 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   const accessLog = options.accessLog ?? null;
   const metrics = new Metrics();
   let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false, accessLog, metrics };
+  const revocation = new RevocationChecker(log, metrics);
+  revocation.setDenyList(options.denyList ?? []);
+  const clientPolicies = (c: Config) => c.sites.flatMap((s) => (s.clientAuth ? [s.clientAuth] : []));
+  revocation.configure(clientPolicies(config));
+  const verdicts = new ClientVerdicts(revocation, log, metrics);
+  // stapling is automatic: every served certificate that names an OCSP responder gets its response stapled
+  const stapler = new OcspStapler({ log, metrics });
+  stapler.apply(config);
   const servers = new SiteServers(config, tickets, {
+    ocspRequest: (site, certificate, callback) => stapler.respond(site.id, certificate, callback),
     request: (req, res) => handleRequest(state, req, res),
     upgrade: (req, socket, head) => handleUpgrade(state, req, socket, head),
     clientError: (err, socket, site) => {
       const answered = answerClientError(err, socket, site);
       if (answered) log.info({ event: 'request_refused', ...answered, site: site.id, detail: err.code }, 'HTTP request refused by the parser');
     },
-    clientCertificate: (info, site) => {
-      const client = info.client;
-      if (client?.status === 'invalid') recordClientAuthFailure(log, metrics, info, client.reason, client.detail);
-      else if (client?.status === 'none' && site.clientAuth?.mode === 'require') recordClientAuthFailure(log, metrics, info, 'no_certificate', null);
-    },
+    clientCertificate: (info, site) => verdicts.judged(info, site),
     handshakeFailed: (err, socket, site) => {
       const failure = classifyHandshakeFailure(err);
       metrics.refused(failure.reason);
@@ -98,6 +112,8 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     address = await listener.listen(config.listen.https, 'listen.https');
   } catch (err) {
     tickets.stop();
+    revocation.stop();
+    stapler.stop();
     servers.close();
     await state.upstreams.destroy();
     throw err;
@@ -114,6 +130,8 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     } catch (err) {
       await listener.stopAccepting();
       tickets.stop();
+      revocation.stop();
+      stapler.stop();
       servers.close();
       await state.upstreams.destroy();
       throw err;
@@ -124,6 +142,8 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   const close = (): Promise<void> => {
     closing ??= (async () => {
       tickets.stop();
+      revocation.stop();
+      stapler.stop();
       servers.close();
       const all = [listener, ...retired];
       for (const l of all) l.destroyAll();
@@ -178,6 +198,8 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       }
       if (ownsTickets && next.tls.ticketKeyRotationMs !== state.config.tls.ticketKeyRotationMs) tickets.start(next.tls.ticketKeyRotationMs);
       servers.apply(next);
+      stapler.apply(next);
+      revocation.configure(clientPolicies(next));
       const old = state;
       state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog, metrics };
       // requests in flight finish on the old pools, which then close
@@ -201,6 +223,13 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
         log.warn({ event: 'drain_deadline', openConnections: open }, `drain deadline reached; closing ${open} connection(s)`);
       }
       await close();
+    },
+
+    setDenyList(entries) {
+      const list = revocation.setDenyList(entries);
+      const closed = servers.closeConnections((info) => verdicts.nowDenied(info));
+      log.info({ event: 'deny_list_applied', entries: list.size, closedConnections: closed }, `deny list applied: ${list.size} entr${list.size === 1 ? 'y' : 'ies'}, ${closed} open connection(s) closed`);
+      return closed;
     },
 
     close,

@@ -5,6 +5,7 @@ import { runSchema } from './schema-command.js';
 import { runReload } from './reload-command.js';
 import { runStart } from './start-command.js';
 import { runValidate } from './validate-command.js';
+import { runDeny, type DenyTarget } from './deny-command.js';
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage. */
 function fail(err: unknown): never {
@@ -49,6 +50,24 @@ program
       fail(err);
     }
   });
+
+const deny = program.command('deny').description('the instant deny list: block client certificates now, without waiting for a CRL (persisted under dataDir)');
+const denyTarget = (cmd: Command) =>
+  cmd
+    .option('-c, --config <file>', 'the config file (finds its dataDir)')
+    .option('--cert <file>', 'the certificate (PEM or DER) to block, by its fingerprint')
+    .option('--fingerprint <sha256>', 'SHA-256 fingerprint, "sha256:AB:CD:…" as the logs print it')
+    .option('--serial <hex>', 'serial number (with --issuer), as the logs print it')
+    .option('--issuer <dn>', 'issuer name (with --serial), e.g. "CN=Clients CA,O=Example"');
+denyTarget(deny.command('add').description('block a certificate; open connections presenting it are closed at once'))
+  .option('--note <text>', 'why (shown by deny list)')
+  .action((opts: DenyTarget) => runDeny('add', opts).catch(fail));
+denyTarget(deny.command('remove').description('unblock a certificate')).action((opts: DenyTarget) => runDeny('remove', opts).catch(fail));
+deny
+  .command('list')
+  .description('print the blocked certificates')
+  .option('-c, --config <file>', 'the config file (finds its dataDir)')
+  .action((opts: DenyTarget) => runDeny('list', opts).catch(fail));
 
 program
   .command('schema')

@@ -1,25 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import YAML from 'yaml';
 import { controlSocketPath, sendControl } from '../supervisor/index.js';
+import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
-
-/**
- * The dataDir a config names, read without validating the rest: a broken
- * config must still reach the running instance, which then reports why it
- * refuses it.
- */
-function dataDirOf(file: string | undefined): string {
-  if (file === undefined) return resolve('.portcullis');
-  let raw: unknown;
-  try {
-    raw = YAML.parse(readFileSync(file, 'utf8'));
-  } catch {
-    raw = undefined;
-  }
-  const value = (raw as { dataDir?: unknown } | undefined)?.dataDir;
-  return resolve(dirname(resolve(file)), typeof value === 'string' ? value : './.portcullis');
-}
 
 /**
  * Asks the running instance (found through the control socket of the

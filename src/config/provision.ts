@@ -5,14 +5,14 @@ import { BlockList, isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import type { ConfigIssue } from '../errors.js';
-import { certificateCovers, loadCertificatePair, pemBlocks } from '../pki/index.js';
+import { certificateCovers, loadCertificatePair, pemBlocks, x509 } from '../pki/index.js';
 import { normaliseSiteHost, parseListenAddress } from './addresses.js';
 import { durationMs } from './durations.js';
 import { HostTable } from './host-table.js';
 import type { RawConfig, RawRoute, RawSite } from './schema.js';
 import { tlsProfiles } from './tls-profiles.js';
-import { compileAllowList } from '../trust/index.js';
-import type { ClientAuth, Config, CertificatePair, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
+import { compileAllowList, CrlError, parseCrl } from '../trust/index.js';
+import type { ClientAuth, Config, CertificatePair, RevocationPolicy, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
 
 /**
  * Turns a schema-valid raw config into the runtime config: resolves paths
@@ -193,11 +193,52 @@ function provisionClientAuth(raw: NonNullable<RawSite['clientAuth']>, at: string
       cert = issuer;
     }
   });
+  const revocation = provisionRevocation(raw, at, file, caCerts, issue);
   const key = createHash('sha256')
-    .update([raw.mode, raw.verifyDepth, ...caCerts.map((c) => c.fingerprint256)].join('|'))
+    .update([raw.mode, raw.verifyDepth, ...caCerts.map((c) => c.fingerprint256), JSON.stringify(revocation)].join('|'))
     .digest('hex')
     .slice(0, 16);
-  return { mode: raw.mode, caPem, caCerts, verifyDepth: raw.verifyDepth, key };
+  return { mode: raw.mode, caPem, caCerts, verifyDepth: raw.verifyDepth, revocation, key };
+}
+
+/**
+ * CRL files are read here so a typo is a config error, not a silent
+ * "revocation unavailable" later; their signatures and freshness are checked
+ * by the running instance, which re-reads them when they change.
+ */
+function provisionRevocation(raw: NonNullable<RawSite['clientAuth']>, at: string, file: (p: string) => string, caCerts: readonly X509Certificate[], issue: Issue): RevocationPolicy | null {
+  if (raw.crl === undefined && !raw.ocsp) {
+    if (raw.ocspResponder !== undefined) issue(`${at}.ocspResponder`, 'ocspResponder is used only with ocsp: true; add ocsp: true or remove it');
+    return null;
+  }
+  if (raw.ocspResponder !== undefined && !raw.ocsp) issue(`${at}.ocspResponder`, 'ocspResponder is used only with ocsp: true; add ocsp: true or remove it');
+  const crls = (raw.crl ?? []).flatMap((entry, k): RevocationPolicy['crls'] => {
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(entry)) {
+      if (!/^https?:\/\//i.test(entry)) {
+        issue(`${at}.crl[${k}]`, `${entry} is not an http(s) URL; CRLs are fetched over http or https only (or give a file path)`);
+        return [];
+      }
+      try {
+        return [{ kind: 'url', location: new URL(entry).href }];
+      } catch {
+        issue(`${at}.crl[${k}]`, `${entry} is not a valid URL`);
+        return [];
+      }
+    }
+    const path = file(entry);
+    try {
+      const crl = parseCrl(readFileSync(path), path);
+      const issuerName = Buffer.from(crl.issuerName.toArrayBuffer());
+      const issuerKnown = caCerts.some((c) => Buffer.from(new x509.X509Certificate(c.raw).subjectName.toArrayBuffer()).equals(issuerName));
+      if (!issuerKnown) issue(`${at}.crl[${k}]`, `${path} is issued by ${crl.issuer}, which is not in clientAuth.ca; list the CA that signs it in clientAuth.ca, or remove the CRL`);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      issue(`${at}.crl[${k}]`, err instanceof CrlError ? err.message : `cannot read ${path} (${code ?? (err as Error).message}); give the CRL file (PEM or DER) of your client CA`);
+      return [];
+    }
+    return [{ kind: 'file', location: path }];
+  });
+  return { crls, distributionPoints: raw.crl !== undefined, ocsp: raw.ocsp, ocspResponder: raw.ocspResponder ?? null, onUnavailable: raw.onRevocationUnavailable };
 }
 
 function provisionUpstreams(r: RawRoute, at: string, file: (p: string) => string, issue: Issue): UpstreamTarget[] {

@@ -168,9 +168,18 @@ const site = z.strictObject({
           error: 'this header is set by the proxy or the protocol; choose another name, e.g. "x-client-cert"',
         })
         .default('x-client-cert'),
-      crl: later('clientAuth.crl (revocation by CRL)'),
-      ocsp: later('clientAuth.ocsp (revocation by OCSP)'),
-      onRevocationUnavailable: later('clientAuth.onRevocationUnavailable'),
+      crl: z
+        .array(z.string({ error: 'use a CRL file path or an http(s) URL' }).min(1, { error: 'use a non-empty CRL file path or URL' }), {
+          error: 'list CRL files or http(s) URLs (an empty list checks only the distribution points named in client certificates)',
+        })
+        .optional(),
+      ocsp: z.boolean({ error: 'use true (ask each client certificate\'s OCSP responder) or false' }).default(false),
+      ocspResponder: z
+        .url({ protocol: /^https?$/, error: 'use an http(s) URL of an OCSP responder, e.g. "http://ocsp.example.test"' })
+        .optional(),
+      onRevocationUnavailable: z
+        .enum(['reject', 'allow'], { error: 'use "reject" (no fresh CRL or OCSP answer, no service; the default) or "allow" (admit and log a warning)' })
+        .default('reject'),
     })
     .optional(),
   routes: z.array(route, { error: 'list the routes of the site' }).min(1, { error: 'list at least one route' }),

@@ -107,11 +107,25 @@ export interface ClientAuth {
   readonly caCerts: readonly X509Certificate[];
   /** CA certificates allowed above the leaf, trust anchor included. */
   readonly verifyDepth: number;
+  /** How client certificate chains are checked for revocation; null when neither CRLs nor OCSP are configured (the deny list applies anyway). */
+  readonly revocation: RevocationPolicy | null;
   /**
-   * Names this policy (mode, CAs, depth): connections and TLS sessions made
-   * under another policy are not carried over when a reload changes it.
+   * Names this policy (mode, CAs, depth, revocation): connections and TLS
+   * sessions made under another policy are not carried over when a reload changes it.
    */
   readonly key: string;
+}
+
+export interface RevocationPolicy {
+  /** Configured CRLs: absolute file paths and http(s) URLs. */
+  readonly crls: readonly { readonly kind: 'file' | 'url'; readonly location: string }[];
+  /** `crl:` is given (even empty): distribution points named in client certificates are fetched too. */
+  readonly distributionPoints: boolean;
+  readonly ocsp: boolean;
+  /** Asked instead of the responder named in the certificates, when set. */
+  readonly ocspResponder: string | null;
+  /** What happens to a certificate for which no fresh answer can be had. */
+  readonly onUnavailable: 'reject' | 'allow';
 }
 
 export type UpstreamTarget = HttpUpstream | BuiltinUpstream;

@@ -46,8 +46,20 @@ function armBodyDeadline(ctx: RequestContext, req: Http2ServerRequest): void {
   ctx.res.once('close', disarm);
 }
 
-/** A bug in one request must never take the proxy down: it ends that request with 500 and is logged. */
+/**
+ * A bug in one request must never take the proxy down: it ends that request
+ * with 500 and is logged. A request on a connection whose revocation check is
+ * still waiting for a CRL or OCSP answer waits for the decision (bounded by
+ * the fetch timeouts); its body stays unread meanwhile.
+ */
 function run(ctx: RequestContext): void {
+  const pending = ctx.conn.pending;
+  if (pending) {
+    void pending.then(() => {
+      if (!ctx.req.destroyed) run(ctx);
+    });
+    return;
+  }
   try {
     runPipeline(ctx);
   } catch (err) {

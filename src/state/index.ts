@@ -1,1 +1,2 @@
 export { writeFileAtomic } from './atomic-file.js';
+export { readDenyList, writeDenyList, denyListPath } from './deny-list-file.js';

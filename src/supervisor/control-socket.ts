@@ -15,10 +15,12 @@ export const controlSocketPath = (dataDir: string) => join(dataDir, 'control.soc
 
 export interface ControlHandlers {
   reload(): Promise<ReloadResult>;
+  /** Re-reads the deny list under dataDir and applies it. */
+  denyList(): Promise<ReloadResult>;
 }
 
 interface Request {
-  readonly command: 'reload';
+  readonly command: 'reload' | 'deny-list';
 }
 
 /** Asks the instance behind `path` something; rejects with PCL_CONTROL_UNREACHABLE when nobody answers. */
@@ -81,9 +83,10 @@ export async function openControlSocket(dataDir: string, handlers: ControlHandle
       } catch {
         return socket.end(`${JSON.stringify({ ok: false, code: 'PCL_CLI_USAGE', message: 'not a JSON request' })}\n`);
       }
-      if (request.command !== 'reload') return socket.end(`${JSON.stringify({ ok: false, code: 'PCL_CLI_USAGE', message: 'unknown command' })}\n`);
+      const handler = request.command === 'reload' ? handlers.reload : request.command === 'deny-list' ? handlers.denyList : null;
+      if (!handler) return socket.end(`${JSON.stringify({ ok: false, code: 'PCL_CLI_USAGE', message: 'unknown command' })}\n`);
       socket.setTimeout(0);
-      void handlers.reload().then((result) => socket.end(`${JSON.stringify(result)}\n`));
+      void handler().then((result) => socket.end(`${JSON.stringify(result)}\n`));
     });
   });
   await new Promise<void>((resolve, reject) => {

@@ -1,3 +1,4 @@
+import type { DenyEntry } from '../trust/index.js';
 import type { ReloadResult } from './reloader.js';
 
 /**
@@ -6,7 +7,8 @@ import type { ReloadResult } from './reloader.js';
  * accepted configs), never from the file on their own.
  */
 export type ToWorker =
-  | { readonly type: 'start'; readonly keys: string; readonly text: string; readonly generation: number }
+  | { readonly type: 'start'; readonly keys: string; readonly text: string; readonly generation: number; readonly denyList: readonly DenyEntry[] }
+  | { readonly type: 'deny-list'; readonly entries: readonly DenyEntry[] }
   | { readonly type: 'tickets'; readonly keys: string }
   | { readonly type: 'reload'; readonly id: number; readonly text: string; readonly generation: number }
   | { readonly type: 'drain' };

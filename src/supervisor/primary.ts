@@ -7,6 +7,9 @@ import type { FileSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
 import type { ToPrimary, ToWorker } from './messages.js';
 import { Reloader, type ReloadResult } from './reloader.js';
+import { applyDenyList } from './deny-list-sync.js';
+import { readDenyList } from '../state/index.js';
+import type { DenyEntry } from '../trust/index.js';
 import { onStopSignals } from './stop-signals.js';
 
 /** A worker that dies again within this long of the previous death counts towards crash backoff. */
@@ -38,6 +41,7 @@ interface Member {
  */
 export async function runPrimary(source: FileSource, initial: { config: Config; text: string }, log: Logger): Promise<{ port: number }> {
   let accepted = { ...initial, generation: 1 };
+  let denyList: readonly DenyEntry[] = readDenyList(accepted.config.dataDir);
   const tickets = new TicketKeyRing();
   tickets.start(accepted.config.tls.ticketKeyRotationMs);
   const members = new Map<Worker, Member>();
@@ -77,7 +81,7 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
       worker.on('message', (message: ToPrimary) => {
         switch (message.type) {
           case 'hello':
-            send(worker, { type: 'start', keys: tickets.export().toString('base64'), text: accepted.text, generation: accepted.generation });
+            send(worker, { type: 'start', keys: tickets.export().toString('base64'), text: accepted.text, generation: accepted.generation, denyList });
             return;
           case 'ready':
             member.generation = message.generation;
@@ -158,7 +162,19 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
   );
   let control: { close(): Promise<void> };
   try {
-    control = await openControlSocket(accepted.config.dataDir, { reload: () => reloader.reload('control socket') });
+    control = await openControlSocket(accepted.config.dataDir, {
+      reload: () => reloader.reload('control socket'),
+      denyList: async () =>
+        applyDenyList(
+          accepted.config.dataDir,
+          (entries) => {
+            denyList = entries;
+            for (const w of members.keys()) send(w, { type: 'deny-list', entries });
+            return `sent to ${members.size} workers, which close the open connections it blocks`;
+          },
+          log,
+        ),
+    });
   } catch (err) {
     shutdownWorkers();
     throw err;

@@ -6,6 +6,8 @@ import type { ConfigSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
 import { Reloader } from './reloader.js';
 import { onStopSignals } from './stop-signals.js';
+import { applyDenyList } from './deny-list-sync.js';
+import { readDenyList } from '../state/index.js';
 
 /**
  * One process serves (workers: 1): reload on SIGHUP and through the control
@@ -14,7 +16,7 @@ import { onStopSignals } from './stop-signals.js';
  */
 export async function runSingle(source: ConfigSource, config: Config, log: Logger): Promise<{ port: number }> {
   const access = accessLogFor(config, log);
-  const proxy = await startPortcullis(config, log, { accessLog: access });
+  const proxy = await startPortcullis(config, log, { accessLog: access, denyList: readDenyList(config.dataDir) });
   const reloader = new Reloader(
     source.description,
     () => source.load(),
@@ -26,7 +28,10 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
   );
   let control: { close(): Promise<void> };
   try {
-    control = await openControlSocket(config.dataDir, { reload: () => reloader.reload('control socket') });
+    control = await openControlSocket(config.dataDir, {
+      reload: () => reloader.reload('control socket'),
+      denyList: async () => applyDenyList(proxy.config.dataDir, (entries) => `${proxy.setDenyList(entries)} open connection(s) closed`, log),
+    });
   } catch (err) {
     await proxy.close();
     throw err;

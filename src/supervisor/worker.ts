@@ -6,6 +6,7 @@ import { accessLogFor, reopenAccessLog } from './access-log-for.js';
 import type { FileSource } from './config-source.js';
 import type { ToPrimary, ToWorker } from './messages.js';
 import type { ReloadResult } from './reloader.js';
+import type { DenyEntry } from '../trust/index.js';
 
 function send(message: ToPrimary): void {
   process.send?.(message);
@@ -47,8 +48,10 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
     return { ok: true, message: 'reloaded' };
   };
 
-  let started!: (start: { text: string; generation: number }) => void;
-  const startOrder = new Promise<{ text: string; generation: number }>((resolve) => (started = resolve));
+  let started!: (start: { text: string; generation: number; denyList: readonly DenyEntry[] }) => void;
+  const startOrder = new Promise<{ text: string; generation: number; denyList: readonly DenyEntry[] }>((resolve) => (started = resolve));
+  /** A deny list that arrives while the worker starts applies once it serves. */
+  let denyList: readonly DenyEntry[] | null = null;
   process.on('message', (message: ToWorker) => {
     switch (message.type) {
       case 'start':
@@ -61,6 +64,10 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
       case 'reload':
         void reload(message.text).then((result) => send({ type: 'reloaded', id: message.id, result }));
         return;
+      case 'deny-list':
+        if (proxy) proxy.setDenyList(message.entries);
+        else denyList = message.entries;
+        return;
       case 'drain':
         stop();
         return;
@@ -69,13 +76,14 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
   process.on('disconnect', stop);
   process.on('SIGTERM', stop);
   send({ type: 'hello' });
-  const { text, generation } = await startOrder;
+  const start = await startOrder;
+  const { text, generation } = start;
 
   try {
     const config = source.fromText(text);
     log = createLogger(levelOverride ?? config.log.level);
     access = accessLogFor(config, log);
-    proxy = await startPortcullis(config, log, { tickets, accessLog: access });
+    proxy = await startPortcullis(config, log, { tickets, accessLog: access, denyList: denyList ?? start.denyList });
   } catch (err) {
     send({ type: 'failed', code: err instanceof PortcullisError ? err.code : 'PCL_WORKER_FAILED', message: (err as Error).message });
     process.exit(3);

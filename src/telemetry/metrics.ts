@@ -1,4 +1,4 @@
-import { Counter, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Reason } from '../errors.js';
 
 /**
@@ -23,6 +23,97 @@ export class Metrics {
     labelNames: ['reason'],
     registers: [this.registry],
   });
+
+  // --- revocation of client certificates (CRL, OCSP, deny list) ---
+  // `source` labels are CRL files and URLs of the config, or distribution points of certificates that chained to a configured CA: bounded.
+
+  /** One per client certificate chain checked: the decision, the source that decided it, and the site's policy when no answer could be had. */
+  readonly revocationChecks = new Counter<'result' | 'source' | 'policy'>({
+    name: 'portcullis_revocation_checks_total',
+    help: 'Revocation decisions on client certificate chains, by result (good, revoked, unavailable), deciding source (crl, ocsp, deny-list, none) and onRevocationUnavailable policy',
+    labelNames: ['result', 'source', 'policy'],
+    registers: [this.registry],
+  });
+
+  readonly crlLoads = new Counter<'result'>({
+    name: 'portcullis_crl_loads_total',
+    help: 'CRL loads and fetches, by result (ok, or why the CRL was not used)',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+
+  readonly crlThisUpdate = new Gauge<'source'>({
+    name: 'portcullis_crl_this_update_timestamp_seconds',
+    help: 'thisUpdate of the CRL in use per source (age = time() - this value)',
+    labelNames: ['source'],
+    registers: [this.registry],
+  });
+
+  readonly crlNextUpdate = new Gauge<'source'>({
+    name: 'portcullis_crl_next_update_timestamp_seconds',
+    help: 'nextUpdate of the CRL in use per source (0 when the CRL has none); past it the CRL is stale',
+    labelNames: ['source'],
+    registers: [this.registry],
+  });
+
+  crlLoaded(source: string, thisUpdate: Date, nextUpdate: Date | null): void {
+    this.crlThisUpdate.set({ source }, thisUpdate.getTime() / 1000);
+    this.crlNextUpdate.set({ source }, nextUpdate ? nextUpdate.getTime() / 1000 : 0);
+  }
+
+  forgetCrl(source: string): void {
+    this.crlThisUpdate.remove({ source });
+    this.crlNextUpdate.remove({ source });
+  }
+
+  // --- OCSP queries, for client certificates ("client") and for stapling our own ("staple") ---
+
+  readonly ocspRequests = new Counter<'purpose' | 'result'>({
+    name: 'portcullis_ocsp_requests_total',
+    help: 'OCSP queries by purpose (client, staple) and result (good, revoked, unknown, or why no usable answer came)',
+    labelNames: ['purpose', 'result'],
+    registers: [this.registry],
+  });
+
+  readonly ocspLatency = new Histogram<'purpose'>({
+    name: 'portcullis_ocsp_responder_seconds',
+    help: 'Time from OCSP request to verified answer or failure, by purpose',
+    labelNames: ['purpose'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  ocspQueried(purpose: 'client' | 'staple', result: string, seconds: number): void {
+    this.ocspRequests.inc({ purpose, result });
+    this.ocspLatency.observe({ purpose }, seconds);
+  }
+
+  // --- OCSP stapling of our server certificates ---
+  // `certificate` labels are the first 16 hex digits of a served leaf's SHA-256 fingerprint: one per configured certificate, bounded.
+
+  readonly ocspStapleStatus = new Gauge<'site' | 'certificate'>({
+    name: 'portcullis_ocsp_staple_status',
+    help: 'Whether a fresh OCSP response is stapled for the certificate (1) or none is (0: not fetched yet, expired, or revoked)',
+    labelNames: ['site', 'certificate'],
+    registers: [this.registry],
+  });
+
+  readonly ocspStapleNextUpdate = new Gauge<'site' | 'certificate'>({
+    name: 'portcullis_ocsp_staple_next_update_seconds',
+    help: 'nextUpdate (unix time) of the stapled OCSP response; 0 when none is stapled or it has no nextUpdate',
+    labelNames: ['site', 'certificate'],
+    registers: [this.registry],
+  });
+
+  ocspStaple(site: string, certificate: string, fresh: boolean, nextUpdate: Date | null): void {
+    this.ocspStapleStatus.set({ site, certificate }, fresh ? 1 : 0);
+    this.ocspStapleNextUpdate.set({ site, certificate }, fresh && nextUpdate ? nextUpdate.getTime() / 1000 : 0);
+  }
+
+  forgetOcspStaple(site: string, certificate: string): void {
+    this.ocspStapleStatus.remove({ site, certificate });
+    this.ocspStapleNextUpdate.remove({ site, certificate });
+  }
 
   refused(reason: Reason): void {
     this.refusedConnections.inc({ reason });

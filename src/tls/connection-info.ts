@@ -16,8 +16,14 @@ export interface ConnectionInfo {
   readonly resumed: boolean;
   /** The site whose certificate was served. */
   readonly site: Site | null;
-  /** The verdict on the client certificate; null on sites without mutual TLS. */
-  readonly client: ClientCertificate | null;
+  /**
+   * The verdict on the client certificate; null on sites without mutual TLS.
+   * It changes at most once after the handshake: to invalid when the
+   * revocation check (or a deny-list change) finds the chain revoked.
+   */
+  client: ClientCertificate | null;
+  /** Set while the revocation check waits for a CRL or OCSP answer; requests wait for it. */
+  pending: Promise<void> | null;
 }
 
 const kConnection = Symbol('portcullis.connection');
@@ -41,6 +47,7 @@ export function describeConnection(socket: TLSSocket, site: Site | null): Connec
     site,
     // judged on every connection, resumed ones too: a resumed session is never a reason to skip it
     client: clientAuth ? verifyClientCertificate(socket, clientAuth) : null,
+    pending: null,
   };
 }
 
@@ -52,6 +59,11 @@ export function tagSocket(socket: TLSSocket, info: ConnectionInfo): void {
 export function tagSession(session: ServerHttp2Session): void {
   const info = (session.socket as unknown as Tagged)[kConnection];
   if (info) (session as unknown as Tagged)[kConnection] = info;
+}
+
+/** The connection of a TLS socket that finished its handshake. */
+export function connectionOfSocket(socket: TLSSocket): ConnectionInfo | undefined {
+  return (socket as Tagged)[kConnection];
 }
 
 /** The connection a request arrived on. */

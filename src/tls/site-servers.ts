@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Config, Site } from '../config/index.js';
-import { describeConnection, tagSession, tagSocket, type ConnectionInfo } from './connection-info.js';
+import { connectionOfSocket, describeConnection, tagSession, tagSocket, type ConnectionInfo } from './connection-info.js';
 import type { TicketKeyRing } from './ticket-keys.js';
 import { createSiteServer, updateSiteServer } from './tls-server.js';
 
@@ -17,6 +17,8 @@ export interface TlsHandlers {
   clientCertificate(info: ConnectionInfo, site: Site): void;
   /** An HTTP/1.1 request the parser refused. */
   clientError(err: Error & { code?: string }, socket: Duplex, site: Site): void;
+  /** A handshake asks for a stapled OCSP response for `certificate` (DER): answer `callback(null, der)`, or `callback(null)` for none. */
+  ocspRequest(site: Site, certificate: Buffer, callback: (err: Error | null, response?: Buffer) => void): void;
 }
 
 interface Entry {
@@ -98,6 +100,21 @@ export class SiteServers {
     for (const entry of this.#entries.values()) this.#closeGently(entry);
   }
 
+  /** Closes at once every open connection `test` picks (e.g. one presenting a certificate just denied); returns how many. */
+  closeConnections(test: (info: ConnectionInfo) => boolean): number {
+    let closed = 0;
+    for (const entry of this.#entries.values()) {
+      for (const socket of entry.sockets) {
+        const info = connectionOfSocket(socket);
+        if (info && test(info)) {
+          socket.destroy();
+          closed++;
+        }
+      }
+    }
+    return closed;
+  }
+
   /** Final stop: the servers' own timers end (connections are destroyed by the edge). */
   close(): void {
     for (const entry of this.#entries.values()) entry.server.close();
@@ -147,6 +164,8 @@ export class SiteServers {
     server.on('upgrade', this.#handlers.upgrade);
     server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.#handlers.clientError(err, socket, entry.site));
     server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => this.#handlers.handshakeFailed(err, socket, entry.site));
+    // OCSP stapling (RFC 6066 §8): Node asks only when the client sent status_request
+    server.on('OCSPRequest', (certificate: Buffer, _issuer: Buffer | null, callback: (err: Error | null, response?: Buffer) => void) => this.#handlers.ocspRequest(entry.site, certificate, callback));
     return entry;
   }
 }

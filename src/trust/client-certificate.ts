@@ -5,13 +5,17 @@ import { identityHeaderValue } from './identity-header.js';
 import { identityOf, type ClientIdentity } from './identity.js';
 
 /** Why a presented client certificate is refused: reason codes of the catalog (errors.ts). */
-export type ClientCertReason = Extract<Reason, 'unknown_ca' | 'expired' | 'not_yet_valid' | 'bad_signature' | 'wrong_key_usage' | 'chain_too_long' | 'revoked' | 'bad_certificate'>;
+export type ClientCertReason = Extract<Reason, 'unknown_ca' | 'expired' | 'not_yet_valid' | 'bad_signature' | 'wrong_key_usage' | 'chain_too_long' | 'revoked' | 'revocation_unavailable' | 'bad_certificate'>;
 
 /** The verdict on a connection's client certificate, reached once per connection (resumed ones included). */
 export type ClientCertificate =
   | { readonly status: 'none' }
-  /** `header` is the identity header value, formatted once per connection. */
-  | { readonly status: 'valid'; readonly identity: ClientIdentity; readonly header: string }
+  /**
+   * `header` is the identity header value, formatted once per connection.
+   * `chain` runs from the leaf to the configured root, for the revocation
+   * check; null when a resumed session's chain could not be rebuilt.
+   */
+  | { readonly status: 'valid'; readonly identity: ClientIdentity; readonly header: string; readonly leaf: X509Certificate; readonly chain: readonly X509Certificate[] | null }
   /** `identity` is null when the certificate could not even be read. */
   | { readonly status: 'invalid'; readonly reason: ClientCertReason; readonly detail: string; readonly identity: ClientIdentity | null };
 
@@ -62,28 +66,54 @@ function forgedUnder(leaf: X509Certificate, cas: readonly X509Certificate[]): bo
 type Linked = PeerCertificate & { issuerCertificate?: Linked };
 
 /**
- * Counts the CA certificates above the leaf on the chain Node shows, after
- * checking that it is a real chain: every link verifies with the next one's
- * key and the chain ends at one of the site's CAs. Node builds those links by
- * name only, so certificates a client adds as decoys could otherwise hide
- * how long the chain OpenSSL verified is. Null when the chain does not hold.
+ * CA certificates clients sent in verified chains, so that the chain of a
+ * resumed session (OpenSSL keeps only the leaf) can be rebuilt for the
+ * revocation check. Only used through signature checks up to a configured
+ * root, so nothing placed here can create trust. Bounded: few intermediates
+ * exist, the oldest go first.
  */
-function verifiedDepth(peer: Linked, cas: readonly X509Certificate[]): number | null {
-  let cert = new X509Certificate(peer.raw);
-  let link: Linked = peer;
-  for (let depth = 0; depth <= 32; depth++) {
-    const anchor = cas.find((ca) => ca.fingerprint256 === cert.fingerprint256);
-    if (anchor && depth > 0) return depth;
-    const next = link.issuerCertificate;
-    if (!next?.raw || next === link) {
-      // the leaf itself may be issued directly by a listed CA that Node did not link
-      const issuer = cas.find((ca) => ca.subject === cert.issuer && cert.verify(ca.publicKey));
-      return issuer ? depth + 1 : null;
+const knownIntermediates = new Map<string, X509Certificate>();
+const maxIntermediates = 1_000;
+
+function rememberIntermediate(cert: X509Certificate): void {
+  if (knownIntermediates.has(cert.fingerprint256)) return;
+  knownIntermediates.set(cert.fingerprint256, cert);
+  if (knownIntermediates.size > maxIntermediates) knownIntermediates.delete(knownIntermediates.keys().next().value as string);
+}
+
+function issuerAmong(cert: X509Certificate, candidates: Iterable<X509Certificate>): X509Certificate | undefined {
+  for (const c of candidates) if (c.subject === cert.issuer && cert.verify(c.publicKey)) return c;
+  return undefined;
+}
+
+/**
+ * The chain from the leaf up to a configured root, checked link by link:
+ * every certificate verifies with the next one's key. Node links the
+ * certificates by name only, so decoys a client adds could otherwise hide
+ * how long the chain OpenSSL verified is. Where Node shows no further link
+ * (a resumed session, or a CA the server holds), the issuer is looked up
+ * among the site's CAs and the intermediates seen before. Null when no chain
+ * to a configured root holds.
+ */
+function verifiedChain(leaf: X509Certificate, peer: Linked, cas: readonly X509Certificate[]): X509Certificate[] | null {
+  let cert = leaf;
+  const chain = [cert];
+  let link: Linked | undefined = peer;
+  for (let hops = 0; hops <= 32; hops++) {
+    if (cert.subject === cert.issuer && cas.some((ca) => ca.fingerprint256 === cert.fingerprint256)) return chain;
+    const next: Linked | undefined = link?.issuerCertificate;
+    let issuer: X509Certificate | undefined;
+    if (next?.raw && next !== link) {
+      issuer = new X509Certificate(next.raw);
+      if (!cert.verify(issuer.publicKey)) return null;
+      link = next;
+    } else {
+      issuer = issuerAmong(cert, cas) ?? issuerAmong(cert, knownIntermediates.values());
+      if (!issuer) return null;
+      link = undefined;
     }
-    const issuer = new X509Certificate(next.raw);
-    if (!cert.verify(issuer.publicKey)) return null;
+    chain.push(issuer);
     cert = issuer;
-    link = next;
   }
   return null;
 }
@@ -98,38 +128,80 @@ function failureCode(socket: TLSSocket): string {
   return message ? `UNSPECIFIED: ${message}` : code;
 }
 
+/**
+ * What a presented chain says whatever the connection: the leaf's identity,
+ * its key usage, and the chain up to a configured root with its depth.
+ * Computing it parses and verifies certificates, which costs more than the
+ * rest of a handshake's own work, so it is remembered per policy and chain:
+ * clients reconnect with the same certificates.
+ */
+interface ChainReading {
+  readonly leaf: X509Certificate;
+  readonly identity: ClientIdentity;
+  /** Why the leaf cannot authenticate a client (its extended key usage), or null. */
+  readonly usageProblem: string | null;
+  readonly chain: X509Certificate[] | null;
+  readonly chainFailure: ChainFailure | null;
+  /** The verdict every connection presenting this chain gets once OpenSSL accepted it. */
+  readonly valid: ClientCertificate | null;
+}
+
+const readings = new Map<string, ChainReading>();
+const maxReadings = 10_000;
+
+function readChain(peer: Linked, policy: ClientCertPolicy): ChainReading {
+  // Node computes every link's fingerprint anyway; the chain as sent is the key
+  let key = policy.key;
+  for (let link: Linked | undefined = peer, n = 0; link?.fingerprint256 && n < 33; link = link.issuerCertificate === link ? undefined : link.issuerCertificate, n++) key += ` ${link.fingerprint256}`;
+  const known = readings.get(key);
+  if (known) return known;
+  const leaf = new X509Certificate(peer.raw);
+  const identity = identityOf(leaf);
+  const usageProblem = (leaf.keyUsage ?? []).includes(clientAuthOid) ? null : `extended key usage is ${leaf.keyUsage?.join(', ') || 'absent'}, not clientAuth`;
+  const chain = verifiedChain(leaf, peer, policy.caCerts);
+  // CA certificates above the leaf up to the first one the site lists (its trust anchor)
+  const depth = chain ? chain.findIndex((c, i) => i > 0 && policy.caCerts.some((ca) => ca.fingerprint256 === c.fingerprint256)) : -1;
+  const chainFailure: ChainFailure | null =
+    depth < 0
+      ? { reason: 'bad_certificate', detail: 'the chain the client sent does not lead to a configured CA by valid signatures' }
+      : depth > policy.verifyDepth
+        ? { reason: 'chain_too_long', detail: `${depth} CA certificates above the leaf; clientAuth.verifyDepth is ${policy.verifyDepth}` }
+        : null;
+  const valid: ClientCertificate | null = usageProblem || chainFailure ? null : Object.freeze({ status: 'valid', identity, header: headerFor(identity), leaf, chain });
+  const reading: ChainReading = { leaf, identity, usageProblem, chain, chainFailure, valid };
+  // a chain not rebuilt yet (a resumed session before its intermediate was seen) may be later: not remembered
+  if (chain) {
+    readings.set(key, reading);
+    if (readings.size > maxReadings) readings.delete(readings.keys().next().value as string);
+  }
+  return reading;
+}
+
 function judge(socket: TLSSocket, policy: ClientCertPolicy): ClientCertificate {
   const peer = socket.getPeerCertificate(true) as Linked | undefined;
   if (!peer?.raw) return none;
-  const leaf = new X509Certificate(peer.raw);
-  const identity = identityOf(leaf);
+  const reading = readChain(peer, policy);
+  const { leaf, identity } = reading;
   if (!socket.authorized || socket.authorizationError) {
     const code = failureCode(socket);
     const reason = byOpenSslCode[code] ?? 'bad_certificate';
     return { status: 'invalid', reason: reason === 'unknown_ca' && forgedUnder(leaf, policy.caCerts) ? 'bad_signature' : reason, detail: code, identity };
   }
-  if (!(leaf.keyUsage ?? []).includes(clientAuthOid)) {
-    return { status: 'invalid', reason: 'wrong_key_usage', detail: `extended key usage is ${leaf.keyUsage?.join(', ') || 'absent'}, not clientAuth`, identity };
-  }
+  if (reading.usageProblem) return { status: 'invalid', reason: 'wrong_key_usage', detail: reading.usageProblem, identity };
   const chainKey = `${policy.key} ${identity.fingerprint}`;
-  const depth = verifiedDepth(peer, policy.caCerts);
-  if (depth === null && socket.isSessionReused()) {
-    // A resumed session keeps the leaf, not the chain: fall back on what the full handshake
-    // that made the session found (sessions never resume across policy changes).
+  if (reading.chain === null && socket.isSessionReused()) {
+    // A resumed session keeps the leaf, not the chain, and its intermediates are not known here:
+    // fall back on what the full handshake that made the session found (sessions never resume
+    // across policy changes); the revocation check then has no chain to work on.
     const earlier = chainVerdicts.get(chainKey);
-    return earlier ? { status: 'invalid', ...earlier, identity } : { status: 'valid', identity, header: headerFor(identity) };
+    return earlier ? { status: 'invalid', ...earlier, identity } : { status: 'valid', identity, header: headerFor(identity), leaf, chain: null };
   }
-  const chainFailure: ChainFailure | null =
-    depth === null
-      ? { reason: 'bad_certificate', detail: 'the chain the client sent does not lead to a configured CA by valid signatures' }
-      : depth > policy.verifyDepth
-        ? { reason: 'chain_too_long', detail: `${depth} CA certificates above the leaf; clientAuth.verifyDepth is ${policy.verifyDepth}` }
-        : null;
-  if (chainFailure) {
-    rememberChainFailure(chainKey, chainFailure);
-    return { status: 'invalid', ...chainFailure, identity };
+  if (reading.chainFailure) {
+    rememberChainFailure(chainKey, reading.chainFailure);
+    return { status: 'invalid', ...reading.chainFailure, identity };
   }
-  return { status: 'valid', identity, header: headerFor(identity) };
+  for (const ca of (reading.chain as X509Certificate[]).slice(1, -1)) if (!policy.caCerts.some((c) => c.fingerprint256 === ca.fingerprint256)) rememberIntermediate(ca);
+  return reading.valid as ClientCertificate;
 }
 
 type ChainFailure = { readonly reason: ClientCertReason; readonly detail: string };

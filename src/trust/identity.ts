@@ -63,8 +63,8 @@ function unescapeDn(value: string): string {
   return value.replace(/\\(.)/g, '$1');
 }
 
-/** RFC 4514 string form: most specific first. */
-function rfc4514(text: string): string {
+/** RFC 4514 string form of Node's multi-line name ("CN=a\nO=b" → "O=b,CN=a"… most specific first). */
+export function rfc4514(text: string): string {
   return nameLines(text).reverse().join(',');
 }
 

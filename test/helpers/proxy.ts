@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +17,8 @@ export interface RunningProxy {
   readonly dir: string;
   /** Writes out buffered access-log lines (when the config names an access-log file). */
   flushAccessLog(): Promise<void>;
+  /** Resolves with the first log line (already written or to come) that `match` accepts after skipping `after` lines; rejects after `timeoutMs`. */
+  waitForLog(match: (line: Record<string, unknown>) => boolean, opts?: { after?: number; timeoutMs?: number }): Promise<Record<string, unknown>>;
 }
 
 /** Something that runs clean-ups when its test or suite ends: a TestContext, or `suiteScope()`. */
@@ -45,12 +48,30 @@ export async function startProxy(t: Scope, yaml: string, dir = tempDir(t)): Prom
   writeFileSync(file, yaml);
   const config = loadConfigFile(file);
   const logs: Record<string, unknown>[] = [];
+  const written = new EventEmitter();
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line) as Record<string, unknown>);
+      written.emit('line');
       done();
     },
   });
+  const waitForLog: RunningProxy['waitForLog'] = (match, opts = {}) =>
+    new Promise((resolve, reject) => {
+      const check = () => {
+        const found = logs.slice(opts.after ?? 0).find(match);
+        if (!found) return false;
+        clearTimeout(timer);
+        written.off('line', check);
+        resolve(found);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        written.off('line', check);
+        reject(new Error(`no matching log line within ${opts.timeoutMs ?? 10_000} ms; last lines:\n${logs.slice(-5).map((l) => JSON.stringify(l)).join('\n')}`));
+      }, opts.timeoutMs ?? 10_000);
+      if (!check()) written.on('line', check);
+    });
   const log = pino({ level: 'debug' }, sink);
   // as the CLI does: an access log when the config names a file
   const access = config.log.access.startsWith('/') ? createAccessLog(config.log.access) : null;
@@ -59,5 +80,5 @@ export async function startProxy(t: Scope, yaml: string, dir = tempDir(t)): Prom
     await proxy.close();
     await access?.flush();
   });
-  return { proxy, port: proxy.address.port, logs, dir, flushAccessLog: async () => access?.flush() };
+  return { proxy, port: proxy.address.port, logs, dir, flushAccessLog: async () => access?.flush(), waitForLog };
 }

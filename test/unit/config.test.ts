@@ -21,6 +21,7 @@ const future = pki.leaf('future', intermediate, { dns: ['api.test'], notBefore: 
 const sha1 = pki.leaf('sha1', intermediate, { dns: ['api.test'], digest: 'sha1' });
 const weak = pki.leaf('weak', intermediate, { dns: ['api.test'], key: 'rsa1024' });
 const clientOnly = pki.leaf('client-only', intermediate, { dns: ['api.test'], eku: 'clientAuth' });
+const foreignCrl = pki.crl(pki.root('config-foreign'), join(pki.dir, 'foreign.crl'));
 const reversed = join(pki.dir, 'reversed.pem');
 writeFileSync(reversed, readFileSync(intermediate.certFile, 'utf8') + good.certPem);
 
@@ -60,7 +61,13 @@ const cases: { name: string; yaml: string; path: string; message: RegExp }[] = [
   { name: 'an unknown TLS profile', yaml: configWith(`tls: { profile: old }\nsites:${site()}`), path: 'tls.profile', message: /got "old"; use "intermediate" \(TLS 1.2 \+ 1.3\) or "modern"/ },
   { name: 'a duration in words', yaml: configWith(`timeouts: { idle: 10 minutes }\nsites:${site()}`), path: 'timeouts.idle', message: /got "10 minutes"; use a duration string/ },
   { name: 'a ticket rotation above 12h', yaml: configWith(`tls: { ticketKeyRotation: 24h }\nsites:${site()}`), path: 'tls.ticketKeyRotation', message: /between 1m and 12h/ },
-  { name: 'a key of a later capability', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require, ca: [${root.certFile}], ocsp: true }`), path: 'sites[0].clientAuth.ocsp', message: /not supported yet/ },
+  { name: 'a key of a later capability', yaml: configWith(`sites:${site().replace('upstream: "http://127.0.0.1:9000"', 'upstream: "http://127.0.0.1:9000", apiKeys: required')}`), path: 'sites[0].routes[0].apiKeys', message: /not supported yet/ },
+  { name: 'a CRL file that does not exist', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require, ca: [${root.certFile}], crl: [missing.crl] }`), path: 'sites[0].clientAuth.crl[0]', message: /cannot read .*missing\.crl \(ENOENT\); give the CRL file/ },
+  { name: 'a CRL file that is not a CRL', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require, ca: [${root.certFile}], crl: [${root.certFile}] }`), path: 'sites[0].clientAuth.crl[0]', message: /holds no "BEGIN X509 CRL" block/ },
+  { name: 'a CRL of a CA not in clientAuth.ca', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require, ca: [${root.certFile}], crl: [${foreignCrl}] }`), path: 'sites[0].clientAuth.crl[0]', message: /issued by .*config-foreign.*not in clientAuth\.ca; list the CA that signs it/ },
+  { name: 'a CRL URL of another scheme', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require, ca: [${root.certFile}], crl: ["ldap://ldap.example.test/cn=crl"] }`), path: 'sites[0].clientAuth.crl[0]', message: /not an http\(s\) URL; CRLs are fetched over http or https only/ },
+  { name: 'an OCSP responder without ocsp', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require, ca: [${root.certFile}], ocspResponder: "http://ocsp.test" }`), path: 'sites[0].clientAuth.ocspResponder', message: /used only with ocsp: true/ },
+  { name: 'an unknown revocation policy', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require, ca: [${root.certFile}], ocsp: true, onRevocationUnavailable: ignore }`), path: 'sites[0].clientAuth.onRevocationUnavailable', message: /use "reject" .* or "allow"/ },
   { name: 'clientAuth without a mode', yaml: configWith(`sites:${site()}\n    clientAuth: { ca: [${root.certFile}] }`), path: 'sites[0].clientAuth.mode', message: /missing; use "require"/ },
   { name: 'a client CA file that is a leaf', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require, ca: [${good.certFile}] }`), path: 'sites[0].clientAuth.ca[0]', message: /is not a CA certificate/ },
   { name: 'a client CA intermediate without its root', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require, ca: [${intermediate.certFile}] }`), path: 'sites[0].clientAuth.ca', message: /is not listed; list the root CA too/ },

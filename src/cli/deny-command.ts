@@ -1,0 +1,81 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { PortcullisError } from '../errors.js';
+import { readDenyList, writeDenyList, denyListPath } from '../state/index.js';
+import { controlSocketPath, sendControl } from '../supervisor/index.js';
+import { denyEntry, denyKey, type DenyEntry } from '../trust/index.js';
+import { dataDirOf } from './data-dir.js';
+import { configFileFor } from './start-command.js';
+
+export interface DenyTarget {
+  readonly config?: string;
+  readonly fingerprint?: string;
+  readonly serial?: string;
+  readonly issuer?: string;
+  /** A PEM certificate file: blocked by its fingerprint. */
+  readonly cert?: string;
+  readonly note?: string;
+}
+
+function targetEntry(opts: DenyTarget): DenyEntry {
+  let fingerprint = opts.fingerprint;
+  if (opts.cert !== undefined) {
+    if (fingerprint !== undefined || opts.serial !== undefined) throw new PortcullisError('PCL_CLI_USAGE', 'give one of --cert, --fingerprint, or --serial with --issuer');
+    try {
+      fingerprint = `sha256:${new X509Certificate(readFileSync(opts.cert)).fingerprint256}`;
+    } catch (err) {
+      throw new PortcullisError('PCL_CLI_USAGE', `--cert ${opts.cert}: not a readable PEM or DER certificate (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  const entry = denyEntry({ fingerprint, serial: opts.serial, issuer: opts.issuer }, opts.note ?? null, new Date());
+  if (typeof entry === 'string') throw new PortcullisError('PCL_CLI_USAGE', entry);
+  return entry;
+}
+
+function describe(e: DenyEntry): string {
+  const what = 'fingerprint' in e ? e.fingerprint : `serial ${e.serial} issuer "${e.issuer}"`;
+  return `${what}  added ${e.addedAt}${e.note ? `  (${e.note})` : ''}`;
+}
+
+/** Tells the running instance, if any, to apply the list now; without one it applies at the next start. */
+async function notify(dataDir: string): Promise<void> {
+  try {
+    const result = await sendControl(controlSocketPath(dataDir), { command: 'deny-list' }, 10_000);
+    if (result.ok) process.stdout.write(`${result.message}\n`);
+    else process.stderr.write(`portcullis: ${result.code}: the running instance refused the list: ${result.message}\n`);
+  } catch (err) {
+    if (!(err instanceof PortcullisError && err.code === 'PCL_CONTROL_UNREACHABLE')) throw err;
+    process.stdout.write(`no running instance answers on ${controlSocketPath(dataDir)}; the list applies when Portcullis starts with dataDir ${dataDir}\n`);
+  }
+}
+
+/**
+ * `portcullis deny add|remove|list`: the instant deny list, persisted in
+ * dataDir/deny-list.json. add and remove rewrite the file atomically and ask
+ * the running instance (control socket) to apply it: connections presenting
+ * a newly blocked certificate are closed at once.
+ */
+export async function runDeny(action: 'add' | 'remove' | 'list', opts: DenyTarget): Promise<void> {
+  const dataDir = dataDirOf(configFileFor(opts.config));
+  const entries = readDenyList(dataDir);
+  if (action === 'list') {
+    if (entries.length === 0) process.stdout.write(`the deny list (${denyListPath(dataDir)}) is empty\n`);
+    for (const e of entries) process.stdout.write(`${describe(e)}\n`);
+    return;
+  }
+  const entry = targetEntry(opts);
+  const key = denyKey(entry);
+  const present = entries.some((e) => denyKey(e) === key);
+  if (action === 'add') {
+    if (present) process.stdout.write(`already on the deny list: ${describe(entry)}\n`);
+    else {
+      writeDenyList(dataDir, [...entries, entry]);
+      process.stdout.write(`added to the deny list: ${describe(entry)}\n`);
+    }
+  } else {
+    if (!present) throw new PortcullisError('PCL_CLI_USAGE', `not on the deny list: ${describe(entry).split('  added')[0]}; see portcullis deny list`);
+    writeDenyList(dataDir, entries.filter((e) => denyKey(e) !== key));
+    process.stdout.write(`removed from the deny list: ${describe(entry).split('  added')[0]}\n`);
+  }
+  await notify(dataDir);
+}

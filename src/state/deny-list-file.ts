@@ -1,0 +1,45 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PortcullisError } from '../errors.js';
+import { denyEntry, type DenyEntry } from '../trust/index.js';
+import { writeFileAtomic } from './atomic-file.js';
+
+/** Where the deny list lives: one JSON file under dataDir, written atomically. */
+export const denyListPath = (dataDir: string) => join(dataDir, 'deny-list.json');
+
+/**
+ * Reads the persisted deny list; none yet is an empty list. A file that
+ * cannot be used is an error (PCL_DENY_LIST_INVALID), never an empty list:
+ * losing blocks silently would readmit revoked clients.
+ */
+export function readDenyList(dataDir: string): DenyEntry[] {
+  const path = denyListPath(dataDir);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw new PortcullisError('PCL_DENY_LIST_INVALID', `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); check its permissions`, { cause: err });
+  }
+  let raw: { version?: unknown; entries?: unknown };
+  try {
+    raw = JSON.parse(text) as typeof raw;
+  } catch (err) {
+    throw new PortcullisError('PCL_DENY_LIST_INVALID', `${path} is not JSON; restore it from a backup or fix it by hand (it lists {"fingerprint"} or {"serial","issuer"} entries)`, { cause: err });
+  }
+  if (raw?.version !== 1 || !Array.isArray(raw.entries)) throw new PortcullisError('PCL_DENY_LIST_INVALID', `${path} is not a version 1 deny list ({"version":1,"entries":[…]})`);
+  return raw.entries.map((e: Record<string, unknown>, i: number) => {
+    const entry = denyEntry(
+      { fingerprint: e.fingerprint as string | undefined, serial: e.serial as string | undefined, issuer: e.issuer as string | undefined },
+      typeof e.note === 'string' ? e.note : null,
+      new Date(typeof e.addedAt === 'string' ? e.addedAt : 0),
+    );
+    if (typeof entry === 'string') throw new PortcullisError('PCL_DENY_LIST_INVALID', `${path} entries[${i}]: ${entry}`);
+    return entry;
+  });
+}
+
+/** Replaces the persisted list; a crash leaves the old or the new list, never a torn one. */
+export function writeDenyList(dataDir: string, entries: readonly DenyEntry[]): void {
+  writeFileAtomic(denyListPath(dataDir), `${JSON.stringify({ version: 1, entries }, null, 2)}\n`, 0o600);
+}
