@@ -49,6 +49,19 @@ async function call(p: RunningProxy, host: string, ca: Ca, client: Leaf | null, 
   return { status: Number(status), reason: Number(status) === 200 ? null : (JSON.parse(body) as { reason: string }).reason };
 }
 
+/** One mutual-TLS site answering builtin:whoami; `clientAuth` is the flow mapping of its clientAuth. */
+function siteYaml(host: string, server: Leaf, clientAuth: string): string {
+  return `
+  - hosts: [${host}]
+    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
+    clientAuth: ${clientAuth}
+    routes: [{ path: /, upstream: "builtin:whoami" }]`;
+}
+
+function startSites(t: Scope, sites: string, dir?: string): Promise<RunningProxy> {
+  return startProxy(t, `listen: { https: "127.0.0.1:0" }\nsites:${sites}\n`, dir);
+}
+
 const rejected = (p: RunningProxy, reason: string) => p.logs.filter((l) => l.event === 'client_cert_rejected' && l.reason === reason);
 
 describe('revocation by CRL', () => {
@@ -85,16 +98,10 @@ describe('revocation by CRL', () => {
     const staleFile = pki.crl(root, join(dir, 'stale.crl'), { lastUpdate: new Date(Date.now() - 8 * day), nextUpdate: new Date(Date.now() - day) });
     crls.files.set('root.crl', readFileSync(crlFile));
     crls.files.set('cdp.crl', readFileSync(pki.crl(cdpCa, join(dir, 'cdp.crl'), { der: true })));
-    const site = (host: string, clientAuth: string) => `
-  - hosts: [${host}]
-    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
-    clientAuth: ${clientAuth}
-    routes: [{ path: /, upstream: "builtin:whoami" }]`;
-    p = await startProxy(
+    const site = (host: string, clientAuth: string) => siteYaml(host, server, clientAuth);
+    p = await startSites(
       scope,
-      `
-listen: { https: "127.0.0.1:0" }
-sites:${site('file.test', `{ mode: require, ca: [${root.certFile}], crl: [${crlFile}] }`)}${site('der.test', `{ mode: require, ca: [${root.certFile}], crl: [${derFile}] }`)}${site(
+      `${site('file.test', `{ mode: require, ca: [${root.certFile}], crl: [${crlFile}] }`)}${site('der.test', `{ mode: require, ca: [${root.certFile}], crl: [${derFile}] }`)}${site(
         'url.test',
         `{ mode: require, ca: [${root.certFile}], crl: ["${crls.url('root.crl')}"] }`,
       )}${site('chain.test', `{ mode: require, ca: [${root.certFile}, ${inter.certFile}], crl: [${crlFile}, ${interCrl}] }`)}${site(
@@ -103,8 +110,7 @@ sites:${site('file.test', `{ mode: require, ca: [${root.certFile}], crl: [${crlF
       )}${site('stale.test', `{ mode: require, ca: [${root.certFile}], crl: [${staleFile}] }`)}${site(
         'stale-allow.test',
         `{ mode: require, ca: [${root.certFile}], crl: [${staleFile}], onRevocationUnavailable: allow }`,
-      )}
-`,
+      )}`,
     );
   });
 
@@ -182,20 +188,13 @@ describe('revocation by OCSP', () => {
     await expectOcspStatus(responder, revoked.certFile, root, 'revoked');
     await expectOcspStatus(responder, good.certFile, root, 'good');
     const down = `http://127.0.0.1:${await closedPort()}/`;
-    const site = (host: string, clientAuth: string) => `
-  - hosts: [${host}]
-    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
-    clientAuth: { mode: require, ca: [${root.certFile}], ${clientAuth} }
-    routes: [{ path: /, upstream: "builtin:whoami" }]`;
-    p = await startProxy(
+    const site = (host: string, clientAuth: string) => siteYaml(host, server, `{ mode: require, ca: [${root.certFile}], ${clientAuth} }`);
+    p = await startSites(
       scope,
-      `
-listen: { https: "127.0.0.1:0" }
-sites:${site('ocsp.test', 'ocsp: true')}${site('configured.test', `ocsp: true, ocspResponder: "${responder.url}"`)}${site('down.test', `ocsp: true, ocspResponder: "${down}"`)}${site(
+      `${site('ocsp.test', 'ocsp: true')}${site('configured.test', `ocsp: true, ocspResponder: "${responder.url}"`)}${site('down.test', `ocsp: true, ocspResponder: "${down}"`)}${site(
         'down-allow.test',
         `ocsp: true, ocspResponder: "${down}", onRevocationUnavailable: allow`,
-      )}
-`,
+      )}`,
     );
   });
 
@@ -242,18 +241,7 @@ describe('CRL changes at run time', () => {
       const client = pki.leaf(`resume-client-${flag}`, root, { eku: 'clientAuth' });
       const dir = tempDir(t);
       const crl = pki.crl(root, join(dir, 'clients.crl'));
-      const p = await startProxy(
-        t,
-        `
-listen: { https: "127.0.0.1:0" }
-sites:
-  - hosts: [resume.test]
-    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
-    clientAuth: { mode: require, ca: [${root.certFile}], crl: [${crl}] }
-    routes: [{ path: /, upstream: "builtin:whoami" }]
-`,
-        dir,
-      );
+      const p = await startSites(t, siteYaml('resume.test', server, `{ mode: require, ca: [${root.certFile}], crl: [${crl}] }`), dir);
       const session = join(dir, 'session.pem');
       const args = [flag, '-CAfile', root.certFile, '-cert', client.certFile, '-key', client.keyFile];
       const first = await sClientRequest(p.port, 'resume.test', [...args, '-sess_out', session]);
@@ -284,18 +272,7 @@ sites:
     const client = pki.leaf('swap-client', root, { eku: 'clientAuth' });
     const dir = tempDir(t);
     const crl = pki.crl(root, join(dir, 'clients.crl'));
-    const p = await startProxy(
-      t,
-      `
-listen: { https: "127.0.0.1:0" }
-sites:
-  - hosts: [swap.test]
-    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
-    clientAuth: { mode: require, ca: [${root.certFile}], crl: [${crl}] }
-    routes: [{ path: /who/, upstream: "builtin:whoami" }]
-`,
-      dir,
-    );
+    const p = await startSites(t, siteYaml('swap.test', server, `{ mode: require, ca: [${root.certFile}], crl: [${crl}] }`), dir);
     assert.equal((await call(p, 'swap.test', root, client)).status, 200);
     pki.revoke(root, client.certFile);
     pki.crl(root, crl, { signedBy: impostor });
@@ -314,17 +291,7 @@ describe('the instant deny list', () => {
     const server = pki.leaf('deny-server', root, { dns: ['deny.test'] });
     const client = pki.leaf('deny-client', root, { eku: 'clientAuth' });
     const other = pki.leaf('deny-other', root, { eku: 'clientAuth' });
-    const p = await startProxy(
-      t,
-      `
-listen: { https: "127.0.0.1:0" }
-sites:
-  - hosts: [deny.test]
-    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
-    clientAuth: { mode: require, ca: [${root.certFile}] }
-    routes: [{ path: /who/, upstream: "builtin:whoami" }]
-`,
-    );
+    const p = await startSites(t, siteYaml('deny.test', server, `{ mode: require, ca: [${root.certFile}] }`));
     const open = (leaf: Leaf) => {
       const socket = tlsConnect({ port: p.port, host: '127.0.0.1', servername: 'deny.test', ca: readFileSync(root.certFile), cert: readFileSync(leaf.certFile), key: readFileSync(leaf.keyFile), ALPNProtocols: ['http/1.1'] });
       socket.on('error', () => {});
