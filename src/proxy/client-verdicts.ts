@@ -30,15 +30,28 @@ export class ClientVerdicts {
       if (site.clientAuth?.mode === 'require') recordClientAuthFailure(this.#log, this.#metrics, info, 'no_certificate', null);
       return;
     }
-    const decision = this.#revocation.check({ leaf: client.leaf, chain: client.chain }, site.clientAuth?.revocation ?? null);
+    let decision: RevocationDecision | Promise<RevocationDecision>;
+    try {
+      decision = this.#revocation.check({ leaf: client.leaf, chain: client.chain }, site.clientAuth?.revocation ?? null);
+    } catch (err) {
+      decision = this.#failed(err);
+    }
     if (!(decision instanceof Promise)) {
       this.#apply(info, site, decision);
       return;
     }
-    info.pending = decision.then((d) => {
-      info.pending = null;
-      this.#apply(info, site, d);
-    });
+    info.pending = decision
+      .catch((err: unknown) => this.#failed(err))
+      .then((d) => {
+        info.pending = null;
+        this.#apply(info, site, d);
+      });
+  }
+
+  /** A bug in the check must not admit a certificate nor take the process down: no decision, and the policy says what then. */
+  #failed(err: unknown): RevocationDecision {
+    this.#log.error({ event: 'revocation_check_failed', err }, 'revocation check failed inside the proxy');
+    return { outcome: 'unavailable', detail: `the revocation check failed: ${(err as Error)?.message ?? String(err)}`, failClosed: true };
   }
 
   /**
@@ -62,7 +75,7 @@ export class ClientVerdicts {
     if (revocation || d.outcome !== 'good') this.#metrics.revocationChecks.inc({ result: d.outcome, source: d.outcome === 'revoked' ? d.source : 'none', policy });
     const client = info.client;
     if (d.outcome === 'good' || client?.status !== 'valid') return;
-    if (d.outcome === 'unavailable' && policy === 'allow') {
+    if (d.outcome === 'unavailable' && policy === 'allow' && !d.failClosed) {
       this.#log.warn(
         { event: 'revocation_unavailable_allowed', site: site.id, sni: info.serverName, remoteAddress: info.remoteAddress, subject: client.identity.subject, serial: client.identity.serial, detail: d.detail },
         'no fresh revocation answer for a client certificate; admitted because clientAuth.onRevocationUnavailable is allow',

@@ -83,7 +83,10 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
     const config = source.fromText(text);
     log = createLogger(levelOverride ?? config.log.level);
     access = accessLogFor(config, log);
-    proxy = await startPortcullis(config, log, { tickets, accessLog: access, denyList: denyList ?? start.denyList });
+    const initial = denyList ?? start.denyList;
+    proxy = await startPortcullis(config, log, { tickets, accessLog: access, denyList: initial });
+    // a list that arrived while the instance started
+    if (denyList && denyList !== initial) proxy.setDenyList(denyList);
   } catch (err) {
     send({ type: 'failed', code: err instanceof PortcullisError ? err.code : 'PCL_WORKER_FAILED', message: (err as Error).message });
     process.exit(3);

@@ -5,7 +5,7 @@ import * as pkijs from 'pkijs';
 import type { Config } from '../config/index.js';
 import { pemBlocks, type CertificatePair } from '../pki/index.js';
 import type { Logger, Metrics } from '../telemetry/index.js';
-import { OcspError, ocspResponderOf, queryOcsp, type FetchLimits, type OcspAnswer } from '../trust/index.js';
+import { maxAgeWithoutNextUpdateMs, rfc4514, OcspError, ocspResponderOf, queryOcsp, type FetchLimits, type OcspAnswer } from '../trust/index.js';
 
 /** What `OCSPRequest` listeners are handed to answer with: a DER OCSPResponse to staple, or nothing. */
 export type OcspCallback = (err: Error | null, response?: Buffer) => void;
@@ -21,9 +21,7 @@ export interface OcspStaplerOptions {
 const minRefreshMs = 30_000;
 const maxRefreshMs = 12 * 3_600_000;
 /** Without nextUpdate the responder has newer information at any time (RFC 5019 §2.2.4). */
-const noNextUpdateRefreshMs = 3_600_000;
-/** …and such a response is stapled for at most a day after its thisUpdate, since nothing else bounds it. */
-const noNextUpdateLifetimeMs = 24 * 3_600_000;
+const noNextUpdateRefreshMs = maxAgeWithoutNextUpdateMs / 2;
 /** Retries after a failure: 30 s, 1, 2, 4, 8 min, then every 10 min, each up to 10 % later so that instances spread out. */
 const firstRetryMs = 30_000;
 const maxRetryMs = 10 * 60_000;
@@ -80,9 +78,6 @@ function fingerprintLabel(cert: X509Certificate): string {
   return cert.fingerprint256.replace(/:/g, '').toLowerCase().slice(0, 16);
 }
 
-function subjectOf(cert: X509Certificate): string {
-  return cert.subject.split('\n').join(', ');
-}
 
 function planFor(pair: CertificatePair, siteCertificates: number): Tracked['plan'] {
   const url = ocspResponderOf(pair.leaf);
@@ -184,7 +179,7 @@ export class OcspStapler {
       key,
       site,
       certificate: fingerprintLabel(leaf),
-      subject: subjectOf(leaf),
+      subject: rfc4514(leaf.subject),
       leaf,
       mustStaple: requiresStapling(leaf),
       plan,
@@ -257,7 +252,7 @@ export class OcspStapler {
   #updated(t: Tracked, answer: OcspAnswer): void {
     const now = Date.now();
     t.staple = answer;
-    t.stapleUntil = answer.nextUpdate ? answer.nextUpdate.getTime() : answer.thisUpdate.getTime() + noNextUpdateLifetimeMs;
+    t.stapleUntil = answer.nextUpdate ? answer.nextUpdate.getTime() : answer.thisUpdate.getTime() + maxAgeWithoutNextUpdateMs;
     t.failures = 0;
     const delay = answer.nextUpdate
       ? Math.min(maxRefreshMs, Math.max(minRefreshMs, answer.thisUpdate.getTime() + (answer.nextUpdate.getTime() - answer.thisUpdate.getTime()) / 2 - now))

@@ -3,7 +3,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Logger, Metrics } from '../telemetry/index.js';
-import { CrlError, normaliseSerial, parseCrl, verifyCrl, type VerifiedCrl } from './crl.js';
+import { CrlError, crlCovers, issuerKeyOf, normaliseSerial, parseCrl, verifyCrl, type VerifiedCrl } from './crl.js';
 import { fetchBounded } from './fetch-bounded.js';
 
 /** A configured CRL: a file (re-read when it changes) or an http(s) URL (refreshed before nextUpdate). */
@@ -77,7 +77,8 @@ export class CrlStore {
     for (const spec of specs) {
       const existing = this.#sources.get(spec.location);
       if (existing) {
-        const changed = existing.issuers.length !== spec.issuers.length || existing.issuers.some((c, i) => c !== spec.issuers[i]);
+        // a reload parses the CA files again: compare what they hold, not the objects
+        const changed = existing.issuers.length !== spec.issuers.length || existing.issuers.some((c, i) => c.fingerprint256 !== spec.issuers[i]?.fingerprint256);
         existing.issuers = spec.issuers;
         if (changed) void this.#load(existing);
         continue;
@@ -98,12 +99,14 @@ export class CrlStore {
   }
 
   /**
-   * What the named sources say about `cert`, issued by `issuer`: revoked if
-   * any CRL of that issuer lists it (an expired CRL still proves a
-   * revocation), good if a fresh one does not, otherwise none.
+   * What the named sources say about `cert`, issued by `issuer`, with
+   * distribution points `points`: revoked if any CRL of that issuer covering
+   * it lists it (an expired CRL still proves a revocation), good if a fresh
+   * one does not, otherwise none.
    */
-  lookup(cert: X509Certificate, issuer: X509Certificate, keys: readonly string[], now = Date.now()): CrlVerdict {
+  lookup(cert: X509Certificate, issuer: X509Certificate, points: readonly string[], keys: readonly string[], now = Date.now()): CrlVerdict {
     const serial = normaliseSerial(cert.serialNumber);
+    const issuerKey = issuerKeyOf(issuer);
     let good: string | null = null;
     const problems: string[] = [];
     const pending: Promise<void>[] = [];
@@ -116,7 +119,7 @@ export class CrlStore {
         else problems.push(`${source.location}: ${source.problem ?? 'not loaded'}`);
         continue;
       }
-      if (crl.issuerFingerprint !== issuer.fingerprint256) continue;
+      if (crl.issuerKey !== issuerKey || !crlCovers(crl.scope, cert, points)) continue;
       if (crl.revoked.has(serial)) return { verdict: 'revoked', source: source.location };
       if (crl.nextUpdate === null || crl.nextUpdate.getTime() > now) good ??= source.location;
       else problems.push(`${source.location}: expired at ${crl.nextUpdate.toISOString()} (nextUpdate)${source.problem ? `; ${source.problem}` : ''}`);

@@ -1,20 +1,34 @@
-import type { X509Certificate } from 'node:crypto';
+import { createHash, type X509Certificate } from 'node:crypto';
+import * as asn1js from 'asn1js';
+import * as pkijs from 'pkijs';
 import { x509 } from '../pki/index.js';
 
 /** A CRL whose signature and issuer were checked against the CA certificate that issued it. */
 export interface VerifiedCrl {
-  /** SHA-256 fingerprint (Node's format) of the CA certificate that signed it. */
-  readonly issuerFingerprint: string;
+  /** The CA that signed it, by name and key (`issuerKeyOf`): a CA certificate re-issued with the same name and key keeps its CRLs. */
+  readonly issuerKey: string;
   readonly thisUpdate: Date;
   /** Null when the CRL has none (RFC 5280 requires it; such a CRL is never stale by date). */
   readonly nextUpdate: Date | null;
   /** Revoked serial numbers, normalised by `normaliseSerial`. */
   readonly revoked: ReadonlySet<string>;
+  /** Which of the issuer's certificates it covers (issuing distribution point, RFC 5280 §5.2.5); a CRL is no answer for the others. */
+  readonly scope: CrlScope;
 }
+
+export interface CrlScope {
+  readonly onlyUserCerts: boolean;
+  readonly onlyCaCerts: boolean;
+  /** The distribution point URIs it is the CRL of; null: every certificate of the issuer. */
+  readonly distributionPoints: readonly string[] | null;
+}
+
+const wholeScope: CrlScope = Object.freeze({ onlyUserCerts: false, onlyCaCerts: false, distributionPoints: null });
+const oids = { deltaCrlIndicator: '2.5.29.27', issuingDistributionPoint: '2.5.29.28', crlNumber: '2.5.29.20', authorityKeyIdentifier: '2.5.29.35' };
 
 /** Why a CRL was not used; the message names the file or URL and the fix. */
 export class CrlError extends Error {
-  readonly code: 'malformed' | 'unknown_issuer' | 'bad_signature' | 'not_yet_valid';
+  readonly code: 'malformed' | 'unknown_issuer' | 'bad_signature' | 'not_yet_valid' | 'unsupported';
   constructor(code: CrlError['code'], message: string) {
     super(message);
     this.name = 'CrlError';
@@ -42,6 +56,18 @@ export function parseCrl(bytes: Buffer, source: string): x509.X509Crl {
   } catch (err) {
     throw new CrlError('malformed', `${source} is not a CRL (${(err as Error).message}); give the CRL in PEM or DER`);
   }
+}
+
+const issuerKeys = new WeakMap<X509Certificate, string>();
+
+/** A CA's name and public key, which is what a CRL's signature and issuer field bind it to. */
+export function issuerKeyOf(ca: X509Certificate): string {
+  let key = issuerKeys.get(ca);
+  if (!key) {
+    key = `${ca.subject}\n${createHash('sha256').update(ca.publicKey.export({ type: 'spki', format: 'der' })).digest('base64')}`;
+    issuerKeys.set(ca, key);
+  }
+  return key;
 }
 
 const subjectDer = new WeakMap<X509Certificate, Buffer>();
@@ -80,11 +106,46 @@ export async function verifyCrl(crl: x509.X509Crl, candidates: readonly X509Cert
     throw new CrlError('not_yet_valid', `${source} takes effect only at ${crl.thisUpdate.toISOString()} (thisUpdate); check the clocks of the CA and this host`);
   }
   return {
-    issuerFingerprint: issuer.fingerprint256,
+    issuerKey: issuerKeyOf(issuer),
     thisUpdate: crl.thisUpdate,
     nextUpdate: crl.nextUpdate ?? null,
     revoked: new Set(crl.entries.map((e) => normaliseSerial(e.serialNumber))),
+    scope: scopeOf(crl, source),
   };
+}
+
+/**
+ * What the CRL covers, from its extensions. A delta CRL, an indirect CRL or
+ * one partitioned by reason would make "not listed" mean "not listed here",
+ * so they are refused rather than read as complete; so is any critical
+ * extension this code does not know (RFC 5280 §5.2).
+ */
+function scopeOf(crl: x509.X509Crl, source: string): CrlScope {
+  let scope = wholeScope;
+  for (const ext of crl.extensions) {
+    if (ext.type === oids.deltaCrlIndicator) throw new CrlError('unsupported', `${source} is a delta CRL; give the complete (base) CRL`);
+    if (ext.type === oids.issuingDistributionPoint) {
+      const idp = new pkijs.IssuingDistributionPoint({ schema: asn1js.fromBER(ext.value).result });
+      if (idp.indirectCRL || idp.onlySomeReasons !== undefined || idp.onlyContainsAttributeCerts) {
+        throw new CrlError('unsupported', `${source} is an indirect CRL or covers only some revocation reasons; give the CA's complete CRL`);
+      }
+      const names = Array.isArray(idp.distributionPoint) ? idp.distributionPoint : [];
+      const uris = names.filter((n) => n.type === 6).map((n) => String(n.value));
+      scope = { onlyUserCerts: idp.onlyContainsUserCerts, onlyCaCerts: idp.onlyContainsCACerts, distributionPoints: uris.length ? uris : null };
+      continue;
+    }
+    if (ext.critical && ext.type !== oids.crlNumber && ext.type !== oids.authorityKeyIdentifier) {
+      throw new CrlError('unsupported', `${source} has a critical extension ${ext.type} that Portcullis does not understand; the CRL cannot be used`);
+    }
+  }
+  return scope;
+}
+
+/** Whether a CRL with this scope answers for `cert` (whose distribution points are `points`). */
+export function crlCovers(scope: CrlScope, cert: X509Certificate, points: readonly string[]): boolean {
+  if (scope.onlyUserCerts && cert.ca) return false;
+  if (scope.onlyCaCerts && !cert.ca) return false;
+  return scope.distributionPoints === null || points.some((p) => scope.distributionPoints?.includes(p));
 }
 
 /** The http(s) CRL distribution point URLs of a certificate (others, e.g. ldap:, are never fetched). */

@@ -12,9 +12,17 @@ export type DenyEntry =
   | { readonly fingerprint: string; readonly note: string | null; readonly addedAt: string }
   | { readonly serial: string; readonly issuer: string; readonly note: string | null; readonly addedAt: string };
 
-/** Names compared the way people type them: case and spaces after commas do not matter. */
+/**
+ * Names compared the way people type them: case, spaces after commas and the
+ * order of the attributes do not matter (the logs print "CN=…,O=…", openssl
+ * prints "O = …, CN = …").
+ */
 function nameKey(name: string): string {
-  return name.replace(/\s*,\s*/g, ',').trim().toLowerCase();
+  return name
+    .split(/(?<!\\),/)
+    .map((rdn) => rdn.replace(/\s*=\s*/, '=').trim().toLowerCase())
+    .sort()
+    .join(',');
 }
 
 /** The key an entry is found under; two entries with the same key are the same entry. */
@@ -35,7 +43,7 @@ export function denyEntry(target: { fingerprint?: string; serial?: string; issue
   }
   if (target.serial === undefined || target.issuer === undefined) return 'give --fingerprint sha256:…, or --serial HEX with --issuer "CN=…,O=…" (as the logs print them)';
   if (!/^(0x)?[0-9a-f:]+$/i.test(target.serial)) return `--serial ${target.serial} is not a hexadecimal serial number; give it as the logs print it, e.g. 1A2B3C`;
-  if (!/^[A-Za-z0-9.]+=/.test(target.issuer.trim())) return `--issuer ${target.issuer} is not a distinguished name; give it as the logs print it, e.g. "CN=Clients CA,O=Example"`;
+  if (!/^[A-Za-z0-9.]+\s*=/.test(target.issuer.trim())) return `--issuer ${target.issuer} is not a distinguished name; give it as the logs print it, e.g. "CN=Clients CA,O=Example"`;
   return { serial: normaliseSerial(target.serial.replace(/^0x/i, '')), issuer: target.issuer.trim(), note, addedAt: addedAt.toISOString() };
 }
 

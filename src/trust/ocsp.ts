@@ -2,6 +2,7 @@ import { X509Certificate, constants, createHash, randomBytes, verify as verifySi
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { FetchError, fetchBounded, type FetchLimits } from './fetch-bounded.js';
+import { rfc4514 } from './identity.js';
 
 /** A verified OCSP answer about one certificate (RFC 6960 §4.2.1). */
 export interface OcspAnswer {
@@ -73,6 +74,8 @@ const pssHashes: Record<string, string> = { '2.16.840.1.101.3.4.2.1': 'sha256', 
 
 /** Clock skew allowed between us and the responder on thisUpdate. */
 const maxFutureSkewMs = 5 * 60_000;
+/** How old an answer without nextUpdate may be (RFC 5019 §2.2.4: newer information is always available). */
+export const maxAgeWithoutNextUpdateMs = 3_600_000;
 
 // pkijs 4 installs a global engine from globalThis.crypto when imported; ours is passed
 // explicitly, so this module does not depend on (or change) that process-wide setting.
@@ -160,9 +163,7 @@ function delegateProblem(delegate: X509Certificate, issuer: X509Certificate, now
   return null;
 }
 
-function subjectOf(cert: X509Certificate): string {
-  return cert.subject.split('\n').join(', ');
-}
+const subjectOf = (cert: X509Certificate): string => rfc4514(cert.subject);
 
 /** The certStatus CHOICE of a SingleResponse: good [0] NULL, revoked [1] RevokedInfo, unknown [2] NULL. */
 function statusOf(certStatus: asn1js.AsnType): Pick<OcspAnswer, 'status' | 'revokedAt' | 'revocationReason'> {
@@ -270,6 +271,11 @@ async function verify(der: Buffer, cert: X509Certificate, issuer: X509Certificat
     throw new OcspError('stale', `the response takes effect only at ${thisUpdate.toISOString()} (thisUpdate); check the clocks of the responder and this host`);
   }
   if (nextUpdate && nextUpdate.getTime() <= now.getTime()) throw new OcspError('stale', `the response expired at ${nextUpdate.toISOString()} (nextUpdate)`);
+  // Without nextUpdate nothing bounds how long an answer may be replayed (requests carry no nonce by
+  // default, and responders are often plain http): an old "good" could hide a revocation.
+  if (!nextUpdate && thisUpdate.getTime() < now.getTime() - maxAgeWithoutNextUpdateMs) {
+    throw new OcspError('stale', `the response dates from ${thisUpdate.toISOString()} (thisUpdate) and has no nextUpdate; answers without nextUpdate are used for at most an hour`);
+  }
 
   return { ...statusOf(single.certStatus as asn1js.AsnType), thisUpdate, nextUpdate, der };
 }

@@ -14,7 +14,8 @@ export type RevocationSource = 'crl' | 'ocsp' | 'deny-list';
 export type RevocationDecision =
   | { readonly outcome: 'good' }
   | { readonly outcome: 'revoked'; readonly source: RevocationSource; readonly certificate: CertificateRef; readonly detail: string }
-  | { readonly outcome: 'unavailable'; readonly detail: string };
+  /** `failClosed`: refused even under onRevocationUnavailable: allow (what is missing is a check the operator did not make optional). */
+  | { readonly outcome: 'unavailable'; readonly detail: string; readonly failClosed?: boolean };
 
 /** The certificate a decision is about, as the logs name it. */
 export interface CertificateRef {
@@ -32,6 +33,7 @@ export interface ChainToCheck {
 }
 
 const good: RevocationDecision = Object.freeze({ outcome: 'good' });
+const unknownChain = 'the session was resumed and the CA certificates above the client certificate are not known to this process; list the intermediates in clientAuth.ca';
 
 function refOf(cert: X509Certificate, depth: number): CertificateRef {
   return { subject: rfc4514(cert.subject), issuer: rfc4514(cert.issuer), serial: cert.serialNumber.toUpperCase(), depth };
@@ -92,7 +94,12 @@ export class RevocationChecker {
     this.crls.configure([...specs.values()]);
   }
 
-  /** Only the deny list, which applies to every mutual-TLS site whatever its policy. */
+  /**
+   * Only the deny list, which applies to every mutual-TLS site whatever its
+   * policy. It may name a CA of the chain: when a resumed session's chain is
+   * not known in this process, only the client's own certificate can be
+   * checked, and the connection is refused rather than let a blocked CA through.
+   */
   denied(target: ChainToCheck): RevocationDecision | null {
     if (this.#deny.size === 0) return null;
     const certs = target.chain ?? [target.leaf];
@@ -103,7 +110,7 @@ export class RevocationChecker {
         return { outcome: 'revoked', source: 'deny-list', certificate: refOf(certs[depth] as X509Certificate, depth), detail: `on the deny list by ${how}${entry.note ? ` (${entry.note})` : ''}` };
       }
     }
-    return null;
+    return target.chain ? null : { outcome: 'unavailable', detail: `${unknownChain}; the deny list cannot be checked against them`, failClosed: true };
   }
 
   check(target: ChainToCheck, policy: RevocationPolicy | null): RevocationDecision | Promise<RevocationDecision> {
@@ -122,7 +129,7 @@ export class RevocationChecker {
   /** A decision, or (on the first pass only) what must be waited for before one can be made. */
   #evaluate(target: ChainToCheck, policy: RevocationPolicy, final: boolean): RevocationDecision | Promise<void>[] {
     const chain = target.chain;
-    if (!chain) return { outcome: 'unavailable', detail: 'the session was resumed and the CA certificates above the client certificate are not known to this process; configure the intermediates in clientAuth.ca' };
+    if (!chain) return { outcome: 'unavailable', detail: unknownChain };
     const waits: Promise<void>[] = [];
     const missing: string[] = [];
     // the last certificate is the trust anchor: nobody revokes a root by CRL or OCSP
@@ -132,9 +139,10 @@ export class RevocationChecker {
       const problems: string[] = [];
       let fresh = false;
       if (policy.distributionPoints || policy.crls.length > 0) {
+        const points = cachedDistributionPoints(cert);
         const keys = policy.crls.map((c) => c.location);
-        if (policy.distributionPoints) for (const url of cachedDistributionPoints(cert)) keys.push(this.crls.distributionPoint(url, issuer));
-        const crl = this.crls.lookup(cert, issuer, keys);
+        if (policy.distributionPoints) for (const url of points) keys.push(this.crls.distributionPoint(url, issuer));
+        const crl = this.crls.lookup(cert, issuer, points, keys);
         if (crl.verdict === 'revoked') return { outcome: 'revoked', source: 'crl', certificate: refOf(cert, depth), detail: `listed in the CRL from ${crl.source}` };
         if (crl.verdict === 'good') fresh = true;
         else {
@@ -143,7 +151,8 @@ export class RevocationChecker {
         }
       }
       if (policy.ocsp) {
-        const url = policy.ocspResponder ?? ocspResponderOf(cert);
+        // a configured responder answers for the client certificates; a CA above them is asked where it says
+        const url = (depth === 0 ? policy.ocspResponder : null) ?? ocspResponderOf(cert);
         const known = url ? this.#ocsp.known(cert, issuer) : null;
         if (!url) problems.push('no OCSP responder (the certificate names none and clientAuth.ocspResponder is not set)');
         else if (known?.answer?.status === 'revoked') {

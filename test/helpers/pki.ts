@@ -56,6 +56,8 @@ export interface CrlOptions {
   readonly der?: boolean;
   /** Sign with this CA's key and name instead (a CRL that does not verify under `ca`). */
   readonly signedBy?: Ca;
+  /** CRL extension lines in openssl config syntax, e.g. ["issuingDistributionPoint = critical, @idp", "[ idp ]", "onlyuser = TRUE"]. */
+  readonly extensions?: readonly string[];
 }
 
 function openssl(args: string[], input?: string): string {
@@ -211,9 +213,10 @@ export class TestPki {
     const signer = opts.signedBy ?? ca;
     const pem = `${file}.tmp.pem`;
     openssl([
-      'ca', '-batch', '-gencrl', '-config', join(ca.dir, 'ca.cnf'), '-cert', signer.certFile, '-keyfile', signer.keyFile, '-out', pem,
+      'ca', '-batch', '-gencrl', '-config', opts.extensions ? this.#withCrlExtensions(ca, `${file}.cnf`, opts.extensions) : join(ca.dir, 'ca.cnf'), '-cert', signer.certFile, '-keyfile', signer.keyFile, '-out', pem,
       '-crl_lastupdate', asn1Time(opts.lastUpdate ?? new Date(Date.now() - 60_000)),
       '-crl_nextupdate', asn1Time(opts.nextUpdate ?? new Date(Date.now() + 7 * day)),
+      ...(opts.extensions ? ['-crlexts', 'crl_ext'] : []),
     ]);
     // written in one rename, as an operator's tooling would, so a watcher never reads half a file
     const out = `${file}.tmp`;
@@ -222,6 +225,12 @@ export class TestPki {
     rmSync(pem);
     renameSync(out, file);
     return file;
+  }
+
+  /** `openssl ca` reads -crlexts from its config only: a copy of the CA's with the section added. */
+  #withCrlExtensions(ca: Ca, path: string, lines: readonly string[]): string {
+    writeFileSync(path, [readFileSync(join(ca.dir, 'ca.cnf'), 'utf8'), '[ crl_ext ]', ...lines, ''].join('\n'));
+    return path;
   }
 
   #sign(issuer: Ca, keyFile: string, certFile: string, subject: string, ext: string, notBefore: Date, notAfter: Date, md: string): void {

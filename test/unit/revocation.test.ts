@@ -6,9 +6,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import type { FetchError} from '../../src/trust/index.js';
-import { DenyList, denyEntry, fetchBounded, normaliseSerial, parseCrl } from '../../src/trust/index.js';
-import { distributionPointsOf, verifyCrl } from '../../src/trust/crl.js';
+import { pino } from 'pino';
+import { Metrics } from '../../src/telemetry/index.js';
+import type { FetchError } from '../../src/trust/index.js';
+import { DenyList, denyEntry, fetchBounded, normaliseSerial, parseCrl, RevocationChecker } from '../../src/trust/index.js';
+import { crlCovers, distributionPointsOf, issuerKeyOf, verifyCrl } from '../../src/trust/crl.js';
 import { TestPki } from '../helpers/pki.js';
 import type { Scope } from '../helpers/proxy.js';
 
@@ -24,9 +26,9 @@ describe('serials and deny entries', () => {
     ['00ab:cd', 'ABCD'],
     ['1000', '1000'],
     ['0000', '0'],
-    ['0x1F', 'X1F'.slice(1)],
+    ['1f', '1F'],
   ] as const) {
-    test(`normalises serial ${input} to ${expected}`, () => assert.equal(normaliseSerial(input.replace(/^0x/, '')), expected));
+    test(`normalises serial ${input} to ${expected}`, () => assert.equal(normaliseSerial(input), expected));
   }
 
   const now = new Date('2026-11-28T00:00:00Z');
@@ -56,6 +58,20 @@ describe('serials and deny entries', () => {
     assert.equal(new DenyList([bySerial as never]).match(cert), bySerial);
     assert.equal(new DenyList([unrelated as never]).match(cert), null);
     assert.equal(DenyList.empty.match(cert), null);
+    const opensslOrder = denyEntry({ serial: cert.serialNumber, issuer: 'O = Portcullis Tests, CN = unit-revocation-root' }, null, now);
+    assert.equal(new DenyList([opensslOrder as never]).match(cert), opensslOrder, 'the issuer as openssl prints it');
+  });
+
+  test('refuses a resumed session whose CA certificates are unknown here while the deny list holds entries, whatever the policy', () => {
+    const checker = new RevocationChecker(pino({ level: 'silent' }), new Metrics());
+    const resumed = { leaf: cert, chain: null };
+    assert.deepEqual(checker.check(resumed, null), { outcome: 'good' }, 'nothing to check against');
+    checker.setDenyList([denyEntry({ fingerprint: `sha256:${'AB'.repeat(32)}` }, null, now) as never]);
+    const decision = checker.check(resumed, null);
+    assert.equal(decision instanceof Promise, false);
+    assert.equal((decision as { outcome: string }).outcome, 'unavailable');
+    assert.equal((decision as { failClosed?: boolean }).failClosed, true);
+    checker.stop();
   });
 });
 
@@ -69,7 +85,7 @@ describe('CRLs', () => {
     pki.revoke(root, leaf.certFile);
     const good = parseCrl(readFileSync(pki.crl(root, join(pki.dir, 'unit.crl'))), 'unit.crl');
     const verified = await verifyCrl(good, [rootCert], 'unit.crl');
-    assert.equal(verified.issuerFingerprint, rootCert.fingerprint256);
+    assert.equal(verified.issuerKey, issuerKeyOf(rootCert));
     assert.ok(verified.revoked.has(normaliseSerial(cert.serialNumber)));
     const other = pki.root('unit-other');
     const impostor = pki.intermediate('unit-impostor', other, { commonName: 'unit-revocation-root' });
@@ -78,6 +94,17 @@ describe('CRLs', () => {
     await assert.rejects(verifyCrl(good, [new X509Certificate(readFileSync(other.certFile))], 'unit.crl'), { code: 'unknown_issuer', message: /not a CA of clientAuth.ca/ });
     const future = parseCrl(readFileSync(pki.crl(root, join(pki.dir, 'future.crl'), { lastUpdate: new Date(Date.now() + 3_600_000) })), 'future.crl');
     await assert.rejects(verifyCrl(future, [rootCert], 'future.crl'), { code: 'not_yet_valid' });
+  });
+
+  test('reads the scope of a CRL with an issuing distribution point, and refuses an indirect one', async () => {
+    const idp = (lines: string[]) => ['issuingDistributionPoint = critical, @idp', '[ idp ]', ...lines];
+    const load = async (name: string, lines: string[]) => verifyCrl(parseCrl(readFileSync(pki.crl(root, join(pki.dir, name), { extensions: idp(lines) })), name), [rootCert], name);
+    const users = await load('users.crl', ['fullname = URI:http://crl.example.test/a.crl', 'onlyuser = TRUE']);
+    assert.deepEqual(users.scope, { onlyUserCerts: true, onlyCaCerts: false, distributionPoints: ['http://crl.example.test/a.crl'] });
+    assert.equal(crlCovers(users.scope, cert, distributionPointsOf(cert)), true);
+    assert.equal(crlCovers(users.scope, cert, ['http://crl.example.test/other.crl']), false, 'another partition of the CA');
+    assert.equal(crlCovers(users.scope, rootCert, distributionPointsOf(cert)), false, 'a CA certificate');
+    await assert.rejects(load('indirect.crl', ['indirectCRL = TRUE']), { code: 'unsupported', message: /indirect CRL/ });
   });
 
   test('says which file is not a CRL', () => {
