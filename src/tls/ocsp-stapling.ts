@@ -243,7 +243,9 @@ export class OcspStapler {
     }
     this.#metrics.ocspQueried('staple', answer.status, (performance.now() - started) / 1000);
     if (t.stopped) return;
-    if (answer.status === 'good') this.#updated(t, answer);
+    // an answer older than the one held (a responder's stale cache, or a replay) never replaces it
+    if (t.staple && answer.thisUpdate < t.staple.thisUpdate) this.#failed(t, 'stale', `OCSP responder ${t.plan.url} answered with thisUpdate ${answer.thisUpdate.toISOString()}, older than the response held`);
+    else if (answer.status === 'good') this.#updated(t, answer);
     else if (answer.status === 'revoked') this.#revoked(t, answer);
     // 'unknown': the responder does not know our certificate; a previous good answer stays valid until it expires
     else this.#failed(t, 'unknown', `OCSP responder ${t.plan.url} answered unknown for ${t.subject} (serial ${t.leaf.serialNumber})`);
