@@ -5,7 +5,7 @@ import { HttpsListener, RedirectListener } from './edge/index.js';
 import { answerClientError, ClientVerdicts, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
 import { Metrics, type AccessLog, type Logger } from './telemetry/index.js';
 import { RevocationChecker, type DenyEntry } from './trust/index.js';
-import { OcspStapler, SiteServers, TicketKeyRing, classifyHandshakeFailure } from './tls/index.js';
+import { OcspStapler, SiteServers, TicketKeyRing, checkRotation, classifyHandshakeFailure, replacements } from './tls/index.js';
 
 export interface Portcullis {
   /** Where the HTTPS listener is bound (after the latest reload). */
@@ -165,6 +165,10 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
 
     async reload(next) {
       if (state.draining) throw new PortcullisError('PCL_RELOAD_FAILED', 'the instance is stopping; a reload would open listeners again');
+      // checked before anything changes: on failure every served certificate stays
+      const rotation = checkRotation(state.config, next);
+      if (rotation.length > 0) throw new PortcullisError('PCL_RELOAD_FAILED', `certificate rotation refused; the served certificates stay:\n  ${rotation.join('\n  ')}`);
+      const rotated = [...replacements(state.config, next)];
       // Bind what is new before anything changes, so a failure leaves everything as it was.
       // compared with what is bound, so that port 0 in the old config matches the port it got
       const bound = (configured: ListenAddress | null, at: AddressInfo | undefined) => (configured && at ? { host: configured.host, port: at.port } : configured);
@@ -199,6 +203,12 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       if (ownsTickets && next.tls.ticketKeyRotationMs !== state.config.tls.ticketKeyRotationMs) tickets.start(next.tls.ticketKeyRotationMs);
       servers.apply(next);
       stapler.apply(next);
+      for (const { site, pair } of rotated) {
+        log.info(
+          { event: 'certificate_rotated', site: site.id, file: pair.certFile, fingerprint: `sha256:${pair.leaf.fingerprint256}`, subject: pair.leaf.subject.split('\n').join(', '), notAfter: new Date(pair.leaf.validTo).toISOString() },
+          `site ${site.id} now serves ${pair.certFile} (valid until ${new Date(pair.leaf.validTo).toISOString()})`,
+        );
+      }
       revocation.configure(clientPolicies(next));
       const old = state;
       state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog, metrics };

@@ -59,7 +59,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
   const t = raw.timeouts;
   const config: Config = {
     source,
-    tls: { profile: tlsProfiles[raw.tls.profile], ticketKeyRotationMs: durationMs(raw.tls.ticketKeyRotation) },
+    tls: { profile: tlsProfiles[raw.tls.profile], ticketKeyRotationMs: durationMs(raw.tls.ticketKeyRotation), rotationMinValidityMs: durationMs(raw.tls.rotationMinValidity) },
     listen: { https: parseListenAddress(raw.listen.https)!, http: raw.listen.http === undefined ? null : parseListenAddress(raw.listen.http) },
     workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
     trustedProxies,
@@ -198,7 +198,7 @@ function provisionClientAuth(raw: NonNullable<RawSite['clientAuth']>, at: string
     .update([raw.mode, raw.verifyDepth, ...caCerts.map((c) => c.fingerprint256), JSON.stringify(revocation)].join('|'))
     .digest('hex')
     .slice(0, 16);
-  return { mode: raw.mode, caPem, caCerts, verifyDepth: raw.verifyDepth, revocation, key };
+  return { mode: raw.mode, caFiles: raw.ca.map(file), caPem, caCerts, verifyDepth: raw.verifyDepth, revocation, key };
 }
 
 /**

@@ -190,6 +190,7 @@ export const configSchema = z.strictObject({
     .strictObject({
       profile: z.enum(['intermediate', 'modern'], { error: 'use "intermediate" (TLS 1.2 + 1.3) or "modern" (TLS 1.3 only)' }).default('intermediate'),
       ticketKeyRotation: duration('1m', '12h').default('12h'),
+      rotationMinValidity: duration('1m', '90d').default('1d'),
     })
     .prefault({}),
   listen: z.strictObject(

@@ -18,6 +18,8 @@ export interface Config {
   readonly tls: {
     readonly profile: TlsProfile;
     readonly ticketKeyRotationMs: number;
+    /** A certificate that replaces a served one must be valid at least this much longer. */
+    readonly rotationMinValidityMs: number;
   };
   /** `http`: the redirect-only plain-HTTP listener, when configured. */
   readonly listen: { readonly https: ListenAddress; readonly http: ListenAddress | null };
@@ -102,6 +104,8 @@ export interface Route {
 export interface ClientAuth {
   /** require: a connection without a valid certificate gets no service; optional: routes decide. */
   readonly mode: 'require' | 'optional';
+  /** The files they were read from (watched for changes). */
+  readonly caFiles: readonly string[];
   /** Trusted roots and intermediates, PEM (for OpenSSL) and parsed (for our own checks). */
   readonly caPem: readonly string[];
   readonly caCerts: readonly X509Certificate[];

@@ -8,6 +8,7 @@ import { openControlSocket } from './control-socket.js';
 import type { ToPrimary, ToWorker } from './messages.js';
 import { Reloader, type ReloadResult } from './reloader.js';
 import { applyDenyList } from './deny-list-sync.js';
+import { FileWatcher, watchedFilesOf } from './file-watcher.js';
 import { readDenyList } from '../state/index.js';
 import type { DenyEntry } from '../trust/index.js';
 import { onStopSignals } from './stop-signals.js';
@@ -134,6 +135,11 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
   }
 
   let candidate: { config: Config; text: string } | null = null;
+  // certificate files replaced on disk (renewal tooling, cert-manager) reach every worker through a reload
+  const watcher = new FileWatcher((files) => {
+    log.info({ event: 'certificate_files_changed', files }, 'certificate files changed on disk; reloading');
+    void reloader.reload('certificate files changed');
+  });
   const reloader = new Reloader(
     source.description,
     async () => {
@@ -153,6 +159,7 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
       if (next.tls.ticketKeyRotationMs !== accepted.config.tls.ticketKeyRotationMs) tickets.start(next.tls.ticketKeyRotationMs);
       if (next.workers !== accepted.config.workers) log.warn({ event: 'workers_unchanged', running: members.size, configured: next.workers }, 'a new worker count applies at the next start');
       accepted = { config: next, text, generation };
+      await watcher.watch(watchedFilesOf(next));
       for (const f of failed) {
         log.error({ event: 'worker_replaced', worker: f.member.worker.id, error: f.result.message }, `worker ${f.member.worker.id} could not apply the reload; replacing it`);
         f.member.worker.kill();
@@ -176,9 +183,11 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
         ),
     });
   } catch (err) {
+    watcher.close();
     shutdownWorkers();
     throw err;
   }
+  await watcher.watch(watchedFilesOf(accepted.config));
   const https = formatHostPort(accepted.config.listen.https.host, port);
   const http = accepted.config.listen.http && httpPort !== null ? formatHostPort(accepted.config.listen.http.host, httpPort) : null;
   log.info(
@@ -188,6 +197,7 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
 
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   onStopSignals(log, async (signal) => {
+    watcher.close();
     await reloader.stop();
     stopping = true;
     const drainMs = accepted.config.timeouts.drainMs;

@@ -7,6 +7,7 @@ import { openControlSocket } from './control-socket.js';
 import { Reloader } from './reloader.js';
 import { onStopSignals } from './stop-signals.js';
 import { applyDenyList } from './deny-list-sync.js';
+import { FileWatcher, watchedFilesOf } from './file-watcher.js';
 import { readDenyList } from '../state/index.js';
 
 /**
@@ -17,15 +18,22 @@ import { readDenyList } from '../state/index.js';
 export async function runSingle(source: ConfigSource, config: Config, log: Logger): Promise<{ port: number }> {
   const access = accessLogFor(config, log);
   const proxy = await startPortcullis(config, log, { accessLog: access, denyList: readDenyList(config.dataDir) });
+  // certificate files replaced on disk (renewal tooling, cert-manager) are picked up by a reload
+  const watcher = new FileWatcher((files) => {
+    log.info({ event: 'certificate_files_changed', files }, 'certificate files changed on disk; reloading');
+    void reloader.reload('certificate files changed');
+  });
   const reloader = new Reloader(
     source.description,
     () => source.load(),
     async (next) => {
       await proxy.reload(next);
       reopenAccessLog(access, log);
+      await watcher.watch(watchedFilesOf(next));
     },
     log,
   );
+  await watcher.watch(watchedFilesOf(config));
   let control: { close(): Promise<void> };
   try {
     control = await openControlSocket(config.dataDir, {
@@ -33,6 +41,7 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
       denyList: async () => applyDenyList(proxy.config.dataDir, (entries) => `${proxy.setDenyList(entries)} open connection(s) closed`, log),
     });
   } catch (err) {
+    watcher.close();
     await proxy.close();
     throw err;
   }
@@ -47,6 +56,7 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
   onStopSignals(log, async (signal) => {
     const drainMs = proxy.config.timeouts.drainMs;
     log.info({ event: 'stopping', signal, drainMs }, `received ${signal}: finishing in-flight requests (at most ${drainMs} ms)`);
+    watcher.close();
     await reloader.stop();
     await Promise.all([proxy.drain(drainMs), control.close()]);
     await access?.flush();
