@@ -5,7 +5,7 @@ import { HttpsListener, RedirectListener } from './edge/index.js';
 import { answerClientError, ClientVerdicts, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
 import { Metrics, type AccessLog, type Logger } from './telemetry/index.js';
 import { RevocationChecker, type DenyEntry } from './trust/index.js';
-import { OcspStapler, SiteServers, TicketKeyRing, checkRotation, classifyHandshakeFailure, replacements } from './tls/index.js';
+import { ExpiryMonitor, OcspStapler, SiteServers, TicketKeyRing, checkRotation, classifyHandshakeFailure, replacements } from './tls/index.js';
 
 export interface Portcullis {
   /** Where the HTTPS listener is bound (after the latest reload). */
@@ -78,6 +78,8 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   // stapling is automatic: every served certificate that names an OCSP responder gets its response stapled
   const stapler = new OcspStapler({ log, metrics });
   stapler.apply(config);
+  const expiry = new ExpiryMonitor(log, metrics);
+  expiry.apply(config);
   const servers = new SiteServers(config, tickets, {
     ocspRequest: (site, certificate, callback) => stapler.respond(site.id, certificate, callback),
     request: (req, res) => handleRequest(state, req, res),
@@ -114,6 +116,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     tickets.stop();
     revocation.stop();
     stapler.stop();
+    expiry.stop();
     servers.close();
     await state.upstreams.destroy();
     throw err;
@@ -132,6 +135,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       tickets.stop();
       revocation.stop();
       stapler.stop();
+      expiry.stop();
       servers.close();
       await state.upstreams.destroy();
       throw err;
@@ -144,6 +148,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       tickets.stop();
       revocation.stop();
       stapler.stop();
+      expiry.stop();
       servers.close();
       const all = [listener, ...retired];
       for (const l of all) l.destroyAll();
@@ -203,6 +208,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       if (ownsTickets && next.tls.ticketKeyRotationMs !== state.config.tls.ticketKeyRotationMs) tickets.start(next.tls.ticketKeyRotationMs);
       servers.apply(next);
       stapler.apply(next);
+      expiry.apply(next);
       for (const { site, pair } of rotated) {
         log.info(
           { event: 'certificate_rotated', site: site.id, file: pair.certFile, fingerprint: `sha256:${pair.leaf.fingerprint256}`, subject: pair.leaf.subject.split('\n').join(', '), notAfter: new Date(pair.leaf.validTo).toISOString() },

@@ -59,7 +59,12 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
   const t = raw.timeouts;
   const config: Config = {
     source,
-    tls: { profile: tlsProfiles[raw.tls.profile], ticketKeyRotationMs: durationMs(raw.tls.ticketKeyRotation), rotationMinValidityMs: durationMs(raw.tls.rotationMinValidity) },
+    tls: {
+      profile: tlsProfiles[raw.tls.profile],
+      ticketKeyRotationMs: durationMs(raw.tls.ticketKeyRotation),
+      rotationMinValidityMs: durationMs(raw.tls.rotationMinValidity),
+      expiryWarningsMs: raw.tls.expiryWarnings.map(durationMs).sort((a, b) => b - a),
+    },
     listen: { https: parseListenAddress(raw.listen.https)!, http: raw.listen.http === undefined ? null : parseListenAddress(raw.listen.http) },
     workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
     trustedProxies,

@@ -191,6 +191,10 @@ export const configSchema = z.strictObject({
       profile: z.enum(['intermediate', 'modern'], { error: 'use "intermediate" (TLS 1.2 + 1.3) or "modern" (TLS 1.3 only)' }).default('intermediate'),
       ticketKeyRotation: duration('1m', '12h').default('12h'),
       rotationMinValidity: duration('1m', '90d').default('1d'),
+      expiryWarnings: z
+        .array(duration('1m', '365d'), { error: 'list how long before expiry to warn, e.g. ["30d", "14d", "7d", "1d"]' })
+        .max(10, { error: 'list at most 10 thresholds' })
+        .default(['30d', '14d', '7d', '1d']),
     })
     .prefault({}),
   listen: z.strictObject(

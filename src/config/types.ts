@@ -20,6 +20,8 @@ export interface Config {
     readonly ticketKeyRotationMs: number;
     /** A certificate that replaces a served one must be valid at least this much longer. */
     readonly rotationMinValidityMs: number;
+    /** How long before a certificate expires to warn, longest first. */
+    readonly expiryWarningsMs: readonly number[];
   };
   /** `http`: the redirect-only plain-HTTP listener, when configured. */
   readonly listen: { readonly https: ListenAddress; readonly http: ListenAddress | null };

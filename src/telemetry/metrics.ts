@@ -115,6 +115,26 @@ export class Metrics {
     this.ocspStapleNextUpdate.remove({ site, certificate });
   }
 
+  // --- certificate expiry: computed at each scrape from what the expiry monitor watches ---
+
+  #expiring: () => readonly { site: string; role: string; certificate: string; notAfter: number }[] = () => [];
+
+  readonly certificateExpiry = new Gauge<'site' | 'role' | 'certificate'>({
+    name: 'portcullis_certificate_expiry_seconds',
+    help: 'Seconds until a served certificate (role served) or a trusted client CA (role client_ca) expires; negative once expired',
+    labelNames: ['site', 'role', 'certificate'],
+    registers: [this.registry],
+    collect: () => {
+      this.certificateExpiry.reset();
+      const now = Date.now();
+      for (const c of this.#expiring()) this.certificateExpiry.set({ site: c.site, role: c.role, certificate: c.certificate }, Math.round((c.notAfter - now) / 1000));
+    },
+  });
+
+  watchExpiry(source: () => readonly { site: string; role: string; certificate: string; notAfter: number }[]): void {
+    this.#expiring = source;
+  }
+
   refused(reason: Reason): void {
     this.refusedConnections.inc({ reason });
   }

@@ -5,3 +5,4 @@ export { describeConnection, connectionOf, connectionOfSocket, type ConnectionIn
 export { classifyHandshakeFailure, type HandshakeFailure } from './handshake-failure.js';
 export { OcspStapler, requiresStapling, type OcspCallback, type OcspStaplerOptions } from './ocsp-stapling.js';
 export { checkRotation, replacements } from './rotation-checks.js';
+export { ExpiryMonitor } from './expiry-monitor.js';
