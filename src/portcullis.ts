@@ -1,9 +1,10 @@
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { formatHostPort, type Config, type ListenAddress } from './config/index.js';
 import { PortcullisError } from './errors.js';
 import { HttpsListener, RedirectListener } from './edge/index.js';
 import { answerClientError, ClientVerdicts, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
-import { Metrics, type AccessLog, type Logger } from './telemetry/index.js';
+import { ClientInventory, inventoryFolder, Metrics, type AccessLog, type Logger } from './telemetry/index.js';
 import { RevocationChecker, type DenyEntry } from './trust/index.js';
 import { ExpiryMonitor, OcspStapler, SiteServers, TicketKeyRing, checkRotation, classifyHandshakeFailure, replacements } from './tls/index.js';
 
@@ -47,6 +48,8 @@ export interface StartOptions {
   readonly tickets?: TicketKeyRing;
   /** Where request lines go; none when the access log is off. */
   readonly accessLog?: AccessLog | null;
+  /** Names this process's files under dataDir (the client certificate inventory): "main", or "worker-<id>". */
+  readonly processName?: string;
   /** Certificates blocked from the start (the persisted deny list). */
   readonly denyList?: readonly DenyEntry[];
 }
@@ -74,7 +77,9 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   revocation.setDenyList(options.denyList ?? []);
   const clientPolicies = (c: Config) => c.sites.flatMap((s) => (s.clientAuth ? [s.clientAuth] : []));
   revocation.configure(clientPolicies(config));
-  const verdicts = new ClientVerdicts(revocation, log, metrics);
+  const inventory = new ClientInventory(join(inventoryFolder(config.dataDir), `${options.processName ?? 'main'}.json`), log);
+  inventory.apply(config.tls.expiryWarningsMs, config.tls.clientInventoryWindowMs);
+  const verdicts = new ClientVerdicts(revocation, inventory, log, metrics);
   // stapling is automatic: every served certificate that names an OCSP responder gets its response stapled
   const stapler = new OcspStapler({ log, metrics });
   stapler.apply(config);
@@ -152,7 +157,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       servers.close();
       const all = [listener, ...retired];
       for (const l of all) l.destroyAll();
-      await Promise.all([...all.map((l) => l.stopAccepting()), state.upstreams.destroy(), redirect?.listener.close()]);
+      await Promise.all([...all.map((l) => l.stopAccepting()), state.upstreams.destroy(), redirect?.listener.close(), inventory.stop()]);
     })();
     return closing;
   };
@@ -209,6 +214,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       servers.apply(next);
       stapler.apply(next);
       expiry.apply(next);
+      inventory.apply(next.tls.expiryWarningsMs, next.tls.clientInventoryWindowMs);
       for (const { site, pair } of rotated) {
         log.info(
           { event: 'certificate_rotated', site: site.id, file: pair.certFile, fingerprint: `sha256:${pair.leaf.fingerprint256}`, subject: pair.leaf.subject.split('\n').join(', '), notAfter: new Date(pair.leaf.validTo).toISOString() },

@@ -6,6 +6,7 @@ import { runReload } from './reload-command.js';
 import { runStart } from './start-command.js';
 import { runValidate } from './validate-command.js';
 import { runDeny, type DenyTarget } from './deny-command.js';
+import { runClients, type ClientsOptions } from './clients-command.js';
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage. */
 function fail(err: unknown): never {
@@ -68,6 +69,21 @@ deny
   .description('print the blocked certificates')
   .option('-c, --config <file>', 'the config file (finds its dataDir)')
   .action((opts: DenyTarget) => runDeny('list', opts).catch(fail));
+
+program
+  .command('clients')
+  .description('list the client certificates that authenticated, soonest expiry first (the inventory under dataDir)')
+  .option('-c, --config <file>', 'the config file (finds its dataDir)')
+  .option('--expiring <duration>', 'only certificates expiring within this long, e.g. 30d')
+  .option('--since <duration>', 'only certificates seen within this long, e.g. 7d')
+  .option('--json', 'print JSON')
+  .action((opts: ClientsOptions) => {
+    try {
+      runClients(opts);
+    } catch (err) {
+      fail(err);
+    }
+  });
 
 program
   .command('schema')

@@ -5,3 +5,4 @@ export { tlsProfiles, type TlsProfile } from './tls-profiles.js';
 export { hostFromAuthority, formatHostPort, hasDuplicateHost, type ListenAddress } from './addresses.js';
 export type * from './types.js';
 export { normalisePath, type PathResult } from './url-path.js';
+export { durationMs, durationPattern } from './durations.js';

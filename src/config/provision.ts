@@ -64,6 +64,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
       ticketKeyRotationMs: durationMs(raw.tls.ticketKeyRotation),
       rotationMinValidityMs: durationMs(raw.tls.rotationMinValidity),
       expiryWarningsMs: raw.tls.expiryWarnings.map(durationMs).sort((a, b) => b - a),
+      clientInventoryWindowMs: durationMs(raw.tls.clientInventoryWindow),
     },
     listen: { https: parseListenAddress(raw.listen.https)!, http: raw.listen.http === undefined ? null : parseListenAddress(raw.listen.http) },
     workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,

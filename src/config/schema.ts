@@ -195,6 +195,7 @@ export const configSchema = z.strictObject({
         .array(duration('1m', '365d'), { error: 'list how long before expiry to warn, e.g. ["30d", "14d", "7d", "1d"]' })
         .max(10, { error: 'list at most 10 thresholds' })
         .default(['30d', '14d', '7d', '1d']),
+      clientInventoryWindow: duration('1d', '365d').default('30d'),
     })
     .prefault({}),
   listen: z.strictObject(

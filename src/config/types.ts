@@ -22,6 +22,8 @@ export interface Config {
     readonly rotationMinValidityMs: number;
     /** How long before a certificate expires to warn, longest first. */
     readonly expiryWarningsMs: readonly number[];
+    /** Client certificates seen within this long are warned about before they expire. */
+    readonly clientInventoryWindowMs: number;
   };
   /** `http`: the redirect-only plain-HTTP listener, when configured. */
   readonly listen: { readonly https: ListenAddress; readonly http: ListenAddress | null };

@@ -1,5 +1,5 @@
 import type { Site } from '../config/index.js';
-import { recordClientAuthFailure, type Logger, type Metrics } from '../telemetry/index.js';
+import { recordClientAuthFailure, type ClientInventory, type Logger, type Metrics } from '../telemetry/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
 import type { RevocationChecker, RevocationDecision } from '../trust/index.js';
 
@@ -13,8 +13,11 @@ export class ClientVerdicts {
   readonly #log: Logger;
   readonly #metrics: Metrics;
 
-  constructor(revocation: RevocationChecker, log: Logger, metrics: Metrics) {
+  readonly #inventory: ClientInventory;
+
+  constructor(revocation: RevocationChecker, inventory: ClientInventory, log: Logger, metrics: Metrics) {
     this.#revocation = revocation;
+    this.#inventory = inventory;
     this.#log = log;
     this.#metrics = metrics;
   }
@@ -30,6 +33,7 @@ export class ClientVerdicts {
       if (site.clientAuth?.mode === 'require') recordClientAuthFailure(this.#log, this.#metrics, info, 'no_certificate', null);
       return;
     }
+    this.#inventory.seen(client.identity, site.id);
     let decision: RevocationDecision | Promise<RevocationDecision>;
     try {
       decision = this.#revocation.check({ leaf: client.leaf, chain: client.chain }, site.clientAuth?.revocation ?? null);

@@ -1,2 +1,2 @@
-export { writeFileAtomic } from './atomic-file.js';
+export { writeFileAtomic, writeFileAtomicAsync } from './atomic-file.js';
 export { readDenyList, writeDenyList, denyListPath } from './deny-list-file.js';

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { PortcullisError } from '../errors.js';
 import { startPortcullis, type Portcullis } from '../portcullis.js';
 import { createLogger, type AccessLog, type Level } from '../telemetry/index.js';
@@ -84,7 +85,7 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
     log = createLogger(levelOverride ?? config.log.level);
     access = accessLogFor(config, log);
     const initial = denyList ?? start.denyList;
-    proxy = await startPortcullis(config, log, { tickets, accessLog: access, denyList: initial });
+    proxy = await startPortcullis(config, log, { tickets, accessLog: access, denyList: initial, processName: `worker-${cluster.worker?.id ?? process.pid}` });
     // a list that arrived while the instance started
     if (denyList && denyList !== initial) proxy.setDenyList(denyList);
   } catch (err) {

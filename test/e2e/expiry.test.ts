@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { loadConfigFile } from '../../src/config/index.js';
-import { TestPki } from '../helpers/pki.js';
+import { cliPath } from '../helpers/cli-process.js';
+import { curl, resolveTo, run } from '../helpers/clients.js';
+import { TestPki, type Leaf } from '../helpers/pki.js';
 import { startProxy } from '../helpers/proxy.js';
 
 const pki = new TestPki();
@@ -55,4 +57,40 @@ sites:
   assert.equal(cas.length, 2);
   assert.ok(near(cas[0], 20 * day + hour), 'the client intermediate');
   assert.ok((cas[1] as number) > 3000 * 86_400, 'the root');
+});
+
+test('keeps an inventory of client certificates, warns before one seen recently expires, and lists it with portcullis clients', async (t) => {
+  const root = pki.root('inventory-root');
+  const server = pki.leaf('inventory-server', root, { dns: ['api.test'] });
+  const lapsing = pki.leaf('inventory-lapsing', root, { eku: 'clientAuth', subject: '/CN=partner-a/O=Partner', notAfter: new Date(Date.now() + 5 * day + hour) });
+  const lasting = pki.leaf('inventory-lasting', root, { eku: 'clientAuth', subject: '/CN=partner-b/O=Partner' });
+  const p = await startProxy(
+    t,
+    `
+listen: { https: "127.0.0.1:0" }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
+    clientAuth: { mode: require, ca: [${root.certFile}] }
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`,
+  );
+  const call = (leaf: Leaf) => curl([...resolveTo('api.test', p.port), '--cacert', root.certFile, '--cert', leaf.certFile, '--key', leaf.keyFile, '-o', '/dev/null', '-w', '%{http_code}', `https://api.test:${p.port}/`]);
+  for (const leaf of [lapsing, lapsing, lasting]) assert.equal((await call(leaf)).stdout, '200');
+  const warnings = p.logs.filter((l) => l.event === 'client_certificate_expiring');
+  assert.equal(warnings.length, 1, 'one warning, for the certificate that lapses within the thresholds');
+  assert.equal(warnings[0]?.subject, 'O=Partner,CN=partner-a');
+  assert.equal(warnings[0]?.daysLeft, 5);
+  await p.proxy.close(); // writes the inventory
+
+  const config = `${p.dir}/portcullis.yaml`;
+  const soon = await run(process.execPath, [cliPath, 'clients', '--config', config, '--expiring', '7d', '--json']);
+  assert.equal(soon.code, 0, soon.stderr);
+  const listed = JSON.parse(soon.stdout) as { subject: string; count: number; serial: string; sites: string[] }[];
+  assert.deepEqual(listed.map((e) => [e.subject, e.count, e.sites]), [['O=Partner,CN=partner-a', 2, ['api.test']]]);
+  const all = await run(process.execPath, [cliPath, 'clients', '--config', config]);
+  assert.match(all.stdout, /partner-a[\s\S]*partner-b/, 'soonest expiry first');
+  const bad = await run(process.execPath, [cliPath, 'clients', '--config', config, '--expiring', 'soon']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--expiring soon is not a duration/);
 });

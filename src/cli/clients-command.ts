@@ -1,0 +1,49 @@
+import { durationMs, durationPattern } from '../config/index.js';
+import { PortcullisError } from '../errors.js';
+import { readInventory } from '../telemetry/index.js';
+import { dataDirOf } from './data-dir.js';
+import { configFileFor } from './start-command.js';
+
+export interface ClientsOptions {
+  readonly config?: string;
+  /** Only certificates expiring within this long (a duration such as "30d"). */
+  readonly expiring?: string;
+  /** Only certificates seen within this long. */
+  readonly since?: string;
+  readonly json?: boolean;
+}
+
+function window(flag: string, value: string | undefined): number | null {
+  if (value === undefined) return null;
+  const ms = durationPattern.test(value) ? durationMs(value) : NaN;
+  if (!(ms > 0)) throw new PortcullisError('PCL_CLI_USAGE', `${flag} ${value} is not a duration; use e.g. "30d", "12h"`);
+  return ms;
+}
+
+/**
+ * `portcullis clients`: the client certificates that authenticated (from the
+ * inventories every process keeps under dataDir), soonest expiry first — the
+ * list to send partners before their certificates lapse.
+ */
+export function runClients(opts: ClientsOptions): void {
+  const dataDir = dataDirOf(configFileFor(opts.config));
+  const expiring = window('--expiring', opts.expiring);
+  const since = window('--since', opts.since);
+  const now = Date.now();
+  const entries = readInventory(dataDir)
+    .filter((e) => since === null || now - new Date(e.lastSeen).getTime() <= since)
+    .filter((e) => expiring === null || (e.notAfter !== null && new Date(e.notAfter).getTime() - now <= expiring))
+    .sort((a, b) => (a.notAfter ?? '9999').localeCompare(b.notAfter ?? '9999'));
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+    return;
+  }
+  if (entries.length === 0) {
+    process.stdout.write('no client certificate matches\n');
+    return;
+  }
+  for (const e of entries) {
+    const days = e.notAfter === null ? '?' : Math.floor((new Date(e.notAfter).getTime() - now) / 86_400_000);
+    process.stdout.write(`${e.notAfter ?? 'unknown'}  ${String(days).padStart(4)}d  ${e.subject}  issuer ${e.issuer}  serial ${e.serial}  seen ${e.count}x ${e.firstSeen} … ${e.lastSeen}  ${e.fingerprint}\n`);
+  }
+}
