@@ -7,6 +7,7 @@ import { runStart } from './start-command.js';
 import { runValidate } from './validate-command.js';
 import { runDeny, type DenyTarget } from './deny-command.js';
 import { runClients, type ClientsOptions } from './clients-command.js';
+import { runCaCrl, runCaInit, runCaIssue, runCaList, runCaRevoke, type CaOptions, type IssueOptions } from './ca-command.js';
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage. */
 function fail(err: unknown): never {
@@ -69,6 +70,31 @@ deny
   .description('print the blocked certificates')
   .option('-c, --config <file>', 'the config file (finds its dataDir)')
   .action((opts: DenyTarget) => runDeny('list', opts).catch(fail));
+
+const ca = program.command('ca').description('the built-in CA under dataDir/ca: issue server and client certificates, revoke them, publish its CRL');
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+const withConfig = (cmd: Command) => cmd.option('-c, --config <file>', 'the config file (finds its dataDir)');
+withConfig(ca.command('init').description('create the CA (ECDSA P-256 root) unless it exists, and publish its CRL')).action((opts: CaOptions) => runCaInit(opts).catch(fail));
+withConfig(ca.command('issue-client').description('issue a client certificate (clientAuth): name.pem, name.key, name.chain.pem, and name.p12 with a password'))
+  .requiredOption('--name <cn>', 'the client\'s common name')
+  .option('--uri <uri>', 'a URI SAN, e.g. spiffe://example.test/billing (repeatable)', collect)
+  .option('--dns <name>', 'a DNS SAN (repeatable)', collect)
+  .option('--days <n>', 'lifetime in days (default 30)')
+  .option('--out <dir>', 'where to write the files (default: here)')
+  .option('--p12-password-file <file>', 'also write a PKCS#12 bundle protected by the password in this file')
+  .action((opts: IssueOptions) => runCaIssue('client', opts).catch(fail));
+withConfig(ca.command('issue-server').description('issue a server certificate (serverAuth) for one or more hosts'))
+  .requiredOption('--host <name>', 'a DNS name or IP address (repeatable)', collect)
+  .option('--days <n>', 'lifetime in days (default 90)')
+  .option('--out <dir>', 'where to write the files (default: here)')
+  .action((opts: IssueOptions) => runCaIssue('server', opts).catch(fail));
+withConfig(ca.command('revoke').description('revoke a certificate by serial and publish a new CRL at once').argument('<serial>', 'the serial, as ca list prints it'))
+  .option('--reason <reason>', 'CRL reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation')
+  .action((serial: string, opts: CaOptions & { reason?: string }) => runCaRevoke(serial, opts).catch(fail));
+withConfig(ca.command('list').description('list the certificates issued, with their state')).action((opts: CaOptions) => runCaList(opts).catch(fail));
+withConfig(ca.command('crl').description('publish a fresh CRL (higher CRL number) and print its file'))
+  .option('--days <n>', 'validity of the CRL in days (default 7)')
+  .action((opts: CaOptions & { days?: string }) => runCaCrl(opts).catch(fail));
 
 program
   .command('clients')

@@ -54,6 +54,9 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
       else defaultSite = site;
     }
   });
+  if (raw.ca.crlPath !== undefined && raw.listen.http === undefined) {
+    issue('ca.crlPath', 'the CRL is served on the plain-HTTP listener, as CRL distribution points are; add listen: {http: "0.0.0.0:80"} or remove ca.crlPath');
+  }
 
   if (issues.length > 0) return { issues };
   const t = raw.timeouts;
@@ -70,6 +73,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
     workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
     trustedProxies,
     dataDir: file(raw.dataDir),
+    ca: { crlPath: raw.ca.crlPath ?? null },
     timeouts: {
       handshakeMs: durationMs(t.handshake),
       headersMs: durationMs(t.headers),

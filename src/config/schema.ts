@@ -222,6 +222,14 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   dataDir: path.default('./.portcullis'),
+  ca: z
+    .strictObject({
+      crlPath: z
+        .string({ error: 'use a URL path, e.g. "/pki/ca.crl"' })
+        .regex(/^\/[A-Za-z0-9._~/-]*$/, { error: 'use a URL path of letters, digits and "/._~-", starting with "/", e.g. "/pki/ca.crl"' })
+        .optional(),
+    })
+    .prefault({}),
   timeouts: z
     .strictObject({
       handshake: duration('1s', '5m').default('10s'),

@@ -32,6 +32,8 @@ export interface Config {
   /** Null when none are configured. */
   readonly trustedProxies: BlockList | null;
   readonly dataDir: string;
+  /** The built-in CA: `crlPath` is where the redirect listener serves its current CRL (DER), or null. */
+  readonly ca: { readonly crlPath: string | null };
   readonly timeouts: Timeouts;
   readonly log: {
     /** Level of the diagnostic log (stderr). */

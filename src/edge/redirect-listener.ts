@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { hasDuplicateHost, hostFromAuthority, type Config, type ListenAddress } from '../config/index.js';
 import type { Reason } from '../errors.js';
@@ -72,6 +74,8 @@ export class RedirectListener {
     // a plain absolute path only: "//host" would be protocol-relative, "\" is read as "/" by browsers
     if (target[0] !== '/' || target[1] === '/' || target[1] === '\\' || target.includes('\\')) return this.#refuse(req, res, 400, 'bad_request_target');
     if (target.startsWith(challengePrefix)) return this.#challenge(res, target.slice(challengePrefix.length));
+    const config = this.#opts.config();
+    if (config.ca.crlPath !== null && target === config.ca.crlPath) return void this.#crl(res, config.dataDir);
     if (this.#opts.config().hosts.lookup(host) === undefined) return this.#refuse(req, res, 421, 'unknown_host');
 
     const port = this.#opts.httpsPort();
@@ -89,6 +93,25 @@ export class RedirectListener {
     }
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
     res.end(answer);
+  }
+
+  /**
+   * The built-in CA's current CRL, DER as RFC 5280 §4.2.1.13 wants over HTTP,
+   * for any Host: it is public and signed. Read per request (small, and
+   * `ca revoke` replaces it at any time).
+   */
+  async #crl(res: ServerResponse, dataDir: string): Promise<void> {
+    let der: Buffer;
+    try {
+      const pem = await readFile(join(dataDir, 'ca', 'ca.crl'), 'latin1');
+      der = Buffer.from(pem.replace(/-----(BEGIN|END) X509 CRL-----|\s+/g, ''), 'base64');
+    } catch {
+      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+      res.end('no CRL published yet; run portcullis ca init\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/pkix-crl', 'content-length': der.length, 'cache-control': 'max-age=60' });
+    res.end(der);
   }
 
   #refuse(req: IncomingMessage, res: ServerResponse, status: 400 | 421, reason: Reason): void {

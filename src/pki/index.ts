@@ -1,3 +1,5 @@
-export { ensureLocalCa, issueServerCertificate, type LocalCa, type IssuedPair } from './local-ca.js';
+export { ensureLocalCa, issueCertificate, issueServerCertificate, type LocalCa, type IssuedPair, type IssuedLeaf, type LeafRequest } from './local-ca.js';
+export { CaStore, revocationReasons, type IssuedRecord, type RevocationReason } from './ca-store.js';
 export { x509, pemBlocks } from './x509.js';
 export { loadCertificatePair, certificateCovers, describeKey, type CertificatePair, type CertificateProblem } from './certificate-pair.js';
+export { buildPkcs12 } from './pkcs12.js';

@@ -91,27 +91,55 @@ async function loadLocalCa(certFile: string, keyFile: string): Promise<LocalCa> 
   }
 }
 
-/** Issues an ECDSA P-256 server certificate for `hosts` (DNS names and IPs), signed by the CA. */
-export async function issueServerCertificate(ca: LocalCa, hosts: readonly string[], lifetimeDays: number): Promise<IssuedPair> {
+export interface LeafRequest {
+  /** The subject's common name. */
+  readonly commonName: string;
+  /** DNS names and IP addresses. */
+  readonly hosts?: readonly string[];
+  readonly uris?: readonly string[];
+  readonly usage: 'server' | 'client';
+  readonly lifetimeDays: number;
+}
+
+export interface IssuedLeaf extends IssuedPair {
+  /** Hex, as the CA database and the logs print it (upper case). */
+  readonly serial: string;
+  readonly notAfter: Date;
+}
+
+/** Issues an ECDSA P-256 leaf signed by the CA, with a fresh key, for a server (serverAuth) or a client (clientAuth). */
+export async function issueCertificate(ca: LocalCa, request: LeafRequest): Promise<IssuedLeaf> {
   const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const now = Date.now();
+  const serial = serialNumber();
+  const notAfter = new Date(now + request.lifetimeDays * day);
+  const names = [
+    ...(request.hosts ?? []).map((h) => ({ type: isIP(h) ? ('ip' as const) : ('dns' as const), value: h })),
+    ...(request.uris ?? []).map((u) => ({ type: 'url' as const, value: u })),
+  ];
   const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: serialNumber(),
-    subject: `CN=${hosts[0]}`,
+    serialNumber: serial,
+    // structured, not a string: a name with "," or "=" cannot smuggle in other attributes
+    subject: new x509.Name([{ CN: [request.commonName] }]),
     issuer: ca.cert.subject,
     notBefore: new Date(now - minute),
-    notAfter: new Date(now + lifetimeDays * day),
+    notAfter,
     signingAlgorithm: algorithm,
     publicKey: keys.publicKey,
     signingKey: ca.privateKey,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension(hosts.map((h) => ({ type: isIP(h) ? 'ip' : 'dns', value: h }))),
+      new x509.ExtendedKeyUsageExtension([request.usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
+      ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
       await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
-  return { certPem: `${cert.toString('pem')}\n`, keyPem: await exportKeyPem(keys.privateKey) };
+  return { certPem: `${cert.toString('pem')}\n`, keyPem: await exportKeyPem(keys.privateKey), serial: serial.toUpperCase(), notAfter };
+}
+
+/** Issues an ECDSA P-256 server certificate for `hosts` (DNS names and IPs), signed by the CA. */
+export async function issueServerCertificate(ca: LocalCa, hosts: readonly string[], lifetimeDays: number): Promise<IssuedPair> {
+  return issueCertificate(ca, { commonName: hosts[0] as string, hosts, usage: 'server', lifetimeDays });
 }

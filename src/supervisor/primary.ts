@@ -188,13 +188,7 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
     throw err;
   }
   await watcher.watch(watchedFilesOf(accepted.config));
-  const https = formatHostPort(accepted.config.listen.https.host, port);
-  const http = accepted.config.listen.http && httpPort !== null ? formatHostPort(accepted.config.listen.http.host, httpPort) : null;
-  log.info(
-    { event: 'listening', https, http, config: source.description, workers: members.size },
-    `serving HTTPS on ${https}${http ? `, redirecting HTTP on ${http}` : ''}, with ${members.size} workers`,
-  );
-
+  // handlers first: whoever reads "listening" may signal at once
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   onStopSignals(log, async (signal) => {
     watcher.close();
@@ -215,5 +209,12 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
     clearTimeout(killer);
     log.info({ event: 'stopped' }, 'stopped');
   });
+  const https = formatHostPort(accepted.config.listen.https.host, port);
+  const http = accepted.config.listen.http && httpPort !== null ? formatHostPort(accepted.config.listen.http.host, httpPort) : null;
+  log.info(
+    { event: 'listening', https, http, config: source.description, workers: members.size },
+    `serving HTTPS on ${https}${http ? `, redirecting HTTP on ${http}` : ''}, with ${members.size} workers`,
+  );
+
   return { port };
 }

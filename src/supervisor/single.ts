@@ -45,13 +45,7 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
     await proxy.close();
     throw err;
   }
-  const where = formatHostPort(proxy.address.address, proxy.address.port);
-  const http = proxy.httpAddress ? formatHostPort(proxy.httpAddress.address, proxy.httpAddress.port) : null;
-  log.info(
-    { event: 'listening', https: where, http, config: source.description, sites: config.sites.length, profile: config.tls.profile.name },
-    `serving HTTPS on ${where}${http ? `, redirecting HTTP on ${http}` : ''}`,
-  );
-
+  // handlers first: whoever reads "listening" may signal at once
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   onStopSignals(log, async (signal) => {
     const drainMs = proxy.config.timeouts.drainMs;
@@ -62,5 +56,11 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
     await access?.flush();
     log.info({ event: 'stopped' }, 'stopped');
   });
+  const where = formatHostPort(proxy.address.address, proxy.address.port);
+  const http = proxy.httpAddress ? formatHostPort(proxy.httpAddress.address, proxy.httpAddress.port) : null;
+  log.info(
+    { event: 'listening', https: where, http, config: source.description, sites: config.sites.length, profile: config.tls.profile.name },
+    `serving HTTPS on ${where}${http ? `, redirecting HTTP on ${http}` : ''}`,
+  );
   return { port: proxy.address.port };
 }

@@ -1,0 +1,88 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { PortcullisError } from '../errors.js';
+import { buildPkcs12, CaStore, revocationReasons, type IssuedLeaf, type RevocationReason } from '../pki/index.js';
+import { writeFileAtomic } from '../state/index.js';
+import { dataDirOf } from './data-dir.js';
+import { configFileFor } from './start-command.js';
+
+export interface CaOptions {
+  readonly config?: string;
+}
+
+export interface IssueOptions extends CaOptions {
+  readonly name?: string;
+  readonly host?: readonly string[];
+  readonly uri?: readonly string[];
+  readonly dns?: readonly string[];
+  readonly days?: string;
+  readonly out?: string;
+  readonly p12PasswordFile?: string;
+}
+
+const open = (opts: CaOptions) => CaStore.open(dataDirOf(configFileFor(opts.config)));
+
+function days(value: string | undefined, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new PortcullisError('PCL_CLI_USAGE', `--days ${value}: use a whole number of days from 1 to ${max}`);
+  return n;
+}
+
+/** `ca init`: creates the CA (ECDSA P-256 root) unless it exists, and publishes its first CRL. */
+export async function runCaInit(opts: CaOptions): Promise<void> {
+  const store = await open(opts);
+  if (!existsSync(store.crlFile)) await store.publishCrl();
+  process.stdout.write(`CA ${store.ca.cert.subject}\n  certificate ${store.ca.certFile}\n  CRL         ${store.crlFile}\n  trust it for client certificates with clientAuth: { ca: [${store.ca.certFile}], crl: [${store.crlFile}] }\n`);
+}
+
+/** Writes name.pem (leaf), name.key (0600), name.chain.pem (leaf + CA) and, with a password, name.p12. */
+async function writeOutputs(store: CaStore, leaf: IssuedLeaf, name: string, opts: IssueOptions): Promise<string[]> {
+  const base = join(resolve(opts.out ?? '.'), name.replace(/[^A-Za-z0-9._-]/g, '_'));
+  const caPem = readFileSync(store.ca.certFile, 'utf8');
+  writeFileAtomic(`${base}.key`, leaf.keyPem, 0o600);
+  writeFileAtomic(`${base}.pem`, leaf.certPem);
+  writeFileAtomic(`${base}.chain.pem`, leaf.certPem + caPem);
+  const files = [`${base}.pem`, `${base}.key`, `${base}.chain.pem`];
+  if (opts.p12PasswordFile !== undefined) {
+    const password = readFileSync(opts.p12PasswordFile, 'utf8').replace(/\r?\n$/, '');
+    if (password.length < 8) throw new PortcullisError('PCL_CLI_USAGE', `--p12-password-file ${opts.p12PasswordFile}: use a password of at least 8 characters`);
+    writeFileAtomic(`${base}.p12`, await buildPkcs12({ keyPem: leaf.keyPem, certPem: leaf.certPem, chainPems: [caPem], password, friendlyName: name }), 0o600);
+    files.push(`${base}.p12`);
+  }
+  return files;
+}
+
+export async function runCaIssue(usage: 'server' | 'client', opts: IssueOptions): Promise<void> {
+  const store = await open(opts);
+  const hosts = usage === 'server' ? [...(opts.host ?? [])] : [...(opts.dns ?? [])];
+  if (usage === 'server' && hosts.length === 0) throw new PortcullisError('PCL_CLI_USAGE', 'give at least one --host');
+  if (usage === 'client' && !opts.name) throw new PortcullisError('PCL_CLI_USAGE', 'give --name, the client\'s common name');
+  const name = usage === 'server' ? (hosts[0] as string) : (opts.name as string);
+  const leaf = await store.issue({ commonName: name, hosts, uris: opts.uri ?? [], usage, lifetimeDays: days(opts.days, usage === 'server' ? 90 : 30, usage === 'server' ? 397 : 825) });
+  const files = await writeOutputs(store, leaf, name, opts);
+  process.stdout.write(`issued ${usage} certificate serial ${leaf.serial}, valid until ${leaf.notAfter.toISOString()}\n${files.map((f) => `  ${f}\n`).join('')}`);
+}
+
+export async function runCaRevoke(serial: string, opts: CaOptions & { reason?: string }): Promise<void> {
+  const reason = (opts.reason ?? 'unspecified') as RevocationReason;
+  if (!revocationReasons.includes(reason)) throw new PortcullisError('PCL_CLI_USAGE', `--reason ${opts.reason}: use one of ${revocationReasons.join(', ')}`);
+  const store = await open(opts);
+  const record = await store.revoke(serial, reason);
+  process.stdout.write(`revoked ${record.serial} (${record.commonName}) at ${record.revokedAt}; CRL published at ${store.crlFile}\n`);
+}
+
+export async function runCaList(opts: CaOptions): Promise<void> {
+  const store = await open(opts);
+  const records = store.list();
+  if (records.length === 0) process.stdout.write('no certificate issued yet\n');
+  for (const r of records) {
+    const state = r.revokedAt ? `revoked ${r.revokedAt} (${r.revocationReason})` : new Date(r.notAfter).getTime() < Date.now() ? 'expired' : 'valid';
+    process.stdout.write(`${r.serial}  ${r.usage.padEnd(6)}  ${r.commonName}  until ${r.notAfter}  ${state}${r.uris.length ? `  ${r.uris.join(' ')}` : ''}\n`);
+  }
+}
+
+export async function runCaCrl(opts: CaOptions & { days?: string }): Promise<void> {
+  const store = await open(opts);
+  process.stdout.write(`${await store.publishCrl(days(opts.days, 7, 90))}\n`);
+}
