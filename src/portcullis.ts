@@ -111,6 +111,16 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       metrics,
     });
 
+  /** Everything beside the listeners that runs timers, watches files or holds connections. */
+  const stopComponents = async (): Promise<void> => {
+    tickets.stop();
+    revocation.stop();
+    stapler.stop();
+    expiry.stop();
+    servers.close();
+    await Promise.all([state.upstreams.destroy(), inventory.stop()]);
+  };
+
   let listener = newListener();
   /** Listeners of earlier configs that still have connections open. */
   const retired = new Set<HttpsListener>();
@@ -118,12 +128,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   try {
     address = await listener.listen(config.listen.https, 'listen.https');
   } catch (err) {
-    tickets.stop();
-    revocation.stop();
-    stapler.stop();
-    expiry.stop();
-    servers.close();
-    await state.upstreams.destroy();
+    await stopComponents();
     throw err;
   }
 
@@ -137,12 +142,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       redirect = await openRedirect(config.listen.http);
     } catch (err) {
       await listener.stopAccepting();
-      tickets.stop();
-      revocation.stop();
-      stapler.stop();
-      expiry.stop();
-      servers.close();
-      await state.upstreams.destroy();
+      await stopComponents();
       throw err;
     }
   }
@@ -150,14 +150,9 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      tickets.stop();
-      revocation.stop();
-      stapler.stop();
-      expiry.stop();
-      servers.close();
       const all = [listener, ...retired];
       for (const l of all) l.destroyAll();
-      await Promise.all([...all.map((l) => l.stopAccepting()), state.upstreams.destroy(), redirect?.listener.close(), inventory.stop()]);
+      await Promise.all([...all.map((l) => l.stopAccepting()), stopComponents(), redirect?.listener.close()]);
     })();
     return closing;
   };
