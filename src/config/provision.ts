@@ -1,11 +1,11 @@
 import { X509Certificate, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { BlockList, isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import type { ConfigIssue } from '../errors.js';
-import { certificateCovers, loadCertificatePair, pemBlocks, x509 } from '../pki/index.js';
+import { certificateCovers, internalCertificateFiles, loadCertificatePair, pemBlocks, x509 } from '../pki/index.js';
 import { normaliseSiteHost, parseListenAddress } from './addresses.js';
 import { durationMs } from './durations.js';
 import { HostTable } from './host-table.js';
@@ -39,7 +39,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
   const sites: Site[] = [];
   let defaultSite: Site | null = null;
   raw.sites.forEach((rawSite, i) => {
-    const site = provisionSite(rawSite, i, `sites[${i}]`, file, issue);
+    const site = provisionSite(rawSite, i, `sites[${i}]`, file, file(raw.dataDir), issue);
     sites.push(site);
     site.hosts.forEach((host, j) => {
       const owner = hostOwner.get(host);
@@ -97,15 +97,28 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
 
 type Issue = (path: string, message: string) => void;
 
-function provisionSite(raw: RawSite, index: number, at: string, file: (p: string) => string, issue: Issue): Site {
+function provisionSite(raw: RawSite, index: number, at: string, file: (p: string) => string, dataDir: string, issue: Issue): Site {
   const hosts = raw.hosts.map((h) => normaliseSiteHost(h) as string);
   hosts.forEach((h, j) => {
     if (hosts.indexOf(h) !== j) issue(`${at}.hosts[${j}]`, `"${h}" is listed twice; remove the duplicate`);
   });
 
   const certificates: CertificatePair[] = [];
-  raw.certificates.forEach((source, j) => {
+  raw.certificates.forEach((entry, j) => {
+    let source = entry;
     const path = `${at}.certificates[${j}]`;
+    if (source.internal) {
+      if (source.cert !== undefined || source.key !== undefined) {
+        issue(path, 'give either internal: true or cert: and key:, not both');
+        return;
+      }
+      const files = internalCertificateFiles(dataDir, hosts[0] as string);
+      if (!existsSync(files.certFile)) {
+        issue(`${path}.internal`, `the built-in CA has not issued ${files.certFile} yet; portcullis start issues it (portcullis validate does not)`);
+        return;
+      }
+      source = { cert: files.certFile, key: files.keyFile };
+    }
     if (source.cert === undefined || source.key === undefined) {
       issue(path, `give both cert: (PEM chain, leaf first) and key: (PEM private key); ${source.cert === undefined ? 'cert' : 'key'} is missing`);
       return;

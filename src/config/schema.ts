@@ -139,7 +139,7 @@ const route = z.strictObject({
 const certificateSource = z.strictObject({
   cert: path.optional(),
   key: path.optional(),
-  internal: later('certificates[].internal (certificates from the built-in CA)'),
+  internal: z.literal(true, { error: 'use internal: true (a certificate issued and renewed by the built-in CA), or give cert: and key:' }).optional(),
   acme: later('certificates[].acme (ACME certificates)'),
 });
 

@@ -3,3 +3,4 @@ export { CaStore, revocationReasons, type IssuedRecord, type RevocationReason } 
 export { x509, pemBlocks } from './x509.js';
 export { loadCertificatePair, certificateCovers, describeKey, type CertificatePair, type CertificateProblem } from './certificate-pair.js';
 export { buildPkcs12 } from './pkcs12.js';
+export { ensureIssuedCertificate, internalCertificateFiles, internalLifetimeDays, type IssuedFiles } from './issued-certificate.js';

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { PortcullisError } from '../errors.js';
 import { parseConfigText, quickstart, type Config } from '../config/index.js';
+import { issueInternalCertificates } from './internal-certificates.js';
 
 /**
  * Where the config comes from, so that a reload reads it the same way as the
@@ -12,6 +13,8 @@ export interface ConfigSource {
   readonly description: string;
   /** Builds a fresh, validated config; throws the config's errors. */
   load(): Promise<Config>;
+  /** Issues or renews `internal: true` certificates; returns the files written (the file watcher then reloads). */
+  renewInternal?(): Promise<string[]>;
 }
 
 /** A config file. Cluster workers build their config from the exact text the primary validated. */
@@ -20,17 +23,21 @@ export interface FileSource extends ConfigSource {
   loadWithText(): Promise<{ config: Config; text: string }>;
   /** Builds the config from text read earlier (relative paths still start at the file's folder). */
   fromText(text: string): Config;
+  renewInternal(): Promise<string[]>;
 }
 
 export function fileSource(path: string): FileSource {
   const file = resolve(path);
-  const loadWithText = async () => {
-    let text: string;
+  const read = async () => {
     try {
-      text = await readFile(file, 'utf8');
+      return await readFile(file, 'utf8');
     } catch (err) {
       throw new PortcullisError('PCL_CONFIG_NOT_FOUND', `cannot read config file ${file}: ${(err as Error).message}; check the --config path`, { cause: err });
     }
+  };
+  const loadWithText = async () => {
+    const text = await read();
+    await issueInternalCertificates(text, file);
     return { config: parseConfigText(text, file), text };
   };
   return {
@@ -38,6 +45,7 @@ export function fileSource(path: string): FileSource {
     loadWithText,
     load: async () => (await loadWithText()).config,
     fromText: (text) => parseConfigText(text, file),
+    renewInternal: async () => issueInternalCertificates(await read(), file),
   };
 }
 

@@ -9,6 +9,7 @@ import type { ToPrimary, ToWorker } from './messages.js';
 import { Reloader, type ReloadResult } from './reloader.js';
 import { applyDenyList } from './deny-list-sync.js';
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
+import { scheduleInternalRenewal } from './internal-certificates.js';
 import { readDenyList } from '../state/index.js';
 import type { DenyEntry } from '../trust/index.js';
 import { onStopSignals } from './stop-signals.js';
@@ -188,10 +189,12 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
     throw err;
   }
   await watcher.watch(watchedFilesOf(accepted.config));
+  const stopRenewal = scheduleInternalRenewal(() => source.renewInternal(), log);
   // handlers first: whoever reads "listening" may signal at once
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   onStopSignals(log, async (signal) => {
     watcher.close();
+    stopRenewal();
     await reloader.stop();
     stopping = true;
     const drainMs = accepted.config.timeouts.drainMs;

@@ -8,6 +8,7 @@ import { Reloader } from './reloader.js';
 import { onStopSignals } from './stop-signals.js';
 import { applyDenyList } from './deny-list-sync.js';
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
+import { scheduleInternalRenewal } from './internal-certificates.js';
 import { readDenyList } from '../state/index.js';
 
 /**
@@ -45,12 +46,14 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
     await proxy.close();
     throw err;
   }
+  const stopRenewal = source.renewInternal ? scheduleInternalRenewal(() => (source.renewInternal as () => Promise<string[]>)(), log) : () => {};
   // handlers first: whoever reads "listening" may signal at once
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   onStopSignals(log, async (signal) => {
     const drainMs = proxy.config.timeouts.drainMs;
     log.info({ event: 'stopping', signal, drainMs }, `received ${signal}: finishing in-flight requests (at most ${drainMs} ms)`);
     watcher.close();
+    stopRenewal();
     await reloader.stop();
     await Promise.all([proxy.drain(drainMs), control.close()]);
     await access?.flush();

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { cliPath } from '../helpers/cli-process.js';
+import { cliPath, startCli } from '../helpers/cli-process.js';
 import { curl, resolveTo, run } from '../helpers/clients.js';
 import { startProxy, tempDir } from '../helpers/proxy.js';
 
@@ -102,5 +103,51 @@ sites:
     assert.equal(after.code, 0, after.stderr);
     const crl = await run('openssl', ['crl', '-in', join(dir, 'state', 'ca', 'ca.crl'), '-noout', '-CAfile', join(dir, 'state', 'ca', 'ca.pem')]);
     assert.match(crl.stderr + crl.stdout, /verify OK/, 'the CRL on disk is whole and signed');
+  });
+});
+
+describe('internal: true certificates', () => {
+  test('are issued by the built-in CA at start for every host of the site, reused on restart, and renewed after two thirds of their lifetime', async (t) => {
+    const dir = tempDir(t);
+    const file = join(dir, 'portcullis.yaml');
+    writeFileSync(
+      file,
+      `dataDir: state
+listen: { https: "127.0.0.1:0" }
+log: { access: off }
+sites:
+  - hosts: [api.test, "*.svc.test"]
+    certificates: [{ internal: true }]
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`,
+    );
+    const before = await run(process.execPath, [cliPath, 'validate', file]);
+    assert.equal(before.code, 2);
+    assert.match(before.stderr, /sites\[0\]\.certificates\[0\]\.internal: the built-in CA has not issued .*api\.test\.pem yet; portcullis start issues it/);
+
+    const served = async () => {
+      const cli = startCli(t, ['start', '--config', file], dir);
+      const port = Number((await cli.waitFor(/"https":"127\.0\.0\.1:(\d+)"/))[1]);
+      const pems: string[] = [];
+      for (const host of ['api.test', 'a.svc.test']) {
+        const r = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', host, '-verify_return_error', '-verify_hostname', host, '-CAfile', join(dir, 'state', 'ca', 'ca.pem')], 'Q\n');
+        assert.match(r.stdout, /Verify return code: 0 \(ok\)/, `${host} is served a certificate that verifies for it`);
+        pems.push(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0] ?? '');
+      }
+      cli.child.kill('SIGTERM');
+      await once(cli.child, 'exit');
+      return pems[0];
+    };
+    const first = await served();
+    assert.equal(statSync(join(dir, 'state', 'internal', 'api.test.key')).mode & 0o777, 0o600);
+    assert.equal(await served(), first, 'a restart reuses the issued certificate');
+
+    const { CaStore, ensureIssuedCertificate } = await import('../../src/pki/index.js');
+    const store = await CaStore.open(join(dir, 'state'));
+    const files = { certFile: join(dir, 'state', 'internal', 'api.test.pem'), keyFile: join(dir, 'state', 'internal', 'api.test.key'), hosts: ['api.test', '*.svc.test'], lifetimeDays: 90 };
+    const day = 86_400_000;
+    assert.equal(await ensureIssuedCertificate(store.ca, files, Date.now() + 59 * day), false, 'kept while more than a third of its lifetime is left');
+    assert.equal(await ensureIssuedCertificate(store.ca, files, Date.now() + 61 * day), true, 'renewed after two thirds');
+    assert.notEqual(new X509Certificate(readFileSync(files.certFile)).fingerprint256, new X509Certificate(first as string).fingerprint256, 'a new certificate is in the file');
   });
 });

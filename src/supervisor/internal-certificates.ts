@@ -1,0 +1,51 @@
+import { dirname, join, resolve } from 'node:path';
+import YAML from 'yaml';
+import type { Logger } from '../telemetry/index.js';
+import { ensureIssuedCertificate, ensureLocalCa, internalCertificateFiles, internalLifetimeDays } from '../pki/index.js';
+
+interface RawSite {
+  hosts?: unknown;
+  certificates?: unknown;
+}
+
+/**
+ * Issues or renews the `internal: true` certificates a config file asks for,
+ * before the config is loaded (loading only reads files): one per site, for
+ * all its hosts, from the built-in CA under dataDir, renewed once two thirds
+ * of its lifetime have passed. Reads the YAML leniently: whatever is wrong
+ * with it is for the load that follows to report. Returns the files it wrote.
+ */
+export async function issueInternalCertificates(text: string, configFile: string): Promise<string[]> {
+  let raw: { dataDir?: unknown; sites?: unknown };
+  try {
+    raw = (YAML.parse(text, { maxAliasCount: 50 }) ?? {}) as typeof raw;
+  } catch {
+    return [];
+  }
+  const sites = (Array.isArray(raw.sites) ? (raw.sites as RawSite[]) : []).filter(
+    (s) => Array.isArray(s?.certificates) && s.certificates.some((c: { internal?: unknown }) => c?.internal === true) && Array.isArray(s.hosts) && s.hosts.length > 0 && s.hosts.every((h) => typeof h === 'string'),
+  );
+  if (sites.length === 0) return [];
+  const dataDir = resolve(dirname(resolve(configFile)), typeof raw.dataDir === 'string' ? raw.dataDir : './.portcullis');
+  const ca = await ensureLocalCa(join(dataDir, 'ca'));
+  const written: string[] = [];
+  for (const site of sites) {
+    const hosts = (site.hosts as string[]).map((h) => h.toLowerCase());
+    const files = internalCertificateFiles(dataDir, hosts[0] as string);
+    if (await ensureIssuedCertificate(ca, { ...files, hosts, lifetimeDays: internalLifetimeDays })) written.push(files.certFile);
+  }
+  return written;
+}
+
+/** Checks the `internal: true` certificates hourly; a renewed pair is picked up by the file watcher (with the pre-swap checks). Returns the stop function. */
+export function scheduleInternalRenewal(renew: () => Promise<string[]>, log: Logger, everyMs = 3_600_000): () => void {
+  const timer = setInterval(() => {
+    renew().then(
+      (files) => {
+        if (files.length > 0) log.info({ event: 'internal_certificate_renewed', files }, `the built-in CA renewed ${files.join(', ')}`);
+      },
+      (err: Error) => log.error({ event: 'internal_certificate_renewal_failed', error: err.message }, 'renewing internal certificates failed; the current ones keep serving'),
+    );
+  }, everyMs).unref();
+  return () => clearInterval(timer);
+}
