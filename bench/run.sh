@@ -130,14 +130,19 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- certificates
-# A self-signed ECDSA P-256 root and a leaf for bench.test + 127.0.0.1 (serverAuth).
+# A self-signed ECDSA P-256 root: NAME.key and NAME.pem in $PKI.
+make_root() { # NAME COMMON-NAME
+  openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/$1.key" 2>/dev/null
+  openssl req -x509 -new -key "$PKI/$1.key" -sha256 -days 2 -subj "/CN=$2" \
+    -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' \
+    -out "$PKI/$1.pem" 2>/dev/null
+}
+
+# A root and a leaf for bench.test + 127.0.0.1 (serverAuth).
 log "making an ECDSA P-256 CA and leaf in $WORK/pki"
 PKI="$WORK/pki"
 mkdir -p "$PKI"
-openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/ca.key" 2>/dev/null
-openssl req -x509 -new -key "$PKI/ca.key" -sha256 -days 2 -subj '/CN=Portcullis bench CA' \
-  -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' \
-  -out "$PKI/ca.pem" 2>/dev/null
+make_root ca 'Portcullis bench CA'
 openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/leaf.key" 2>/dev/null
 openssl req -new -key "$PKI/leaf.key" -subj '/CN=bench.test' -out "$PKI/leaf.csr" 2>/dev/null
 printf '%s\n' 'subjectAltName=DNS:bench.test,IP:127.0.0.1' 'extendedKeyUsage=serverAuth' \
@@ -158,10 +163,7 @@ if [[ $MTLS == 1 ]]; then
   log "making an ECDSA P-256 client CA, a client certificate and a CRL in $PKI/client-ca"
   CADIR="$PKI/client-ca"
   mkdir -p "$CADIR/certs"
-  openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/client-ca.key" 2>/dev/null
-  openssl req -x509 -new -key "$PKI/client-ca.key" -sha256 -days 2 -subj '/CN=Portcullis bench client CA' \
-    -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' \
-    -out "$PKI/client-ca.pem" 2>/dev/null
+  make_root client-ca 'Portcullis bench client CA'
   cat >"$CADIR/ca.cnf" <<EOF
 [ ca ]
 default_ca = client_ca

@@ -147,7 +147,10 @@ export class RevocationChecker {
         if (crl.verdict === 'good') fresh = true;
         else {
           if (crl.pending && !final) waits.push(crl.pending);
-          problems.push(...crl.problems, ...(crl.problems.length === 0 && !crl.pending ? [`no CRL of ${rfc4514(issuer.subject)} among ${keys.length ? keys.join(', ') : 'the sources (crl: is empty and the certificate names no distribution point)'}`] : []));
+          problems.push(...crl.problems);
+          if (crl.problems.length === 0 && !crl.pending) {
+            problems.push(`no CRL of ${rfc4514(issuer.subject)} among ${keys.length ? keys.join(', ') : 'the sources (crl: is empty and the certificate names no distribution point)'}`);
+          }
         }
       }
       if (policy.ocsp) {
