@@ -16,6 +16,7 @@ export const errorCatalog = {
   PCL_CONTROL_IN_USE: 'another running instance already uses this dataDir',
   PCL_CONTROL_UNREACHABLE: 'no running instance answers on the control socket of this dataDir',
   PCL_WORKER_FAILED: 'a worker process could not start',
+  PCL_ADMIN_TOKEN_INVALID: 'the admin token file under dataDir exists but cannot be read or holds no token',
   PCL_DENY_LIST_INVALID: 'the deny list under dataDir exists but cannot be read; the instance refuses to start without it rather than readmit blocked certificates',
 } as const;
 
@@ -86,6 +87,14 @@ export const reasonCatalog = {
   upstream_cert_name_mismatch: { status: 502, text: 'the upstream certificate does not cover the expected name (upstreamTls.serverName or the URL host)' },
   upstream_tls_failed: { status: 502, text: 'the TLS handshake with the upstream failed' },
   upstream_bad_response: { status: 502, text: 'the upstream answered with a malformed HTTP response' },
+  // admin listener and partner enrollment
+  admin_unauthorized: { status: 401, text: 'an admin API request without the admin token (Authorization: Bearer, from dataDir/admin/token) or with a wrong one' },
+  unknown_enrollment_token: { status: 401, text: 'an enrollment request without a token, or with one this CA never made' },
+  used_enrollment_token: { status: 403, text: 'the enrollment token was used already; tokens are single-use: make a new one with portcullis ca enroll-token' },
+  expired_enrollment_token: { status: 403, text: 'the enrollment token is past its expiry; make a new one with portcullis ca enroll-token' },
+  bad_csr: { status: 400, text: 'the enrollment body is not a PKCS#10 certificate request (PEM or DER) whose signature verifies' },
+  weak_csr_key: { status: 400, text: 'the certificate request key is not ECDSA P-256/P-384, Ed25519 or RSA of at least 2048 bits' },
+  body_too_large: { status: 413, text: 'the request body is larger than the admin endpoint accepts' },
   // proxy
   internal_error: { status: 500, text: 'an unexpected error inside the proxy; the log has the details' },
   // connections refused before or during the TLS handshake (never an HTTP answer, except plaintext_http)

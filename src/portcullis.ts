@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { formatHostPort, type Config, type ListenAddress } from './config/index.js';
+import { formatHostPort, sameAddress, type Config, type ListenAddress } from './config/index.js';
 import { PortcullisError } from './errors.js';
 import { HttpsListener, RedirectListener } from './edge/index.js';
 import { answerClientError, ClientVerdicts, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
@@ -54,7 +54,6 @@ export interface StartOptions {
   readonly denyList?: readonly DenyEntry[];
 }
 
-const sameAddress = (a: ListenAddress | null, b: ListenAddress | null) => a === b || (a !== null && b !== null && a.host === b.host && a.port === b.port);
 
 /** How often a drain sweeps connections that became idle since the last sweep. */
 const drainSweepMs = 250;

@@ -7,7 +7,7 @@ import { runStart } from './start-command.js';
 import { runValidate } from './validate-command.js';
 import { runDeny, type DenyTarget } from './deny-command.js';
 import { runClients, type ClientsOptions } from './clients-command.js';
-import { runCaCrl, runCaInit, runCaIssue, runCaList, runCaRevoke, type CaOptions, type IssueOptions } from './ca-command.js';
+import { runCaCrl, runCaEnrollToken, runCaInit, runCaIssue, runCaList, runCaRevoke, type CaOptions, type EnrollTokenOptions, type IssueOptions } from './ca-command.js';
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage. */
 function fail(err: unknown): never {
@@ -74,12 +74,17 @@ deny
 const ca = program.command('ca').description('the built-in CA under dataDir/ca: issue server and client certificates, revoke them, publish its CRL');
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 const withConfig = (cmd: Command) => cmd.option('-c, --config <file>', 'the config file (finds its dataDir)');
-withConfig(ca.command('init').description('create the CA (ECDSA P-256 root) unless it exists, and publish its CRL')).action((opts: CaOptions) => runCaInit(opts).catch(fail));
-withConfig(ca.command('issue-client').description('issue a client certificate (clientAuth): name.pem, name.key, name.chain.pem, and name.p12 with a password'))
-  .requiredOption('--name <cn>', 'the client\'s common name')
-  .option('--uri <uri>', 'a URI SAN, e.g. spiffe://example.test/billing (repeatable)', collect)
-  .option('--dns <name>', 'a DNS SAN (repeatable)', collect)
-  .option('--days <n>', 'lifetime in days (default 30)')
+withConfig(ca.command('init').description('create the CA (ECDSA P-256 root) unless it exists, and publish its CRL'))
+  .option('--intermediate', 'also create an intermediate under the root that signs every certificate from now on (the root key can then be kept offline)')
+  .action((opts: CaOptions & { intermediate?: boolean }) => runCaInit(opts).catch(fail));
+/** The identity of a client certificate: what issue-client issues directly and enroll-token fixes for an enrollment. */
+const withClientIdentity = (cmd: Command) =>
+  withConfig(cmd)
+    .requiredOption('--name <cn>', 'the client\'s common name')
+    .option('--uri <uri>', 'a URI SAN, e.g. spiffe://example.test/billing (repeatable)', collect)
+    .option('--dns <name>', 'a DNS SAN (repeatable)', collect)
+    .option('--days <n>', 'lifetime of the certificate in days (default 30)');
+withClientIdentity(ca.command('issue-client').description('issue a client certificate (clientAuth): name.pem, name.key, name.chain.pem, and name.p12 with a password'))
   .option('--out <dir>', 'where to write the files (default: here)')
   .option('--p12-password-file <file>', 'also write a PKCS#12 bundle protected by the password in this file')
   .action((opts: IssueOptions) => runCaIssue('client', opts).catch(fail));
@@ -92,6 +97,9 @@ withConfig(ca.command('revoke').description('revoke a certificate by serial and 
   .option('--reason <reason>', 'CRL reason: unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation')
   .action((serial: string, opts: CaOptions & { reason?: string }) => runCaRevoke(serial, opts).catch(fail));
 withConfig(ca.command('list').description('list the certificates issued, with their state')).action((opts: CaOptions) => runCaList(opts).catch(fail));
+withClientIdentity(ca.command('enroll-token').description('make a single-use, expiring token with which a partner has its CSR certified on the admin listener (POST /v1/enroll); the certificate gets these names, whatever the CSR says'))
+  .option('--expires <duration>', 'how long the token can be used, e.g. 30m, 24h, 7d (default 24h)')
+  .action((opts: EnrollTokenOptions) => runCaEnrollToken(opts).catch(fail));
 withConfig(ca.command('crl').description('publish a fresh CRL (higher CRL number) and print its file'))
   .option('--days <n>', 'validity of the CRL in days (default 7)')
   .action((opts: CaOptions & { days?: string }) => runCaCrl(opts).catch(fail));

@@ -77,3 +77,6 @@ export function hasDuplicateHost(rawHeaders: readonly string[]): boolean {
   }
   return false;
 }
+
+/** Whether two configured addresses (either may be absent) are the same. */
+export const sameAddress = (a: ListenAddress | null, b: ListenAddress | null): boolean => a === b || (a !== null && b !== null && a.host === b.host && a.port === b.port);

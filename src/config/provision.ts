@@ -69,7 +69,11 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
       expiryWarningsMs: raw.tls.expiryWarnings.map(durationMs).sort((a, b) => b - a),
       clientInventoryWindowMs: durationMs(raw.tls.clientInventoryWindow),
     },
-    listen: { https: parseListenAddress(raw.listen.https)!, http: raw.listen.http === undefined ? null : parseListenAddress(raw.listen.http) },
+    listen: {
+      https: parseListenAddress(raw.listen.https)!,
+      http: raw.listen.http === undefined ? null : parseListenAddress(raw.listen.http),
+      admin: raw.listen.admin === undefined ? null : parseListenAddress(raw.listen.admin),
+    },
     workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
     trustedProxies,
     dataDir: file(raw.dataDir),

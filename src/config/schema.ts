@@ -202,7 +202,7 @@ export const configSchema = z.strictObject({
     {
       https: listenAddress,
       http: listenAddress.optional(),
-      admin: later('listen.admin (the admin API)'),
+      admin: listenAddress.optional(),
     },
     { error: 'add listen: {https: "127.0.0.1:8443"}' },
   ),

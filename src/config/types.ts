@@ -25,8 +25,8 @@ export interface Config {
     /** Client certificates seen within this long are warned about before they expire. */
     readonly clientInventoryWindowMs: number;
   };
-  /** `http`: the redirect-only plain-HTTP listener, when configured. */
-  readonly listen: { readonly https: ListenAddress; readonly http: ListenAddress | null };
+  /** `http`: the redirect-only plain-HTTP listener; `admin`: the admin API (TLS, token; enrollment, metrics). Each null when not configured. */
+  readonly listen: { readonly https: ListenAddress; readonly http: ListenAddress | null; readonly admin: ListenAddress | null };
   /** Worker processes ("auto" resolved to the number of cores). 1 means no cluster: one process serves. */
   readonly workers: number;
   /** Null when none are configured. */

@@ -96,14 +96,16 @@ export class RedirectListener {
   }
 
   /**
-   * The built-in CA's current CRL, DER as RFC 5280 §4.2.1.13 wants over HTTP,
-   * for any Host: it is public and signed. Read per request (small, and
+   * The built-in CA's current CRL of the leaves — the intermediate's when
+   * there is one, else the root's — DER as RFC 5280 §4.2.1.13 wants over
+   * HTTP, for any Host: it is public and signed. Read per request (small, and
    * `ca revoke` replaces it at any time).
    */
   async #crl(res: ServerResponse, dataDir: string): Promise<void> {
     let der: Buffer;
     try {
-      const pem = await readFile(join(dataDir, 'ca', 'ca.crl'), 'latin1');
+      const dir = join(dataDir, 'ca');
+      const pem = await readFile(join(dir, 'issuing.crl'), 'latin1').catch(() => readFile(join(dir, 'ca.crl'), 'latin1'));
       der = Buffer.from(pem.replace(/-----(BEGIN|END) X509 CRL-----|\s+/g, ''), 'base64');
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });

@@ -1,10 +1,10 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import { PortcullisError } from '../errors.js';
 import { writeFileAtomic } from '../state/index.js';
-import { ensureLocalCa, issueCertificate, type IssuedLeaf, type LeafRequest, type LocalCa } from './local-ca.js';
+import { ensureIntermediate, ensureLocalCa, issueCertificate, signCertificate, type CaKeyPair, type IssuedLeaf, type LeafRequest, type LocalCa, type SignedLeaf } from './local-ca.js';
 import { x509 } from './x509.js';
 
 /** One certificate the built-in CA issued, as its database keeps it. */
@@ -20,6 +20,24 @@ export interface IssuedRecord {
   readonly notAfter: string;
   readonly revokedAt: string | null;
   readonly revocationReason: string | null;
+  /** Subject of the CA that signed it; absent in records from before intermediates (the root signed those). */
+  readonly issuer?: string;
+}
+
+/** A single-use enrollment token, as the database keeps it: the secret only as its SHA-256. */
+export interface EnrollmentRecord {
+  /** 16 hex digits, the public part of the token. */
+  readonly id: string;
+  readonly secretSha256: string;
+  readonly commonName: string;
+  readonly uris: readonly string[];
+  readonly dns: readonly string[];
+  readonly lifetimeDays: number;
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  readonly usedAt: string | null;
+  /** The certificate the token was spent on. */
+  readonly serial: string | null;
 }
 
 interface Database {
@@ -27,7 +45,26 @@ interface Database {
   /** The number of the last CRL published (RFC 5280 §5.2.3: strictly increasing). */
   readonly crlNumber: number;
   readonly issued: readonly IssuedRecord[];
+  /** Absent in databases written before enrollment existed. */
+  readonly enrollments?: readonly EnrollmentRecord[];
 }
+
+export type EnrollmentRefusal = 'unknown_enrollment_token' | 'used_enrollment_token' | 'expired_enrollment_token';
+
+/** Why an enrollment token was not accepted; `reason` is a reason code of the catalog. */
+export class EnrollmentError extends Error {
+  constructor(
+    readonly reason: EnrollmentRefusal,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'EnrollmentError';
+  }
+}
+
+/** `pce_` + id + `_` + 256-bit secret (base64url): recognisable in a leaked log or repository, like GitHub's token prefixes. */
+const tokenPattern = /^pce_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+const sha256 = (text: string) => createHash('sha256').update(text).digest();
 
 /** CRLReason names `ca revoke --reason` accepts. */
 export const revocationReasons = ['unspecified', 'keyCompromise', 'cACompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation'] as const;
@@ -48,45 +85,101 @@ const day = 86_400_000;
 export class CaStore {
   readonly dir: string;
   readonly ca: LocalCa;
+  /** The root's CRL: the leaves it signed, and the intermediate. */
   readonly crlFile: string;
+  /** The intermediate's CRL (the leaves it signed), when there is an intermediate. */
+  readonly issuingCrlFile: string | null;
   readonly #dbFile: string;
 
   private constructor(dir: string, ca: LocalCa) {
     this.dir = dir;
     this.ca = ca;
     this.crlFile = join(dir, 'ca.crl');
+    this.issuingCrlFile = ca.chainPem ? join(dir, 'issuing.crl') : null;
     this.#dbFile = join(dir, 'db.json');
   }
 
-  /** Opens the CA under `dataDir/ca`, creating the root on first use. */
-  static async open(dataDir: string): Promise<CaStore> {
+  /** Opens the CA under `dataDir/ca`, creating the root on first use and, with `intermediate`, an intermediate under it. */
+  static async open(dataDir: string, opts: { intermediate?: boolean } = {}): Promise<CaStore> {
     const dir = join(dataDir, 'ca');
-    return new CaStore(dir, await ensureLocalCa(dir));
+    return new CaStore(dir, await (opts.intermediate ? ensureIntermediate(dir) : ensureLocalCa(dir)));
+  }
+
+  /** Every CRL a relying party needs: the root's, then the intermediate's. */
+  get crlFiles(): string[] {
+    return this.issuingCrlFile ? [this.crlFile, this.issuingCrlFile] : [this.crlFile];
   }
 
   list(): readonly IssuedRecord[] {
     return this.#read().issued;
   }
 
+  enrollments(): readonly EnrollmentRecord[] {
+    return this.#read().enrollments ?? [];
+  }
+
   async issue(request: LeafRequest): Promise<IssuedLeaf> {
     return this.#locked(async () => {
       const leaf = await issueCertificate(this.ca, request);
-      const cert = new X509Certificate(leaf.certPem);
       const db = this.#read();
-      const record: IssuedRecord = {
-        serial: leaf.serial,
-        usage: request.usage,
-        commonName: request.commonName,
-        hosts: request.hosts ?? [],
-        uris: request.uris ?? [],
-        fingerprint: `sha256:${cert.fingerprint256}`,
-        issuedAt: new Date().toISOString(),
-        notAfter: leaf.notAfter.toISOString(),
-        revokedAt: null,
-        revocationReason: null,
-      };
-      this.#write({ ...db, issued: [...db.issued, record] });
+      this.#write({ ...db, issued: [...db.issued, issuedRecord(request, leaf, this.ca)] });
       return leaf;
+    });
+  }
+
+  /**
+   * Makes a single-use token that lets its holder have one client certificate
+   * issued for the names given here (never the names of its request). Returns
+   * the token: it is shown once and only its hash is kept.
+   */
+  async createEnrollment(request: { commonName: string; uris: readonly string[]; dns: readonly string[]; lifetimeDays: number; validForMs: number }): Promise<{ token: string; record: EnrollmentRecord }> {
+    return this.#locked(async () => {
+      const id = randomBytes(8).toString('hex');
+      const secret = randomBytes(32).toString('base64url');
+      const now = Date.now();
+      const record: EnrollmentRecord = {
+        id,
+        secretSha256: sha256(secret).toString('hex'),
+        commonName: request.commonName,
+        uris: request.uris,
+        dns: request.dns,
+        lifetimeDays: request.lifetimeDays,
+        createdAt: new Date(now).toISOString(),
+        expiresAt: new Date(now + request.validForMs).toISOString(),
+        usedAt: null,
+        serial: null,
+      };
+      const db = this.#read();
+      this.#write({ ...db, enrollments: [...(db.enrollments ?? []), record] });
+      return { token: `pce_${id}_${secret}`, record };
+    });
+  }
+
+  /**
+   * Spends `token` on a client certificate for `publicKey` (from a CSR whose
+   * signature the caller verified). Check, issue and spend happen under the
+   * database lock, and the spent token is written before the certificate is
+   * returned: of two concurrent uses one wins, and a crash in between leaves
+   * the token unspent and nothing handed out.
+   */
+  async enroll(token: string, publicKey: x509.PublicKey): Promise<{ leaf: SignedLeaf; record: EnrollmentRecord }> {
+    const m = tokenPattern.exec(token);
+    if (!m) throw new EnrollmentError('unknown_enrollment_token', 'the token is not an enrollment token (pce_…); use the token portcullis ca enroll-token printed');
+    const [, id, secret] = m as unknown as [string, string, string];
+    return this.#locked(async () => {
+      const db = this.#read();
+      const found = (db.enrollments ?? []).find((e) => e.id === id);
+      // compared in constant time so that timing does not reveal how much of a guessed secret was right
+      if (!found || !timingSafeEqual(sha256(secret), Buffer.from(found.secretSha256, 'hex'))) {
+        throw new EnrollmentError('unknown_enrollment_token', 'this CA made no such enrollment token; ask the operator for a new one');
+      }
+      if (found.usedAt) throw new EnrollmentError('used_enrollment_token', `the token was used at ${found.usedAt}; each token issues one certificate: ask the operator for a new one`);
+      if (Date.parse(found.expiresAt) <= Date.now()) throw new EnrollmentError('expired_enrollment_token', `the token expired at ${found.expiresAt}; ask the operator for a new one`);
+      const request: LeafRequest = { commonName: found.commonName, hosts: found.dns, uris: found.uris, usage: 'client', lifetimeDays: found.lifetimeDays };
+      const leaf = await signCertificate(this.ca, request, publicKey);
+      const spent: EnrollmentRecord = { ...found, usedAt: new Date().toISOString(), serial: leaf.serial };
+      this.#write({ ...db, issued: [...db.issued, issuedRecord(request, leaf, this.ca)], enrollments: (db.enrollments ?? []).map((e) => (e === found ? spent : e)) });
+      return { leaf, record: spent };
     });
   }
 
@@ -114,23 +207,30 @@ export class CaStore {
     });
   }
 
+  /** Publishes the root's CRL and, with an intermediate, the intermediate's, each listing the revoked certificates it signed. */
   async #publishCrl(db: Database, validDays = 7): Promise<void> {
     const crlNumber = db.crlNumber + 1;
     // the number is taken before the CRL exists: a crash in between skips a number, never repeats one
     this.#write({ ...db, crlNumber });
+    const root = this.ca.cert.subject;
+    await this.#writeCrl(this.ca, this.crlFile, db.issued.filter((r) => (r.issuer ?? root) === root), crlNumber, validDays);
+    if (this.issuingCrlFile) await this.#writeCrl(this.ca.issuing, this.issuingCrlFile, db.issued.filter((r) => r.issuer === this.ca.issuing.cert.subject), crlNumber, validDays);
+  }
+
+  async #writeCrl(signer: CaKeyPair, file: string, records: readonly IssuedRecord[], crlNumber: number, validDays: number): Promise<void> {
     const now = Date.now();
     const crl = await x509.X509CrlGenerator.create({
-      issuer: this.ca.cert.subject,
+      issuer: signer.cert.subject,
       thisUpdate: new Date(now - 60_000),
       nextUpdate: new Date(now + validDays * day),
       signingAlgorithm: algorithm,
-      signingKey: this.ca.privateKey,
-      extensions: [new x509.Extension('2.5.29.20', false, new asn1js.Integer({ value: crlNumber }).toBER()), await x509.AuthorityKeyIdentifierExtension.create(this.ca.cert)],
-      entries: db.issued
+      signingKey: signer.privateKey,
+      extensions: [new x509.Extension('2.5.29.20', false, new asn1js.Integer({ value: crlNumber }).toBER()), await x509.AuthorityKeyIdentifierExtension.create(signer.cert)],
+      entries: records
         .filter((r) => r.revokedAt)
         .map((r) => ({ serialNumber: r.serial, revocationDate: new Date(r.revokedAt as string), reason: x509.X509CrlReason[r.revocationReason as RevocationReason] })),
     });
-    writeFileAtomic(this.crlFile, `${x509.PemConverter.encode(crl.rawData, 'X509 CRL')}\n`);
+    writeFileAtomic(file, `${x509.PemConverter.encode(crl.rawData, 'X509 CRL')}\n`);
   }
 
   #read(): Database {
@@ -180,6 +280,22 @@ export class CaStore {
       unlinkSync(lock);
     }
   }
+}
+
+function issuedRecord(request: LeafRequest, leaf: SignedLeaf, ca: LocalCa): IssuedRecord {
+  return {
+    issuer: ca.issuing.cert.subject,
+    serial: leaf.serial,
+    usage: request.usage,
+    commonName: request.commonName,
+    hosts: request.hosts ?? [],
+    uris: request.uris ?? [],
+    fingerprint: `sha256:${new X509Certificate(leaf.certPem).fingerprint256}`,
+    issuedAt: new Date().toISOString(),
+    notAfter: leaf.notAfter.toISOString(),
+    revokedAt: null,
+    revocationReason: null,
+  };
 }
 
 function alive(pid: number): boolean {

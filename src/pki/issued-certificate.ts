@@ -21,12 +21,12 @@ export interface IssuedFiles {
   readonly lifetimeDays: number;
 }
 
-/** Whether the certificate in `certFile` was issued by `ca`, covers `hosts` and has more than a third of its lifetime left. */
+/** Whether the certificate in `certFile` was issued by the CA's issuing certificate, covers `hosts` and has more than a third of its lifetime left. */
 function stillGood(files: IssuedFiles, ca: LocalCa, now: number): boolean {
   if (!existsSync(files.certFile) || !existsSync(files.keyFile)) return false;
   try {
     const leaf = new X509Certificate(readFileSync(files.certFile));
-    const caCert = new X509Certificate(readFileSync(ca.certFile));
+    const caCert = new X509Certificate(Buffer.from(ca.issuing.cert.rawData));
     const from = new Date(leaf.validFrom).getTime();
     const to = new Date(leaf.validTo).getTime();
     return leaf.checkIssued(caCert) && leaf.verify(caCert.publicKey) && to - now > (to - from) / 3 && files.hosts.every((h) => certificateCovers(leaf, h));
@@ -46,6 +46,6 @@ export async function ensureIssuedCertificate(ca: LocalCa, files: IssuedFiles, n
   if (stillGood(files, ca, now)) return false;
   const pair = await issueServerCertificate(ca, files.hosts, files.lifetimeDays);
   writeFileAtomic(files.keyFile, pair.keyPem, 0o600);
-  writeFileAtomic(files.certFile, pair.certPem);
+  writeFileAtomic(files.certFile, pair.certPem + ca.chainPem);
   return true;
 }

@@ -8,19 +8,29 @@ import { x509 } from './x509.js';
 
 /**
  * The built-in CA: an ECDSA P-256 root kept under `dataDir/ca/` (key mode
- * 0600), created on first use and reused afterwards, that issues server
- * certificates. Keys never leave these files and are never logged.
+ * 0600), created on first use and reused afterwards, and optionally an
+ * intermediate under it (`issuing.pem`/`issuing.key`) that then issues every
+ * certificate, so that the root key can be kept offline. Keys never leave
+ * these files and are never logged.
  */
 
 const algorithm = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
 const minute = 60_000;
 const day = 86_400_000;
 
-export interface LocalCa {
+export interface CaKeyPair {
   readonly certFile: string;
   readonly keyFile: string;
   readonly cert: x509.X509Certificate;
   readonly privateKey: webcrypto.CryptoKey;
+}
+
+/** The root (the trust anchor clients configure) and the CA that signs leaves and their CRL. */
+export interface LocalCa extends CaKeyPair {
+  /** The intermediate when there is one, else the root itself. */
+  readonly issuing: CaKeyPair;
+  /** PEM of what sits between a leaf and the root (the intermediate), to send after the leaf; '' without one. */
+  readonly chainPem: string;
 }
 
 export interface IssuedPair {
@@ -51,7 +61,7 @@ export async function ensureLocalCa(dir: string, name = 'Portcullis Local CA'): 
   const keyFile = join(dir, 'ca.key');
   const haveCert = existsSync(certFile);
   const haveKey = existsSync(keyFile);
-  if (haveCert && haveKey) return loadLocalCa(certFile, keyFile);
+  if (haveCert && haveKey) return withIssuing(dir, await loadKeyPair(certFile, keyFile));
   if (haveCert || haveKey) {
     throw new PortcullisError(
       'PCL_PKI_STORE_INVALID',
@@ -68,17 +78,70 @@ export async function ensureLocalCa(dir: string, name = 'Portcullis Local CA'): 
     signingAlgorithm: algorithm,
     keys: keys,
     extensions: [
-      new x509.BasicConstraintsExtension(true, 0, true),
+      // path length 1: room for one intermediate (ca init --intermediate) and no deeper
+      new x509.BasicConstraintsExtension(true, 1, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
   writeFileAtomic(keyFile, await exportKeyPem(keys.privateKey), 0o600);
   writeFileAtomic(certFile, `${cert.toString('pem')}\n`);
-  return { certFile, keyFile, cert, privateKey: keys.privateKey };
+  const root = { certFile, keyFile, cert, privateKey: keys.privateKey };
+  return { ...root, issuing: root, chainPem: '' };
 }
 
-async function loadLocalCa(certFile: string, keyFile: string): Promise<LocalCa> {
+const issuingFiles = (dir: string) => ({ certFile: join(dir, 'issuing.pem'), keyFile: join(dir, 'issuing.key') });
+
+/** The root with the intermediate under `dir` when there is one (it must be the root's). */
+async function withIssuing(dir: string, root: CaKeyPair): Promise<LocalCa> {
+  const { certFile, keyFile } = issuingFiles(dir);
+  if (!existsSync(certFile) && !existsSync(keyFile)) return { ...root, issuing: root, chainPem: '' };
+  const issuing = await loadKeyPair(certFile, keyFile);
+  if (!(await issuing.cert.verify({ publicKey: root.cert.publicKey, signatureOnly: true }))) {
+    throw new PortcullisError('PCL_PKI_STORE_INVALID', `${certFile} was not issued by the root ${root.certFile}; restore the intermediate of this root, or delete issuing.pem and issuing.key and run portcullis ca init --intermediate`);
+  }
+  return { ...root, issuing, chainPem: `${issuing.cert.toString('pem')}\n` };
+}
+
+/**
+ * Adds an intermediate under the root of `dir` (ECDSA P-256, 5 years, path
+ * length 0: it can only issue leaves) unless there is one; from then on it
+ * signs every certificate and the leaves' CRL.
+ */
+export async function ensureIntermediate(dir: string): Promise<LocalCa> {
+  const ca = await ensureLocalCa(dir);
+  if (ca.chainPem) return ca;
+  if (ca.cert.getExtension(x509.BasicConstraintsExtension)?.pathLength === 0) {
+    throw new PortcullisError(
+      'PCL_PKI_STORE_INVALID',
+      `the root ${ca.certFile} (made by an earlier version) allows no intermediate under it (path length 0); keep issuing from it, or move ${dir} aside and run ca init --intermediate for a new CA (clients then trust the new root)`,
+    );
+  }
+  const { certFile, keyFile } = issuingFiles(dir);
+  const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  const now = Date.now();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serialNumber(),
+    subject: `CN=Portcullis Issuing CA ${randomBytes(4).toString('hex')}, O=Portcullis`,
+    issuer: ca.cert.subject,
+    notBefore: new Date(now - minute),
+    notAfter: new Date(Math.min(now + 1826 * day, ca.cert.notAfter.getTime())),
+    signingAlgorithm: algorithm,
+    publicKey: keys.publicKey,
+    signingKey: ca.privateKey,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  writeFileAtomic(keyFile, await exportKeyPem(keys.privateKey), 0o600);
+  writeFileAtomic(certFile, `${cert.toString('pem')}\n`);
+  return withIssuing(dir, ca);
+}
+
+async function loadKeyPair(certFile: string, keyFile: string): Promise<CaKeyPair> {
   try {
     const certPem = readFileSync(certFile, 'utf8');
     const keyPem = readFileSync(keyFile, 'utf8');
@@ -101,15 +164,23 @@ export interface LeafRequest {
   readonly lifetimeDays: number;
 }
 
-export interface IssuedLeaf extends IssuedPair {
+export interface SignedLeaf {
+  readonly certPem: string;
   /** Hex, as the CA database and the logs print it (upper case). */
   readonly serial: string;
   readonly notAfter: Date;
 }
 
+export interface IssuedLeaf extends IssuedPair, SignedLeaf {}
+
 /** Issues an ECDSA P-256 leaf signed by the CA, with a fresh key, for a server (serverAuth) or a client (clientAuth). */
 export async function issueCertificate(ca: LocalCa, request: LeafRequest): Promise<IssuedLeaf> {
   const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  return { ...(await signCertificate(ca, request, keys.publicKey)), keyPem: await exportKeyPem(keys.privateKey) };
+}
+
+/** Certifies `publicKey` (a fresh key's, or the one a CSR proved possession of) for `request`: names and usage come from the request only. */
+export async function signCertificate(ca: LocalCa, request: LeafRequest, publicKey: x509.PublicKey | webcrypto.CryptoKey): Promise<SignedLeaf> {
   const now = Date.now();
   const serial = serialNumber();
   const notAfter = new Date(now + request.lifetimeDays * day);
@@ -121,22 +192,22 @@ export async function issueCertificate(ca: LocalCa, request: LeafRequest): Promi
     serialNumber: serial,
     // structured, not a string: a name with "," or "=" cannot smuggle in other attributes
     subject: new x509.Name([{ CN: [request.commonName] }]),
-    issuer: ca.cert.subject,
+    issuer: ca.issuing.cert.subject,
     notBefore: new Date(now - minute),
     notAfter,
     signingAlgorithm: algorithm,
-    publicKey: keys.publicKey,
-    signingKey: ca.privateKey,
+    publicKey,
+    signingKey: ca.issuing.privateKey,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([request.usage === 'server' ? x509.ExtendedKeyUsage.serverAuth : x509.ExtendedKeyUsage.clientAuth]),
       ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
-      await x509.AuthorityKeyIdentifierExtension.create(ca.cert),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(ca.issuing.cert),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
     ],
   });
-  return { certPem: `${cert.toString('pem')}\n`, keyPem: await exportKeyPem(keys.privateKey), serial: serial.toUpperCase(), notAfter };
+  return { certPem: `${cert.toString('pem')}\n`, serial: serial.toUpperCase(), notAfter };
 }
 
 /** Issues an ECDSA P-256 server certificate for `hosts` (DNS names and IPs), signed by the CA. */

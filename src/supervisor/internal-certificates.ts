@@ -1,5 +1,6 @@
 import { dirname, join, resolve } from 'node:path';
 import YAML from 'yaml';
+import type { AdminListener } from '../admin/index.js';
 import type { Logger } from '../telemetry/index.js';
 import { ensureIssuedCertificate, ensureLocalCa, internalCertificateFiles, internalLifetimeDays } from '../pki/index.js';
 
@@ -35,6 +36,11 @@ export async function issueInternalCertificates(text: string, configFile: string
     if (await ensureIssuedCertificate(ca, { ...files, hosts, lifetimeDays: internalLifetimeDays })) written.push(files.certFile);
   }
   return written;
+}
+
+/** What the hourly renewal checks: the config's `internal: true` certificates and the admin listener's own. */
+export function renewalOf(source: { renewInternal?(): Promise<string[]> }, admin: AdminListener | null): () => Promise<string[]> {
+  return async () => [...((await source.renewInternal?.()) ?? []), ...((await admin?.renewCertificate()) ?? [])];
 }
 
 /** Checks the `internal: true` certificates hourly; a renewed pair is picked up by the file watcher (with the pre-swap checks). Returns the stop function. */

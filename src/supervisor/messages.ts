@@ -1,3 +1,4 @@
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { DenyEntry } from '../trust/index.js';
 import type { ReloadResult } from './reloader.js';
 
@@ -11,6 +12,7 @@ export type ToWorker =
   | { readonly type: 'deny-list'; readonly entries: readonly DenyEntry[] }
   | { readonly type: 'tickets'; readonly keys: string }
   | { readonly type: 'reload'; readonly id: number; readonly text: string; readonly generation: number }
+  | { readonly type: 'metrics'; readonly id: number }
   | { readonly type: 'drain' };
 
 export type ToPrimary =
@@ -18,4 +20,8 @@ export type ToPrimary =
   | { readonly type: 'hello' }
   | { readonly type: 'ready'; readonly generation: number; readonly port: number; readonly httpPort: number | null }
   | { readonly type: 'failed'; readonly code: string; readonly message: string }
-  | { readonly type: 'reloaded'; readonly id: number; readonly result: ReloadResult };
+  | { readonly type: 'reloaded'; readonly id: number; readonly result: ReloadResult }
+  /** The worker's registry for a scrape of the admin listener, which the primary aggregates. */
+  | { readonly type: 'metrics'; readonly id: number; readonly metrics: WorkerMetrics };
+
+export type WorkerMetrics = MetricObjectWithValues<MetricValue<string>>[];

@@ -1,15 +1,18 @@
 import cluster, { type Worker } from 'node:cluster';
 import { formatHostPort, type Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
-import type { Logger } from '../telemetry/index.js';
+import { AggregatorRegistry } from 'prom-client';
+import type { AdminListener } from '../admin/index.js';
+import { SupervisorMetrics, type Logger } from '../telemetry/index.js';
 import { TicketKeyRing } from '../tls/index.js';
 import type { FileSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
-import type { ToPrimary, ToWorker } from './messages.js';
+import type { ToPrimary, ToWorker, WorkerMetrics } from './messages.js';
 import { Reloader, type ReloadResult } from './reloader.js';
 import { applyDenyList } from './deny-list-sync.js';
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
-import { scheduleInternalRenewal } from './internal-certificates.js';
+import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
+import { openAdmin } from './admin-for.js';
 import { readDenyList } from '../state/index.js';
 import type { DenyEntry } from '../trust/index.js';
 import { onStopSignals } from './stop-signals.js';
@@ -19,6 +22,8 @@ const crashWindowMs = 60_000;
 const maxRestartDelayMs = 30_000;
 /** How long a worker may take to answer a reload before it counts as failed. */
 const workerReloadTimeoutMs = 60_000;
+/** How long a scrape waits for a worker's metrics; a worker that does not answer is left out of that scrape. */
+const workerScrapeTimeoutMs = 5_000;
 /** Beyond the drain deadline, how long the primary waits for workers to exit before killing them. */
 const exitGraceMs = 5_000;
 
@@ -28,6 +33,8 @@ interface Member {
   generation: number | null;
   /** Pending reload answers by request id; answered as failed if the worker goes away. */
   readonly reloads: Map<number, (result: ReloadResult) => void>;
+  /** Pending metrics answers by request id; answered empty if the worker goes away. */
+  readonly scrapes: Map<number, (metrics: WorkerMetrics) => void>;
 }
 
 /**
@@ -58,6 +65,26 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
   let stopping = false;
   const crashes: number[] = [];
   let nextReloadId = 1;
+  const metrics = new SupervisorMetrics();
+
+  /** The registry of one serving worker; empty when it does not answer in time. */
+  const scrapeWorker = (member: Member): Promise<WorkerMetrics> =>
+    new Promise((resolve) => {
+      const id = nextReloadId++;
+      const timer = setTimeout(() => answer([]), workerScrapeTimeoutMs);
+      const answer = (answered: WorkerMetrics) => {
+        clearTimeout(timer);
+        member.scrapes.delete(id);
+        resolve(answered);
+      };
+      member.scrapes.set(id, answer);
+      send(member.worker, { type: 'metrics', id });
+    });
+  /** The instance's metrics: the primary's own plus every worker's, counters summed. */
+  const scrape = async () => {
+    const workers = await Promise.all([...members.values()].filter((m) => m.generation !== null).map(scrapeWorker));
+    return AggregatorRegistry.aggregate([await metrics.registry.getMetricsAsJSON(), ...workers]).metrics();
+  };
 
   /** Asks one serving worker to apply `text`; never hangs (timeout, exit). */
   const reloadWorker = (member: Member, text: string, generation: number): Promise<ReloadResult> =>
@@ -78,7 +105,7 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
   const fork = (): Promise<{ port: number; httpPort: number | null }> =>
     new Promise((resolve, reject) => {
       const worker = cluster.fork();
-      const member: Member = { worker, generation: null, reloads: new Map() };
+      const member: Member = { worker, generation: null, reloads: new Map(), scrapes: new Map() };
       members.set(worker, member);
       worker.on('message', (message: ToPrimary) => {
         switch (message.type) {
@@ -98,11 +125,15 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
           case 'reloaded':
             member.reloads.get(message.id)?.(message.result);
             return;
+          case 'metrics':
+            member.scrapes.get(message.id)?.(message.metrics);
+            return;
         }
       });
       worker.once('exit', (code, signal) => {
         members.delete(worker);
         for (const answer of member.reloads.values()) answer({ ok: false, code: 'PCL_RELOAD_FAILED', message: `worker ${worker.id} exited` });
+        for (const answer of member.scrapes.values()) answer([]);
         reject(new PortcullisError('PCL_WORKER_FAILED', `worker ${worker.id} exited (${signal ?? code}) before serving`));
         if (stopping) return;
         const now = Date.now();
@@ -167,8 +198,11 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
       }
     },
     log,
+    metrics,
+    () => accepted.config,
   );
-  let control: { close(): Promise<void> };
+  let control: { close(): Promise<void> } | null = null;
+  let admin: AdminListener | null = null;
   try {
     control = await openControlSocket(accepted.config.dataDir, {
       reload: () => reloader.reload('control socket'),
@@ -183,13 +217,15 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
           log,
         ),
     });
+    admin = await openAdmin(accepted.config, log, metrics, scrape);
   } catch (err) {
     watcher.close();
     shutdownWorkers();
+    await control?.close();
     throw err;
   }
   await watcher.watch(watchedFilesOf(accepted.config));
-  const stopRenewal = scheduleInternalRenewal(() => source.renewInternal(), log);
+  const stopRenewal = scheduleInternalRenewal(renewalOf(source, admin), log);
   // handlers first: whoever reads "listening" may signal at once
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   onStopSignals(log, async (signal) => {
@@ -208,7 +244,7 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
     const killer = setTimeout(() => {
       for (const w of members.keys()) w.process.kill('SIGKILL');
     }, drainMs + exitGraceMs);
-    await Promise.all([allExited, control.close()]);
+    await Promise.all([allExited, control?.close(), admin?.close()]);
     clearTimeout(killer);
     log.info({ event: 'stopped' }, 'stopped');
   });

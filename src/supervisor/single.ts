@@ -1,6 +1,8 @@
 import { formatHostPort, type Config } from '../config/index.js';
 import { startPortcullis } from '../portcullis.js';
-import type { Logger } from '../telemetry/index.js';
+import { Registry } from 'prom-client';
+import type { AdminListener } from '../admin/index.js';
+import { SupervisorMetrics, type Logger } from '../telemetry/index.js';
 import { accessLogFor, reopenAccessLog } from './access-log-for.js';
 import type { ConfigSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
@@ -8,7 +10,8 @@ import { Reloader } from './reloader.js';
 import { onStopSignals } from './stop-signals.js';
 import { applyDenyList } from './deny-list-sync.js';
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
-import { scheduleInternalRenewal } from './internal-certificates.js';
+import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
+import { openAdmin } from './admin-for.js';
 import { readDenyList } from '../state/index.js';
 
 /**
@@ -19,6 +22,7 @@ import { readDenyList } from '../state/index.js';
 export async function runSingle(source: ConfigSource, config: Config, log: Logger): Promise<{ port: number }> {
   const access = accessLogFor(config, log);
   const proxy = await startPortcullis(config, log, { accessLog: access, denyList: readDenyList(config.dataDir) });
+  const metrics = new SupervisorMetrics();
   // certificate files replaced on disk (renewal tooling, cert-manager) are picked up by a reload
   const watcher = new FileWatcher((files) => {
     log.info({ event: 'certificate_files_changed', files }, 'certificate files changed on disk; reloading');
@@ -33,20 +37,24 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
       await watcher.watch(watchedFilesOf(next));
     },
     log,
+    metrics,
+    () => proxy.config,
   );
   await watcher.watch(watchedFilesOf(config));
-  let control: { close(): Promise<void> };
+  let control: { close(): Promise<void> } | null = null;
+  let admin: AdminListener | null = null;
   try {
     control = await openControlSocket(config.dataDir, {
       reload: () => reloader.reload('control socket'),
       denyList: async () => applyDenyList(proxy.config.dataDir, (entries) => `${proxy.setDenyList(entries)} open connection(s) closed`, log),
     });
+    admin = await openAdmin(config, log, metrics, () => Registry.merge([metrics.registry, proxy.metrics.registry]).metrics());
   } catch (err) {
     watcher.close();
-    await proxy.close();
+    await Promise.all([proxy.close(), control?.close()]);
     throw err;
   }
-  const stopRenewal = source.renewInternal ? scheduleInternalRenewal(() => (source.renewInternal as () => Promise<string[]>)(), log) : () => {};
+  const stopRenewal = scheduleInternalRenewal(renewalOf(source, admin), log);
   // handlers first: whoever reads "listening" may signal at once
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   onStopSignals(log, async (signal) => {
@@ -55,7 +63,7 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
     watcher.close();
     stopRenewal();
     await reloader.stop();
-    await Promise.all([proxy.drain(drainMs), control.close()]);
+    await Promise.all([proxy.drain(drainMs), control?.close(), admin?.close()]);
     await access?.flush();
     log.info({ event: 'stopped' }, 'stopped');
   });

@@ -69,6 +69,9 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
         if (proxy) proxy.setDenyList(message.entries);
         else denyList = message.entries;
         return;
+      case 'metrics':
+        void (proxy ? proxy.metrics.registry.getMetricsAsJSON() : Promise.resolve([])).then((metrics) => send({ type: 'metrics', id: message.id, metrics }));
+        return;
       case 'drain':
         stop();
         return;

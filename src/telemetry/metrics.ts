@@ -4,6 +4,8 @@ import type { Reason } from '../errors.js';
 /**
  * The instance's Prometheus registry. Label values come from bounded
  * vocabularies (reason codes), never from addresses or names clients choose.
+ * In cluster mode the primary sums the workers' counters; gauges aggregate
+ * by minimum (the worst worker: earliest expiry, stalest CRL, missing staple).
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -47,6 +49,7 @@ export class Metrics {
     help: 'thisUpdate of the CRL in use per source (age = time() - this value)',
     labelNames: ['source'],
     registers: [this.registry],
+    aggregator: 'min',
   });
 
   readonly crlNextUpdate = new Gauge<'source'>({
@@ -54,6 +57,7 @@ export class Metrics {
     help: 'nextUpdate of the CRL in use per source (0 when the CRL has none); past it the CRL is stale',
     labelNames: ['source'],
     registers: [this.registry],
+    aggregator: 'min',
   });
 
   crlLoaded(source: string, thisUpdate: Date, nextUpdate: Date | null): void {
@@ -96,6 +100,7 @@ export class Metrics {
     help: 'Whether a fresh OCSP response is stapled for the certificate (1) or none is (0: not fetched yet, expired, or revoked)',
     labelNames: ['site', 'certificate'],
     registers: [this.registry],
+    aggregator: 'min',
   });
 
   readonly ocspStapleNextUpdate = new Gauge<'site' | 'certificate'>({
@@ -103,6 +108,7 @@ export class Metrics {
     help: 'nextUpdate (unix time) of the stapled OCSP response; 0 when none is stapled or it has no nextUpdate',
     labelNames: ['site', 'certificate'],
     registers: [this.registry],
+    aggregator: 'min',
   });
 
   ocspStaple(site: string, certificate: string, fresh: boolean, nextUpdate: Date | null): void {
@@ -124,6 +130,7 @@ export class Metrics {
     help: 'Seconds until a served certificate (role served) or a trusted client CA (role client_ca) expires; negative once expired',
     labelNames: ['site', 'role', 'certificate'],
     registers: [this.registry],
+    aggregator: 'min',
     collect: () => {
       this.certificateExpiry.reset();
       const now = Date.now();

@@ -2,15 +2,36 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { cliPath, startCli } from '../helpers/cli-process.js';
 import { curl, resolveTo, run } from '../helpers/clients.js';
-import { startProxy, tempDir } from '../helpers/proxy.js';
+import { startProxy, tempDir, type Scope } from '../helpers/proxy.js';
 
 const ca = (dir: string, ...args: string[]) => run(process.execPath, [cliPath, 'ca', ...args, '--config', join(dir, 'portcullis.yaml')]);
+
+/** An mTLS site (with the CA's CRL on the HTTP listener) trusting `trust` and `crls`; `call(name)` requests it with name.chain.pem and name.key. */
+async function caSite(t: Scope, dir: string, state: string, trust: readonly string[], crls: readonly string[]) {
+  assert.equal((await ca(dir, 'issue-server', '--host', 'api.test', '--out', dir)).code, 0);
+  const p = await startProxy(
+    t,
+    `dataDir: state
+listen: { https: "127.0.0.1:0", http: "127.0.0.1:0" }
+ca: { crlPath: /pki/ca.crl }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: api.test.chain.pem, key: api.test.key }]
+    clientAuth: { mode: require, ca: [${trust.map((f) => join(state, f)).join(', ')}], crl: [${crls.map((f) => join(state, f)).join(', ')}] }
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`,
+    dir,
+  );
+  const call = (name: string) =>
+    curl([...resolveTo('api.test', p.port), '--cacert', join(state, 'ca.pem'), '--cert', join(dir, `${name}.chain.pem`), '--key', join(dir, `${name}.key`), '-w', '\n%{http_code}', `https://api.test:${p.port}/`]);
+  return { p, call };
+}
 
 describe('the built-in CA', () => {
   test('issues a client certificate (PEM and PKCS#12) that an mTLS site accepts, and after ca revoke refuses', async (t) => {
@@ -19,7 +40,6 @@ describe('the built-in CA', () => {
     const init = await ca(dir, 'init');
     assert.equal(init.code, 0, init.stderr);
     assert.equal(statSync(join(dir, 'state', 'ca', 'ca.key')).mode & 0o777, 0o600);
-    assert.equal((await ca(dir, 'issue-server', '--host', 'api.test', '--out', dir)).code, 0);
     writeFileSync(join(dir, 'pw'), 'correct horse battery\n');
     const issued = await ca(dir, 'issue-client', '--name', 'billing', '--uri', 'spiffe://example.test/billing', '--out', dir, '--p12-password-file', join(dir, 'pw'));
     assert.equal(issued.code, 0, issued.stderr);
@@ -35,21 +55,8 @@ describe('the built-in CA', () => {
     assert.notEqual(wrong.code, 0);
 
     const state = join(dir, 'state', 'ca');
-    const p = await startProxy(
-      t,
-      `dataDir: state
-listen: { https: "127.0.0.1:0", http: "127.0.0.1:0" }
-ca: { crlPath: /pki/ca.crl }
-sites:
-  - hosts: [api.test]
-    certificates: [{ cert: api.test.chain.pem, key: api.test.key }]
-    clientAuth: { mode: require, ca: [${state}/ca.pem], crl: [${state}/ca.crl] }
-    routes: [{ path: /, upstream: "builtin:whoami" }]
-`,
-      dir,
-    );
-    const call = () =>
-      curl([...resolveTo('api.test', p.port), '--cacert', join(state, 'ca.pem'), '--cert', join(dir, 'billing.chain.pem'), '--key', join(dir, 'billing.key'), '-w', '\n%{http_code}', `https://api.test:${p.port}/`]);
+    const { p, call: callAs } = await caSite(t, dir, state, ['ca.pem'], ['ca.crl']);
+    const call = () => callAs('billing');
     const ok = await call();
     assert.match(ok.stdout, /200$/);
     assert.match(ok.stdout, /spiffe:\/\/example\.test\/billing/);
@@ -103,6 +110,72 @@ sites:
     assert.equal(after.code, 0, after.stderr);
     const crl = await run('openssl', ['crl', '-in', join(dir, 'state', 'ca', 'ca.crl'), '-noout', '-CAfile', join(dir, 'state', 'ca', 'ca.pem')]);
     assert.match(crl.stderr + crl.stdout, /verify OK/, 'the CRL on disk is whole and signed');
+  });
+});
+
+describe('the built-in CA with an intermediate', () => {
+  test('signs leaves with the intermediate, publishes one CRL per CA, and a site configured as ca init prints accepts and then revokes them', async (t) => {
+    const dir = tempDir(t);
+    writeFileSync(join(dir, 'portcullis.yaml'), 'dataDir: state\n');
+    const state = join(dir, 'state', 'ca');
+    assert.equal((await ca(dir, 'init')).code, 0, 'a root-only CA first, as the quickstart leaves it');
+    const before = await ca(dir, 'issue-client', '--name', 'old', '--out', dir);
+    const init = await ca(dir, 'init', '--intermediate');
+    assert.equal(init.code, 0, init.stderr);
+    assert.match(init.stdout, /issuing\s+CN=Portcullis Issuing CA/);
+    assert.match(init.stdout, /crl: \[.*ca\.crl, .*issuing\.crl\]/);
+    assert.equal(statSync(join(state, 'issuing.key')).mode & 0o777, 0o600);
+    const intermediate = new X509Certificate(readFileSync(join(state, 'issuing.pem')));
+    assert.ok(intermediate.ca && intermediate.checkIssued(new X509Certificate(readFileSync(join(state, 'ca.pem')))));
+    assert.equal((await ca(dir, 'init', '--intermediate')).code, 0);
+    assert.equal(new X509Certificate(readFileSync(join(state, 'issuing.pem'))).fingerprint256, intermediate.fingerprint256, 'a second init keeps the intermediate');
+
+    writeFileSync(join(dir, 'pw'), 'correct horse battery\n');
+    const issued = await ca(dir, 'issue-client', '--name', 'billing', '--uri', 'spiffe://example.test/billing', '--out', dir, '--p12-password-file', join(dir, 'pw'));
+    assert.equal(issued.code, 0, issued.stderr);
+    const serial = /serial ([0-9A-F]+)/.exec(issued.stdout)?.[1] as string;
+    const leaf = new X509Certificate(readFileSync(join(dir, 'billing.pem')));
+    assert.equal(leaf.issuer, intermediate.subject);
+    assert.equal((readFileSync(join(dir, 'billing.chain.pem'), 'utf8').match(/BEGIN CERTIFICATE/g) ?? []).length, 3, 'leaf, intermediate, root');
+    const verified = await run('openssl', ['verify', '-CAfile', join(state, 'ca.pem'), '-untrusted', join(state, 'issuing.pem'), join(dir, 'billing.pem')]);
+    assert.match(verified.stdout, /billing\.pem: OK/);
+    const p12 = await run('openssl', ['pkcs12', '-in', join(dir, 'billing.p12'), '-passin', `file:${join(dir, 'pw')}`, '-nodes']);
+    assert.match(p12.stdout, /subject=CN = Portcullis Issuing CA/, 'the bundle carries the intermediate');
+
+    const { p, call } = await caSite(t, dir, state, ['ca.pem', 'issuing.pem'], ['ca.crl', 'issuing.crl']);
+    assert.match((await call('billing')).stdout, /spiffe:\/\/example\.test\/billing[\s\S]*200$/);
+    assert.match((await call('old')).stdout, /200$/, 'certificates the root signed before the intermediate existed still work');
+
+    assert.equal((await ca(dir, 'revoke', serial)).code, 0);
+    assert.equal((await ca(dir, 'revoke', (/serial ([0-9A-F]+)/.exec(before.stdout) as RegExpExecArray)[1] as string)).code, 0);
+    const inIssuing = await run('openssl', ['crl', '-in', join(state, 'issuing.crl'), '-noout', '-text']);
+    const inRoot = await run('openssl', ['crl', '-in', join(state, 'ca.crl'), '-noout', '-text']);
+    assert.match(inIssuing.stdout, new RegExp(`Serial Number: ${serial}`));
+    assert.doesNotMatch(inRoot.stdout, new RegExp(`Serial Number: ${serial}`), 'each CRL lists only what its CA signed');
+    assert.match(inRoot.stdout, /Serial Number/, 'the root-signed certificate is on the root CRL');
+    await p.waitForLog((l) => l.event === 'crl_loaded' && l.revoked === 1 && String(l.source).endsWith('issuing.crl'), { timeoutMs: 40_000 });
+    await p.waitForLog((l) => l.event === 'crl_loaded' && l.revoked === 1 && String(l.source).endsWith('ca.crl'), { timeoutMs: 40_000 });
+    assert.match((await call('billing')).stdout, /"reason":"revoked"[\s\S]*403$/);
+    assert.match((await call('old')).stdout, /"reason":"revoked"[\s\S]*403$/);
+
+    // the CRL published over HTTP is the intermediate's: the one that lists leaves
+    const published = join(dir, 'published.crl');
+    await curl(['-o', published, `http://127.0.0.1:${p.proxy.httpAddress?.port}/pki/ca.crl`]);
+    const served = await run('openssl', ['crl', '-inform', 'DER', '-in', published, '-noout', '-issuer']);
+    assert.match(served.stdout, /Portcullis Issuing CA/);
+  });
+
+  test('refuses to put an intermediate under a root that allows none, naming the way out', async (t) => {
+    const dir = tempDir(t);
+    writeFileSync(join(dir, 'portcullis.yaml'), 'dataDir: state\n');
+    const state = join(dir, 'state', 'ca');
+    mkdirSync(state, { recursive: true });
+    const made = await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(state, 'ca.key'), '-out', join(state, 'ca.pem'), '-subj', '/CN=Old root', '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+    assert.equal(made.code, 0, made.stderr);
+    const init = await ca(dir, 'init', '--intermediate');
+    assert.notEqual(init.code, 0);
+    assert.match(init.stderr, /allows no intermediate under it \(path length 0\).*run ca init --intermediate for a new CA/);
+    assert.ok(!existsSync(join(state, 'issuing.pem')));
   });
 });
 

@@ -1,0 +1,1 @@
+export { AdminListener, type AdminListenerOptions } from './admin-listener.js';
