@@ -8,6 +8,7 @@ declare -A needed=(
   [openssl]=openssl
   [curl]=curl
   [gnutls-cli]=gnutls-bin
+  [pebble]=pebble
 )
 
 missing=()

@@ -106,6 +106,8 @@ export const reasonCatalog = {
   no_shared_cipher: { status: 0, text: 'the client offered no cipher suite, group or signature algorithm of the profile' },
   client_closed: { status: 0, text: 'the client closed the connection in the middle of the TLS handshake' },
   handshake_failed: { status: 0, text: 'the TLS handshake failed for another reason (alert, reset); the log has the OpenSSL code' },
+  no_acme_challenge: { status: 0, text: 'a ClientHello offered only acme-tls/1 (an ACME tls-alpn-01 validation) for a name with no challenge pending' },
+  certificate_pending: { status: 0, text: 'the site gets its certificate from ACME and none has been issued yet; its handshakes are refused until one is' },
   handshake_timeout: { status: 0, text: 'the TLS handshake did not finish within timeouts.handshake' },
 } as const;
 

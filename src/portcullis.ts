@@ -6,7 +6,8 @@ import { HttpsListener, RedirectListener } from './edge/index.js';
 import { answerClientError, ClientVerdicts, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
 import { ClientInventory, inventoryFolder, Metrics, type AccessLog, type Logger } from './telemetry/index.js';
 import { RevocationChecker, type DenyEntry } from './trust/index.js';
-import { ExpiryMonitor, OcspStapler, SiteServers, TicketKeyRing, checkRotation, classifyHandshakeFailure, replacements } from './tls/index.js';
+import { AlpnChallengeServers, ExpiryMonitor, OcspStapler, SiteServers, TicketKeyRing, acmeAlpnProtocol, checkRotation, classifyHandshakeFailure, replacements } from './tls/index.js';
+import type { AcmeChallengeSet } from './acme/index.js';
 
 export interface Portcullis {
   /** Where the HTTPS listener is bound (after the latest reload). */
@@ -35,6 +36,8 @@ export interface Portcullis {
    * that presented one are closed at once. Returns how many were closed.
    */
   setDenyList(entries: readonly DenyEntry[]): number;
+  /** The ACME challenges to answer from now on: http-01 on the redirect listener, tls-alpn-01 on the HTTPS listener. */
+  setAcmeChallenges(set: AcmeChallengeSet): void;
   /** Stops at once: every connection and upstream pool is closed. Safe to call twice. */
   close(): Promise<void>;
   readonly metrics: Metrics;
@@ -52,6 +55,8 @@ export interface StartOptions {
   readonly processName?: string;
   /** Certificates blocked from the start (the persisted deny list). */
   readonly denyList?: readonly DenyEntry[];
+  /** ACME challenges to answer from the first connection (a worker that starts while an order runs). */
+  readonly acmeChallenges?: AcmeChallengeSet;
 }
 
 
@@ -99,11 +104,28 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       log.info({ event: 'handshake_failed', reason: failure.reason, detail: failure.detail, site: site.id, remoteAddress: socket.remoteAddress }, 'TLS handshake refused');
     },
   });
+  const acmeHttp = new Map<string, string>();
+  const alpnChallenges = new AlpnChallengeServers(config.timeouts.handshakeMs);
+  const setAcmeChallenges = (set: AcmeChallengeSet): void => {
+    acmeHttp.clear();
+    for (const c of set.http) acmeHttp.set(c.token, c.keyAuthorization);
+    alpnChallenges.set(set.alpn);
+  };
+  if (options.acmeChallenges) setAcmeChallenges(options.acmeChallenges);
   const newListener = () =>
     new HttpsListener({
       route: (hello, socket) => {
+        // a CA validating tls-alpn-01 offers only acme-tls/1: it gets the challenge certificate and nothing of a site
+        if (hello.alpn.length === 1 && hello.alpn[0] === acmeAlpnProtocol) {
+          return alpnChallenges.serverFor(hello.serverName) ?? { refuse: 'no_acme_challenge', details: {}, message: `tls-alpn-01 validation for ${hello.serverName ?? '(no name)'} refused: no ACME challenge is pending for it` };
+        }
         const site = servers.siteFor(hello.serverName, socket.localAddress ?? '');
-        return site ? servers.serverFor(site) : null;
+        if (!site) return null;
+        if (site.certificates.length === 0) {
+          const why = site.acme?.storedProblem ?? 'the ACME certificate is not issued yet';
+          return { refuse: 'certificate_pending', details: { site: site.id, why }, message: `handshake for ${hello.serverName} refused: site ${site.id} has no certificate yet (${why}); it serves once ACME issues one` };
+        }
+        return servers.serverFor(site);
       },
       handshakeTimeoutMs: () => state.config.timeouts.handshakeMs,
       log,
@@ -117,6 +139,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     stapler.stop();
     expiry.stop();
     servers.close();
+    alpnChallenges.close();
     await Promise.all([state.upstreams.destroy(), inventory.stop()]);
   };
 
@@ -134,6 +157,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   let redirect: { listener: RedirectListener; address: AddressInfo } | null = null;
   const openRedirect = async (at: ListenAddress) => {
     const r = new RedirectListener({ config: () => state.config, httpsPort: () => address.port, log });
+    r.setChallengeResponder((token) => acmeHttp.get(token) ?? null);
     return { listener: r, address: await r.listen(at) };
   };
   if (config.listen.http) {
@@ -247,6 +271,8 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       log.info({ event: 'deny_list_applied', entries: list.size, closedConnections: closed }, `deny list applied: ${list.size} entr${list.size === 1 ? 'y' : 'ies'}, ${closed} open connection(s) closed`);
       return closed;
     },
+
+    setAcmeChallenges,
 
     close,
     metrics,

@@ -12,7 +12,8 @@ import { HostTable } from './host-table.js';
 import type { RawConfig, RawRoute, RawSite } from './schema.js';
 import { tlsProfiles } from './tls-profiles.js';
 import { compileAllowList, CrlError, parseCrl } from '../trust/index.js';
-import type { ClientAuth, Config, CertificatePair, RevocationPolicy, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
+import type { AcmeSource, ClientAuth, Config, CertificatePair, RevocationPolicy, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
+import { acmeCertificateFiles } from '../state/index.js';
 
 /**
  * Turns a schema-valid raw config into the runtime config: resolves paths
@@ -39,7 +40,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
   const sites: Site[] = [];
   let defaultSite: Site | null = null;
   raw.sites.forEach((rawSite, i) => {
-    const site = provisionSite(rawSite, i, `sites[${i}]`, file, file(raw.dataDir), issue);
+    const site = provisionSite(rawSite, i, `sites[${i}]`, file, file(raw.dataDir), raw.listen.http !== undefined, issue);
     sites.push(site);
     site.hosts.forEach((host, j) => {
       const owner = hostOwner.get(host);
@@ -101,13 +102,18 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
 
 type Issue = (path: string, message: string) => void;
 
-function provisionSite(raw: RawSite, index: number, at: string, file: (p: string) => string, dataDir: string, issue: Issue): Site {
+function provisionSite(raw: RawSite, index: number, at: string, file: (p: string) => string, dataDir: string, hasHttpListener: boolean, issue: Issue): Site {
   const hosts = raw.hosts.map((h) => normaliseSiteHost(h) as string);
   hosts.forEach((h, j) => {
     if (hosts.indexOf(h) !== j) issue(`${at}.hosts[${j}]`, `"${h}" is listed twice; remove the duplicate`);
   });
 
   const certificates: CertificatePair[] = [];
+  const acmeEntry = raw.certificates.findIndex((c) => c.acme !== undefined);
+  if (acmeEntry >= 0) {
+    const acme = provisionAcme(raw, hosts, `${at}.certificates[${acmeEntry}]`, file, dataDir, hasHttpListener, issue);
+    return finishSite(raw, index, at, hosts, acme?.served ? [acme.served] : [], acme?.source ?? null, file, issue);
+  }
   raw.certificates.forEach((entry, j) => {
     let source = entry;
     const path = `${at}.certificates[${j}]`;
@@ -148,6 +154,71 @@ function provisionSite(raw: RawSite, index: number, at: string, file: (p: string
       }
     });
   }
+  return finishSite(raw, index, at, hosts, certificates, null, file, issue);
+}
+
+/**
+ * An `acme` source: the certificate an ACME CA issued earlier, kept under
+ * dataDir, is served when it is usable for every host; otherwise the site is
+ * pending (no certificate, handshakes refused) until the ACME manager orders
+ * one. A stored certificate that expired while the instance was down must
+ * not keep it from starting, hence no config issue for it.
+ */
+function provisionAcme(
+  raw: RawSite,
+  hosts: readonly string[],
+  path: string,
+  file: (p: string) => string,
+  dataDir: string,
+  hasHttpListener: boolean,
+  issue: Issue,
+): { source: AcmeSource; served: CertificatePair | null } | null {
+  const entry = raw.certificates.find((c) => c.acme !== undefined) as RawSite['certificates'][number];
+  const acme = entry.acme as NonNullable<typeof entry.acme>;
+  if (raw.certificates.length > 1 || entry.cert !== undefined || entry.key !== undefined || entry.internal) {
+    issue(path, 'an acme source is the site\'s only certificate source; remove the other entries (or give those hosts their own site)');
+    return null;
+  }
+  const wildcards = hosts.filter((h) => h.startsWith('*.'));
+  if (wildcards.length > 0) {
+    issue(`${path}.acme`, `ACME needs the dns-01 challenge for ${wildcards.join(', ')}, which Portcullis does not answer; list the names without wildcards, or serve them from files or internal: true in another site`);
+    return null;
+  }
+  if (acme.challenge === 'http-01' && !hasHttpListener) {
+    issue(`${path}.acme.challenge`, 'http-01 is answered by the plain-HTTP listener on port 80, which is not configured; add listen: {http: "0.0.0.0:80"} or use challenge: tls-alpn-01');
+    return null;
+  }
+  let caPem: string | null = null;
+  const caFile = acme.ca === undefined ? null : file(acme.ca);
+  if (caFile) {
+    try {
+      caPem = readFileSync(caFile, 'utf8');
+    } catch (err) {
+      issue(`${path}.acme.ca`, `cannot read ${caFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the PEM CA certificate that signs the ACME server's own TLS certificate`);
+      return null;
+    }
+    if (!pemBlocks(caPem).some((b) => b.label === 'CERTIFICATE')) {
+      issue(`${path}.acme.ca`, `${caFile} holds no PEM certificate; give the CA certificate of the ACME server's TLS in PEM`);
+      return null;
+    }
+  }
+  const files = acmeCertificateFiles(dataDir, hosts[0] as string);
+  let served: CertificatePair | null = null;
+  let storedProblem: string | null = null;
+  if (existsSync(files.certFile)) {
+    const loaded = loadCertificatePair(files.certFile, files.keyFile, 'server');
+    if (!loaded.ok) storedProblem = loaded.problems.map((p) => p.message).join('; ');
+    else {
+      const uncovered = hosts.filter((h) => !certificateCovers(loaded.certificate.leaf, h));
+      if (uncovered.length > 0) storedProblem = `the stored certificate does not cover ${uncovered.join(', ')}`;
+      else served = loaded.certificate;
+    }
+  }
+  const source: AcmeSource = { email: acme.email, directory: acme.directory, caPem, challenge: acme.challenge, names: hosts, storedProblem };
+  return { source, served };
+}
+
+function finishSite(raw: RawSite, index: number, at: string, hosts: string[], certificates: CertificatePair[], acme: AcmeSource | null, file: (p: string) => string, issue: Issue): Site {
 
   const hsts = `max-age=${raw.hsts.maxAge}${raw.hsts.includeSubDomains ? '; includeSubDomains' : ''}${raw.hsts.preload ? '; preload' : ''}`;
   if (raw.hsts.preload && (raw.hsts.maxAge < 31_536_000 || !raw.hsts.includeSubDomains)) {
@@ -171,7 +242,7 @@ function provisionSite(raw: RawSite, index: number, at: string, file: (p: string
   routes.sort((a, b) => b.path.length - a.path.length);
 
   const identityHeader = (raw.clientAuth?.forwardHeader ?? 'x-client-cert').toLowerCase();
-  return { id: hosts[0] as string, index, hosts, isDefault: raw.default, certificates, hsts, clientAuth, identityHeader, routes };
+  return { id: hosts[0] as string, index, hosts, isDefault: raw.default, certificates, acme, hsts, clientAuth, identityHeader, routes };
 }
 
 function provisionClientAuth(raw: NonNullable<RawSite['clientAuth']>, at: string, file: (p: string) => string, issue: Issue): ClientAuth {

@@ -140,7 +140,14 @@ const certificateSource = z.strictObject({
   cert: path.optional(),
   key: path.optional(),
   internal: z.literal(true, { error: 'use internal: true (a certificate issued and renewed by the built-in CA), or give cert: and key:' }).optional(),
-  acme: later('certificates[].acme (ACME certificates)'),
+  acme: z
+    .strictObject({
+      email: z.email({ error: 'use the contact address the ACME CA may write to about the account, e.g. ops@example.test' }),
+      directory: z.url({ protocol: /^https$/, error: 'use the https:// URL of the ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory' }),
+      ca: path.optional(),
+      challenge: z.enum(['http-01', 'tls-alpn-01'], { error: 'use "http-01" (answered by the listen.http redirect listener) or "tls-alpn-01" (answered on listen.https)' }).default('http-01'),
+    })
+    .optional(),
 });
 
 const site = z.strictObject({

@@ -79,7 +79,10 @@ export interface Site {
   readonly index: number;
   readonly hosts: readonly string[];
   readonly isDefault: boolean;
+  /** Empty while an ACME certificate is not issued yet (the site's handshakes are then refused). */
   readonly certificates: readonly CertificatePair[];
+  /** The ACME source, when the site's certificate comes from an ACME CA. */
+  readonly acme: AcmeSource | null;
   /** The Strict-Transport-Security value, computed once. */
   readonly hsts: string;
   /** Mutual TLS, when configured. */
@@ -94,6 +97,18 @@ export interface Site {
   readonly routes: readonly Route[];
 }
 
+
+export interface AcmeSource {
+  readonly email: string;
+  readonly directory: string;
+  /** `acme.ca`, trusted for the directory's own TLS besides the public roots. */
+  readonly caPem: string | null;
+  readonly challenge: 'http-01' | 'tls-alpn-01';
+  /** What is ordered: every host of the site (a site with a wildcard host cannot use ACME: that needs dns-01). */
+  readonly names: readonly string[];
+  /** Why the stored certificate is not served (expired, does not cover a host …), or null when it is served or there is none yet. */
+  readonly storedProblem: string | null;
+}
 
 export interface Route {
   readonly index: number;

@@ -8,8 +8,15 @@ import { HelloPeek, type PeekOutcome } from './hello-peek.js';
 import { bindServer } from './bind.js';
 import { endWithLinger } from './linger.js';
 
-/** Picks the TLS server for a ClientHello on a socket; null refuses the handshake. */
-export type HelloRouter = (hello: ClientHello, socket: Socket) => TlsServer | null;
+/** A refusal the router decides on (a known site that cannot serve yet), with what the log line should say. */
+export interface HelloRefusal {
+  readonly refuse: Reason;
+  readonly details: Readonly<Record<string, unknown>>;
+  readonly message: string;
+}
+
+/** Picks the TLS server for a ClientHello on a socket; null (no site for the name) or a refusal refuses the handshake. */
+export type HelloRouter = (hello: ClientHello, socket: Socket) => TlsServer | HelloRefusal | null;
 
 export interface HttpsListenerOptions {
   readonly route: HelloRouter;
@@ -59,6 +66,10 @@ export class HttpsListener {
     switch (outcome.kind) {
       case 'hello': {
         const server = this.#opts.route(outcome.hello, socket);
+        if (server && 'refuse' in server) {
+          this.#refuse(socket, server.refuse, alertHandshakeFailure, { sni: outcome.hello.serverName, ...server.details }, server.message);
+          return;
+        }
         if (server) {
           server.emit('connection', socket);
           return;
@@ -89,9 +100,9 @@ export class HttpsListener {
     }
   }
 
-  #refuse(socket: Socket, reason: Reason, answer: Buffer | null, details: Record<string, unknown>): void {
+  #refuse(socket: Socket, reason: Reason, answer: Buffer | null, details: Record<string, unknown>, message = 'connection refused before TLS'): void {
     this.#opts.metrics.refused(reason);
-    this.#opts.log.info({ event: 'handshake_failed', reason, remoteAddress: socket.remoteAddress, ...details }, 'connection refused before TLS');
+    this.#opts.log.info({ event: 'handshake_failed', reason, remoteAddress: socket.remoteAddress, ...details }, message);
     if (!answer) {
       socket.destroy();
       return;

@@ -7,7 +7,8 @@ import type { Config } from '../config/index.js';
 export function watchedFilesOf(config: Config): string[] {
   const files = new Set<string>();
   for (const site of config.sites) {
-    for (const pair of site.certificates) files.add(pair.certFile).add(pair.keyFile);
+    // ACME certificates are written by the ACME manager, which reloads itself once they are complete
+    if (!site.acme) for (const pair of site.certificates) files.add(pair.certFile).add(pair.keyFile);
     for (const ca of site.clientAuth?.caFiles ?? []) files.add(ca);
   }
   return [...files];

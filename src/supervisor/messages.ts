@@ -1,4 +1,5 @@
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import type { AcmeChallengeSet } from '../acme/index.js';
 import type { DenyEntry } from '../trust/index.js';
 import type { ReloadResult } from './reloader.js';
 
@@ -8,7 +9,9 @@ import type { ReloadResult } from './reloader.js';
  * accepted configs), never from the file on their own.
  */
 export type ToWorker =
-  | { readonly type: 'start'; readonly keys: string; readonly text: string; readonly generation: number; readonly denyList: readonly DenyEntry[] }
+  | { readonly type: 'start'; readonly keys: string; readonly text: string; readonly generation: number; readonly denyList: readonly DenyEntry[]; readonly challenges: AcmeChallengeSet }
+  /** ACME challenge answers to serve from now on; answered with acme-challenges-applied. */
+  | { readonly type: 'acme-challenges'; readonly id: number; readonly set: AcmeChallengeSet }
   | { readonly type: 'deny-list'; readonly entries: readonly DenyEntry[] }
   | { readonly type: 'tickets'; readonly keys: string }
   | { readonly type: 'reload'; readonly id: number; readonly text: string; readonly generation: number }
@@ -22,6 +25,7 @@ export type ToPrimary =
   | { readonly type: 'failed'; readonly code: string; readonly message: string }
   | { readonly type: 'reloaded'; readonly id: number; readonly result: ReloadResult }
   /** The worker's registry for a scrape of the admin listener, which the primary aggregates. */
-  | { readonly type: 'metrics'; readonly id: number; readonly metrics: WorkerMetrics };
+  | { readonly type: 'metrics'; readonly id: number; readonly metrics: WorkerMetrics }
+  | { readonly type: 'acme-challenges-applied'; readonly id: number };
 
 export type WorkerMetrics = MetricObjectWithValues<MetricValue<string>>[];

@@ -13,6 +13,8 @@ import { applyDenyList } from './deny-list-sync.js';
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
 import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
 import { openAdmin } from './admin-for.js';
+import { startAcme } from './acme-for.js';
+import { noChallenges, type AcmeChallengeSet, type AcmeManager } from '../acme/index.js';
 import { readDenyList } from '../state/index.js';
 import type { DenyEntry } from '../trust/index.js';
 import { onStopSignals } from './stop-signals.js';
@@ -31,10 +33,8 @@ interface Member {
   readonly worker: Worker;
   /** The accepted config it serves (null until it serves). */
   generation: number | null;
-  /** Pending reload answers by request id; answered as failed if the worker goes away. */
-  readonly reloads: Map<number, (result: ReloadResult) => void>;
-  /** Pending metrics answers by request id; answered empty if the worker goes away. */
-  readonly scrapes: Map<number, (metrics: WorkerMetrics) => void>;
+  /** Requests waiting for the worker's answer, by id; each is answered with its fallback if the worker goes away. */
+  readonly pending: Map<number, { answer: (value: unknown) => void; gone: (why: string) => void }>;
 }
 
 /**
@@ -64,53 +64,55 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
 
   let stopping = false;
   const crashes: number[] = [];
-  let nextReloadId = 1;
+  let nextRequestId = 1;
   const metrics = new SupervisorMetrics();
 
-  /** The registry of one serving worker; empty when it does not answer in time. */
-  const scrapeWorker = (member: Member): Promise<WorkerMetrics> =>
+  /** Sends one worker a request and resolves with its answer, or with `fallback(why)` when it does not answer in time or exits: never hangs. */
+  const ask = <T>(member: Member, request: (id: number) => ToWorker, timeoutMs: number, fallback: (why: string) => T): Promise<T> =>
     new Promise((resolve) => {
-      const id = nextReloadId++;
-      const timer = setTimeout(() => answer([]), workerScrapeTimeoutMs);
-      const answer = (answered: WorkerMetrics) => {
+      const id = nextRequestId++;
+      const timer = setTimeout(() => done(fallback('did not answer in time')), timeoutMs);
+      const done = (value: T) => {
         clearTimeout(timer);
-        member.scrapes.delete(id);
-        resolve(answered);
+        member.pending.delete(id);
+        resolve(value);
       };
-      member.scrapes.set(id, answer);
-      send(member.worker, { type: 'metrics', id });
+      member.pending.set(id, { answer: (value) => done(value as T), gone: (why) => done(fallback(why)) });
+      send(member.worker, request(id));
     });
-  /** The instance's metrics: the primary's own plus every worker's, counters summed. */
+  const serving = () => [...members.values()].filter((m) => m.generation !== null);
+
+  /** The instance's metrics: the primary's own plus every serving worker's (one that does not answer is left out), counters summed. */
   const scrape = async () => {
-    const workers = await Promise.all([...members.values()].filter((m) => m.generation !== null).map(scrapeWorker));
+    const workers = await Promise.all(serving().map((m) => ask<WorkerMetrics>(m, (id) => ({ type: 'metrics', id }), workerScrapeTimeoutMs, () => [])));
     return AggregatorRegistry.aggregate([await metrics.registry.getMetricsAsJSON(), ...workers]).metrics();
   };
 
-  /** Asks one serving worker to apply `text`; never hangs (timeout, exit). */
-  const reloadWorker = (member: Member, text: string, generation: number): Promise<ReloadResult> =>
-    new Promise((resolve) => {
-      const id = nextReloadId++;
-      const timer = setTimeout(() => answer({ ok: false, code: 'PCL_RELOAD_FAILED', message: `worker ${member.worker.id} did not answer in time` }), workerReloadTimeoutMs);
-      const answer = (result: ReloadResult) => {
-        clearTimeout(timer);
-        member.reloads.delete(id);
-        if (result.ok) member.generation = generation;
-        resolve(result);
-      };
-      member.reloads.set(id, answer);
-      send(member.worker, { type: 'reload', id, text, generation });
-    });
+  /** Asks one serving worker to apply `text`. */
+  const reloadWorker = async (member: Member, text: string, generation: number): Promise<ReloadResult> => {
+    const result = await ask<ReloadResult>(member, (id) => ({ type: 'reload', id, text, generation }), workerReloadTimeoutMs, (why) => ({ ok: false, code: 'PCL_RELOAD_FAILED', message: `worker ${member.worker.id} ${why}` }));
+    if (result.ok) member.generation = generation;
+    return result;
+  };
+
+  let acme: AcmeManager | null = null;
+  /** Puts ACME challenge answers in place on every worker; resolves once all have them (or could not). */
+  const publishChallenges = async (set: AcmeChallengeSet): Promise<void> => {
+    const answers = await Promise.all([...members.values()].map((m) => ask(m, (id) => ({ type: 'acme-challenges', id, set }), workerScrapeTimeoutMs, (why) => `worker ${m.worker.id} ${why}`)));
+    const missing = answers.filter((a): a is string => typeof a === 'string');
+    if (missing.length > 0) log.warn({ event: 'acme_challenges_unconfirmed', workers: missing }, `ACME challenge answers not confirmed by ${missing.join(', ')}; the validation may fail there and is then retried`);
+  };
 
   /** Forks one worker; resolves with its ports once it serves, rejects with its start error. */
   const fork = (): Promise<{ port: number; httpPort: number | null }> =>
     new Promise((resolve, reject) => {
       const worker = cluster.fork();
-      const member: Member = { worker, generation: null, reloads: new Map(), scrapes: new Map() };
+      const member: Member = { worker, generation: null, pending: new Map() };
       members.set(worker, member);
       worker.on('message', (message: ToPrimary) => {
         switch (message.type) {
           case 'hello':
-            send(worker, { type: 'start', keys: tickets.export().toString('base64'), text: accepted.text, generation: accepted.generation, denyList });
+            send(worker, { type: 'start', keys: tickets.export().toString('base64'), text: accepted.text, generation: accepted.generation, denyList, challenges: acme?.challenges() ?? noChallenges });
             return;
           case 'ready':
             member.generation = message.generation;
@@ -123,17 +125,19 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
             reject(new PortcullisError('PCL_WORKER_FAILED', `worker ${worker.id} could not start: ${message.message}`));
             return;
           case 'reloaded':
-            member.reloads.get(message.id)?.(message.result);
+            member.pending.get(message.id)?.answer(message.result);
             return;
           case 'metrics':
-            member.scrapes.get(message.id)?.(message.metrics);
+            member.pending.get(message.id)?.answer(message.metrics);
+            return;
+          case 'acme-challenges-applied':
+            member.pending.get(message.id)?.answer(undefined);
             return;
         }
       });
       worker.once('exit', (code, signal) => {
         members.delete(worker);
-        for (const answer of member.reloads.values()) answer({ ok: false, code: 'PCL_RELOAD_FAILED', message: `worker ${worker.id} exited` });
-        for (const answer of member.scrapes.values()) answer([]);
+        for (const request of member.pending.values()) request.gone('exited');
         reject(new PortcullisError('PCL_WORKER_FAILED', `worker ${worker.id} exited (${signal ?? code}) before serving`));
         if (stopping) return;
         const now = Date.now();
@@ -192,6 +196,7 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
       if (next.workers !== accepted.config.workers) log.warn({ event: 'workers_unchanged', running: members.size, configured: next.workers }, 'a new worker count applies at the next start');
       accepted = { config: next, text, generation };
       await watcher.watch(watchedFilesOf(next));
+      acme?.apply(next);
       for (const f of failed) {
         log.error({ event: 'worker_replaced', worker: f.member.worker.id, error: f.result.message }, `worker ${f.member.worker.id} could not apply the reload; replacing it`);
         f.member.worker.kill();
@@ -226,11 +231,14 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
   }
   await watcher.watch(watchedFilesOf(accepted.config));
   const stopRenewal = scheduleInternalRenewal(renewalOf(source, admin), log);
+  // once this instance owns the dataDir (the control socket): only then may it order certificates into it
+  acme = startAcme(accepted.config, log, metrics, publishChallenges, () => reloader.reload('acme certificate issued'));
   // handlers first: whoever reads "listening" may signal at once
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   onStopSignals(log, async (signal) => {
     watcher.close();
     stopRenewal();
+    acme?.stop();
     await reloader.stop();
     stopping = true;
     const drainMs = accepted.config.timeouts.drainMs;

@@ -4,8 +4,8 @@ import type { Logger, SupervisorMetrics } from '../telemetry/index.js';
 import { replacements } from '../tls/index.js';
 
 /** What asked for a reload; the metric label is the short form. */
-export type ReloadTrigger = 'SIGHUP' | 'control socket' | 'certificate files changed';
-const triggerLabel: Record<ReloadTrigger, string> = { SIGHUP: 'signal', 'control socket': 'control', 'certificate files changed': 'files' };
+export type ReloadTrigger = 'SIGHUP' | 'control socket' | 'certificate files changed' | 'acme certificate issued';
+const triggerLabel: Record<ReloadTrigger, string> = { SIGHUP: 'signal', 'control socket': 'control', 'certificate files changed': 'files', 'acme certificate issued': 'acme' };
 
 export type ReloadResult = { readonly ok: true; readonly message: string } | { readonly ok: false; readonly code: string; readonly message: string };
 

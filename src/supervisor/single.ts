@@ -2,6 +2,7 @@ import { formatHostPort, type Config } from '../config/index.js';
 import { startPortcullis } from '../portcullis.js';
 import { Registry } from 'prom-client';
 import type { AdminListener } from '../admin/index.js';
+import type { AcmeManager } from '../acme/index.js';
 import { SupervisorMetrics, type Logger } from '../telemetry/index.js';
 import { accessLogFor, reopenAccessLog } from './access-log-for.js';
 import type { ConfigSource } from './config-source.js';
@@ -12,6 +13,7 @@ import { applyDenyList } from './deny-list-sync.js';
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
 import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
 import { openAdmin } from './admin-for.js';
+import { startAcme } from './acme-for.js';
 import { readDenyList } from '../state/index.js';
 
 /**
@@ -23,6 +25,7 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
   const access = accessLogFor(config, log);
   const proxy = await startPortcullis(config, log, { accessLog: access, denyList: readDenyList(config.dataDir) });
   const metrics = new SupervisorMetrics();
+  let acme: AcmeManager | null = null;
   // certificate files replaced on disk (renewal tooling, cert-manager) are picked up by a reload
   const watcher = new FileWatcher((files) => {
     log.info({ event: 'certificate_files_changed', files }, 'certificate files changed on disk; reloading');
@@ -35,6 +38,7 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
       await proxy.reload(next);
       reopenAccessLog(access, log);
       await watcher.watch(watchedFilesOf(next));
+      acme?.apply(next);
     },
     log,
     metrics,
@@ -55,6 +59,8 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
     throw err;
   }
   const stopRenewal = scheduleInternalRenewal(renewalOf(source, admin), log);
+  // once this instance owns the dataDir (the control socket): only then may it order certificates into it
+  acme = startAcme(config, log, metrics, async (set) => proxy.setAcmeChallenges(set), () => reloader.reload('acme certificate issued'));
   // handlers first: whoever reads "listening" may signal at once
   process.on('SIGHUP', () => void reloader.reload('SIGHUP'));
   onStopSignals(log, async (signal) => {
@@ -62,6 +68,7 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
     log.info({ event: 'stopping', signal, drainMs }, `received ${signal}: finishing in-flight requests (at most ${drainMs} ms)`);
     watcher.close();
     stopRenewal();
+    acme?.stop();
     await reloader.stop();
     await Promise.all([proxy.drain(drainMs), control?.close(), admin?.close()]);
     await access?.flush();

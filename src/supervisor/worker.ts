@@ -8,6 +8,7 @@ import type { FileSource } from './config-source.js';
 import type { ToPrimary, ToWorker } from './messages.js';
 import type { ReloadResult } from './reloader.js';
 import type { DenyEntry } from '../trust/index.js';
+import type { AcmeChallengeSet } from '../acme/index.js';
 
 function send(message: ToPrimary): void {
   process.send?.(message);
@@ -49,10 +50,12 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
     return { ok: true, message: 'reloaded' };
   };
 
-  let started!: (start: { text: string; generation: number; denyList: readonly DenyEntry[] }) => void;
-  const startOrder = new Promise<{ text: string; generation: number; denyList: readonly DenyEntry[] }>((resolve) => (started = resolve));
-  /** A deny list that arrives while the worker starts applies once it serves. */
+  type StartOrder = Extract<ToWorker, { type: 'start' }>;
+  let started!: (start: StartOrder) => void;
+  const startOrder = new Promise<StartOrder>((resolve) => (started = resolve));
+  /** A deny list or ACME challenges that arrive while the worker starts apply once it serves. */
   let denyList: readonly DenyEntry[] | null = null;
+  let challenges: AcmeChallengeSet | null = null;
   process.on('message', (message: ToWorker) => {
     switch (message.type) {
       case 'start':
@@ -68,6 +71,11 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
       case 'deny-list':
         if (proxy) proxy.setDenyList(message.entries);
         else denyList = message.entries;
+        return;
+      case 'acme-challenges':
+        if (proxy) proxy.setAcmeChallenges(message.set);
+        else challenges = message.set;
+        send({ type: 'acme-challenges-applied', id: message.id });
         return;
       case 'metrics':
         void (proxy ? proxy.metrics.registry.getMetricsAsJSON() : Promise.resolve([])).then((metrics) => send({ type: 'metrics', id: message.id, metrics }));
@@ -88,9 +96,11 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
     log = createLogger(levelOverride ?? config.log.level);
     access = accessLogFor(config, log);
     const initial = denyList ?? start.denyList;
-    proxy = await startPortcullis(config, log, { tickets, accessLog: access, denyList: initial, processName: `worker-${cluster.worker?.id ?? process.pid}` });
+    proxy = await startPortcullis(config, log, { tickets, accessLog: access, denyList: initial, acmeChallenges: challenges ?? start.challenges, processName: `worker-${cluster.worker?.id ?? process.pid}` });
     // a list that arrived while the instance started
     if (denyList && denyList !== initial) proxy.setDenyList(denyList);
+    // challenges that changed while the instance started
+    if (challenges) proxy.setAcmeChallenges(challenges);
   } catch (err) {
     send({ type: 'failed', code: err instanceof PortcullisError ? err.code : 'PCL_WORKER_FAILED', message: (err as Error).message });
     process.exit(3);

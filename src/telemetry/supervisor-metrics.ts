@@ -35,6 +35,20 @@ export class SupervisorMetrics {
     registers: [this.registry],
   });
 
+  readonly acmeOrders = new Counter<'site' | 'result' | 'reason'>({
+    name: 'portcullis_acme_orders_total',
+    help: 'ACME orders by site and result (started, succeeded, failed); reason is the ACME problem type (rejectedIdentifier, connection …) or unreachable, untrusted_server, failed',
+    labelNames: ['site', 'result', 'reason'],
+    registers: [this.registry],
+  });
+
+  readonly acmeNextRenewal = new Gauge<'site'>({
+    name: 'portcullis_acme_next_renewal_timestamp_seconds',
+    help: 'When the ACME certificate of the site is next ordered (unix time): its renewal time, or the next retry after a failure',
+    labelNames: ['site'],
+    registers: [this.registry],
+  });
+
   constructor() {
     this.lastReloadSuccessful.set(1);
   }

@@ -6,3 +6,4 @@ export { classifyHandshakeFailure, type HandshakeFailure } from './handshake-fai
 export { OcspStapler, requiresStapling, type OcspCallback, type OcspStaplerOptions } from './ocsp-stapling.js';
 export { checkRotation, replacements } from './rotation-checks.js';
 export { ExpiryMonitor } from './expiry-monitor.js';
+export { AlpnChallengeServers, acmeAlpnProtocol } from './alpn-challenges.js';

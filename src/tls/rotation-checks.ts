@@ -57,11 +57,15 @@ export interface Replacement {
   readonly where: string;
 }
 
-/** The certificates of sites that stay which the served config does not have yet: what a reload rotates. */
+/**
+ * The certificates of sites that stay which the served config does not have
+ * yet: what a reload rotates. A site that served none (an ACME site before
+ * its first certificate) has nothing to rotate from.
+ */
 export function* replacements(served: Config, next: Config): Generator<Replacement> {
   for (const [i, site] of next.sites.entries()) {
     const before = served.sites.find((s) => s.id === site.id);
-    if (!before) continue;
+    if (!before || before.certificates.length === 0) continue;
     const known = new Set(before.certificates.map((c) => c.leaf.fingerprint256));
     for (const [j, pair] of site.certificates.entries()) {
       if (!known.has(pair.leaf.fingerprint256)) yield { before, site, pair, where: `sites[${i}].certificates[${j}] (${pair.certFile})` };

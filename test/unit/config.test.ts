@@ -51,7 +51,16 @@ function issuesOf(t: { after(fn: () => unknown): void }, yaml: string): { path: 
   assert.fail('the config loaded but should not have');
 }
 
+/** A site whose certificate comes from ACME, with `hosts` and the acme settings given. */
+const acmeSite = (hosts: string, acme: string) => `
+  - hosts: ${hosts}
+    certificates: [{ acme: { email: ops@example.test, ${acme} } }]
+    routes: [{ path: /, upstream: "http://127.0.0.1:9000" }]`;
+
 const cases: { name: string; yaml: string; path: string; message: RegExp }[] = [
+  { name: 'ACME http-01 without the HTTP listener', yaml: configWith(`sites:${acmeSite('[a.test]', 'directory: "https://ca.test/dir"')}`), path: 'sites[0].certificates[0].acme.challenge', message: /http-01 is answered by the plain-HTTP listener .* add listen: \{http: "0\.0\.0\.0:80"\} or use challenge: tls-alpn-01/ },
+  { name: 'ACME for a wildcard host', yaml: configWith(`sites:${acmeSite('[a.test, "*.a.test"]', 'directory: "https://ca.test/dir", challenge: tls-alpn-01')}`), path: 'sites[0].certificates[0].acme', message: /dns-01 challenge for \*\.a\.test, which Portcullis does not answer/ },
+  { name: 'an ACME directory over plain HTTP', yaml: configWith(`sites:${acmeSite('[a.test]', 'directory: "http://ca.test/dir", challenge: tls-alpn-01')}`), path: 'sites[0].certificates[0].acme.directory', message: /use the https:\/\/ URL of the ACME directory/ },
   { name: 'an unknown top-level key, with a suggestion', yaml: `listne: {}\nsites:${site()}`, path: 'listne', message: /unknown key "listne"; did you mean "listen"\?/ },
   { name: 'an unknown key inside a site', yaml: configWith(`sites:${site()}\n    rotues: []`), path: 'sites[0].rotues', message: /did you mean "routes"/ },
   { name: 'a listen address without a port', yaml: `listen: { https: "8443" }\nsites:${site()}`, path: 'listen.https', message: /got "8443"; use host:port/ },
