@@ -98,10 +98,21 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       if (answered) log.info({ event: 'request_refused', ...answered, site: site.id, detail: err.code }, 'HTTP request refused by the parser');
     },
     clientCertificate: (info, site) => verdicts.judged(info, site),
-    handshakeFailed: (err, socket, site) => {
+    connectionAccepted: (info, handshakeMs) => {
+      metrics.handshakes.inc({ version: info.tlsVersion, cipher: info.cipher, resumed: String(info.resumed) });
+      log.info(
+        { event: 'connection_accepted', site: info.site?.id ?? null, sni: info.serverName, tlsVersion: info.tlsVersion, cipher: info.cipher, alpn: info.alpn, resumed: info.resumed, handshakeMs: handshakeMs === null ? null : Math.round(handshakeMs * 100) / 100, ja4: info.ja4, remoteAddress: info.remoteAddress, clientCert: info.client?.status ?? null, clientSubject: info.client && info.client.status !== 'none' ? (info.client.identity?.subject ?? null) : null },
+        'TLS connection accepted',
+      );
+    },
+    handshakeFailed: (err, socket, site, hello) => {
       const failure = classifyHandshakeFailure(err);
       metrics.refused(failure.reason);
-      log.info({ event: 'handshake_failed', reason: failure.reason, detail: failure.detail, site: site.id, remoteAddress: socket.remoteAddress }, 'TLS handshake refused');
+      if (failure.reason === 'unsupported_protocol' && hello) metrics.legacyAttempts.inc({ offered: hello.offered });
+      log.info(
+        { event: 'handshake_failed', reason: failure.reason, detail: failure.detail, site: site.id, remoteAddress: socket.remoteAddress, offered: hello?.offered ?? null, ja4: hello?.ja4 ?? null },
+        'TLS handshake refused',
+      );
     },
   });
   const acmeHttp = new Map<string, string>();
@@ -146,6 +157,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   let listener = newListener();
   /** Listeners of earlier configs that still have connections open. */
   const retired = new Set<HttpsListener>();
+  metrics.watchConnections(() => [listener, ...retired].reduce((n, l) => n + l.connections, 0));
   let address: AddressInfo;
   try {
     address = await listener.listen(config.listen.https, 'listen.https');

@@ -20,6 +20,8 @@ export interface ClientHello {
   readonly alpn: readonly string[];
   readonly groups: readonly number[];
   readonly signatureAlgorithms: readonly number[];
+  /** ec_point_formats (for JA3); empty when absent. */
+  readonly ecPointFormats: readonly number[];
 }
 
 export type HelloParse =
@@ -156,6 +158,7 @@ function parseBody(body: Buffer, recordVersion: number): HelloParse {
     alpn: [] as string[],
     groups: [] as number[],
     signatureAlgorithms: [] as number[],
+    ecPointFormats: [] as number[],
   };
   if (r.remaining === 0) return { kind: 'hello', hello }; // no extensions at all (old clients)
   const exts = r.vector(2);
@@ -174,7 +177,7 @@ function parseBody(body: Buffer, recordVersion: number): HelloParse {
 function readExtension(
   type: number,
   data: Reader,
-  hello: { serverName: string | null; alpn: string[]; supportedVersions: number[]; groups: number[]; signatureAlgorithms: number[] },
+  hello: { serverName: string | null; alpn: string[]; supportedVersions: number[]; groups: number[]; signatureAlgorithms: number[]; ecPointFormats: number[] },
 ): string | null {
   switch (type) {
     case 0: {
@@ -213,6 +216,12 @@ function readExtension(
       const groups = u16List(data.vector(2));
       if (!groups) return 'bad supported_groups';
       hello.groups.push(...groups);
+      return null;
+    }
+    case 11: {
+      const formats = data.vector(1);
+      if (!formats) return 'bad ec_point_formats';
+      while (formats.remaining > 0) hello.ecPointFormats.push(formats.u8());
       return null;
     }
     case 13: {

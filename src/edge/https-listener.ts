@@ -5,6 +5,7 @@ import type { Reason } from '../errors.js';
 import type { Logger, Metrics } from '../telemetry/index.js';
 import { highestOfferedVersion, versionName, type ClientHello } from './client-hello.js';
 import { HelloPeek, type PeekOutcome } from './hello-peek.js';
+import { ja4, setHelloSummary } from './fingerprints.js';
 import { bindServer } from './bind.js';
 import { endWithLinger } from './linger.js';
 
@@ -59,15 +60,18 @@ export class HttpsListener {
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', ignoreSocketError);
-    new HelloPeek(socket, this.#opts.handshakeTimeoutMs(), (outcome) => this.#dispatch(socket, outcome));
+    const acceptedAt = performance.now();
+    new HelloPeek(socket, this.#opts.handshakeTimeoutMs(), (outcome) => this.#dispatch(socket, outcome, acceptedAt));
   }
 
-  #dispatch(socket: Socket, outcome: PeekOutcome): void {
+  #dispatch(socket: Socket, outcome: PeekOutcome, acceptedAt: number): void {
     switch (outcome.kind) {
       case 'hello': {
+        const fingerprint = ja4(outcome.hello);
+        setHelloSummary(socket, { ja4: fingerprint, offered: versionName(highestOfferedVersion(outcome.hello)), acceptedAt });
         const server = this.#opts.route(outcome.hello, socket);
         if (server && 'refuse' in server) {
-          this.#refuse(socket, server.refuse, alertHandshakeFailure, { sni: outcome.hello.serverName, ...server.details }, server.message);
+          this.#refuse(socket, server.refuse, alertHandshakeFailure, { sni: outcome.hello.serverName, ja4: fingerprint, ...server.details }, server.message);
           return;
         }
         if (server) {
@@ -77,6 +81,7 @@ export class HttpsListener {
         const name = outcome.hello.serverName;
         this.#refuse(socket, name ? 'unknown_sni' : 'missing_sni', name ? alertUnrecognizedName : alertHandshakeFailure, {
           sni: name,
+          ja4: fingerprint,
           offered: versionName(highestOfferedVersion(outcome.hello)),
         });
         return;

@@ -3,3 +3,4 @@ export { parseClientHello, highestOfferedVersion, versionName, type ClientHello,
 export { endWithLinger } from './linger.js';
 export { RedirectListener, type ChallengeResponder } from './redirect-listener.js';
 export { bindServer } from './bind.js';
+export { helloSummaryOf, ja3, ja4, type HelloSummary } from './fingerprints.js';

@@ -1,16 +1,20 @@
 import type { AccessLog } from '../telemetry/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
-import type { RequestContext } from './request-context.js';
+import type { ProxyState, RequestContext } from './request-context.js';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
 /**
  * The pipeline's last phase: once the response is over (finished or cut),
- * one access-log line with everything the request went through. Attached
- * only when the access log is on.
+ * the request's metrics and, when the access log is on, one line with
+ * everything the request went through.
  */
-export function recordWhenDone(ctx: RequestContext, log: AccessLog): void {
-  ctx.res.once('close', () => writeRecord(ctx, log));
+export function recordWhenDone(ctx: RequestContext, state: ProxyState): void {
+  ctx.res.once('close', () => {
+    const now = performance.now();
+    state.metrics.requestDone((ctx.site ?? ctx.conn.site)?.id ?? '', ctx.route?.path ?? '', ctx.status, (now - ctx.startedAt) / 1000, ctx.upstreamOrigin === null ? null : ((ctx.upstreamEndedAt || now) - ctx.upstreamStartedAt) / 1000);
+    if (state.accessLog) writeRecord(ctx, state.accessLog, now);
+  });
 }
 
 /**
@@ -35,7 +39,7 @@ function fieldsOf(c: ConnectionInfo): string {
     const identity = c.client && c.client.status !== 'none' ? c.client.identity : null;
     text =
       `"clientAddress":${JSON.stringify(c.remoteAddress)},"tlsVersion":${JSON.stringify(c.tlsVersion)},"cipher":${JSON.stringify(c.cipher)},` +
-      `"alpn":${JSON.stringify(c.alpn)},"sni":${JSON.stringify(c.serverName)},"resumed":${c.resumed},` +
+      `"alpn":${JSON.stringify(c.alpn)},"sni":${JSON.stringify(c.serverName)},"resumed":${c.resumed},"ja4":${json(c.ja4)},` +
       `"clientCert":${JSON.stringify(c.client?.status ?? null)},"clientSubject":${json(identity?.subject)},` +
       `"clientSerial":${json(identity?.serial)},"clientFingerprint":${json(identity?.fingerprint)}`;
     connectionFields.set(c, text);
@@ -45,8 +49,7 @@ function fieldsOf(c: ConnectionInfo): string {
 
 const json = (v: string | null | undefined): string => (v === null || v === undefined ? 'null' : JSON.stringify(v));
 
-function writeRecord(ctx: RequestContext, log: AccessLog): void {
-  const now = performance.now();
+function writeRecord(ctx: RequestContext, log: AccessLog, now: number): void {
   // a WebSocket tunnel is complete when it ended without error; other responses when fully written
   const completed = ctx.tunnelClosedCleanly ?? ctx.res.writableFinished;
   const upstreamMs = ctx.upstreamOrigin === null ? 'null' : String(round((ctx.upstreamEndedAt || now) - ctx.upstreamStartedAt));

@@ -17,7 +17,7 @@ export function handleRequest(state: ProxyState, req: ProxyRequest, res: ProxyRe
     return;
   }
   const ctx = new RequestContext(req, res, conn, state, null);
-  if (state.accessLog) recordWhenDone(ctx, state.accessLog);
+  recordWhenDone(ctx, state);
   if (state.draining && req.httpVersionMajor === 1) (res as ServerResponse).shouldKeepAlive = false;
   if (req.httpVersionMajor === 2 && !(req as Http2ServerRequest).stream.endAfterHeaders) armBodyDeadline(ctx, req as Http2ServerRequest);
   run(ctx);
@@ -88,7 +88,7 @@ export function handleUpgrade(state: ProxyState, req: IncomingMessage, socket: D
   // Any other Upgrade (h2c …) may be ignored (RFC 9110 §7.8): answer it as a plain request,
   // unless it carries a body, which Node's parser has stopped reading.
   const ctx = new RequestContext(req, res, conn, state, websocket ? head : null);
-  if (state.accessLog) recordWhenDone(ctx, state.accessLog);
+  recordWhenDone(ctx, state);
   if (websocket) {
     run(ctx);
     return;

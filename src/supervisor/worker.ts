@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { collectDefaultMetrics } from 'prom-client';
 import { PortcullisError } from '../errors.js';
 import { startPortcullis, type Portcullis } from '../portcullis.js';
 import { createLogger, type AccessLog, type Level } from '../telemetry/index.js';
@@ -97,6 +98,7 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
     access = accessLogFor(config, log);
     const initial = denyList ?? start.denyList;
     proxy = await startPortcullis(config, log, { tickets, accessLog: access, denyList: initial, acmeChallenges: challenges ?? start.challenges, processName: `worker-${cluster.worker?.id ?? process.pid}` });
+    collectDefaultMetrics({ register: proxy.metrics.registry });
     // a list that arrived while the instance started
     if (denyList && denyList !== initial) proxy.setDenyList(denyList);
     // challenges that changed while the instance started

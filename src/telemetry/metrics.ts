@@ -142,6 +142,67 @@ export class Metrics {
     this.#expiring = source;
   }
 
+  // --- connections and requests ---
+  // `version` and `cipher` come from the TLS profile (a handful of values), `route` from the config, `status` from HTTP: all bounded.
+
+  readonly handshakes = new Counter<'version' | 'cipher' | 'resumed'>({
+    name: 'portcullis_handshakes_total',
+    help: 'Completed TLS handshakes by negotiated version, cipher and whether the session was resumed (refused ones: portcullis_connections_refused_total)',
+    labelNames: ['version', 'cipher', 'resumed'],
+    registers: [this.registry],
+  });
+
+  readonly legacyAttempts = new Counter<'offered'>({
+    name: 'portcullis_legacy_protocol_attempts_total',
+    help: 'Handshakes refused because the client offered only TLS versions below the profile, by the highest version offered',
+    labelNames: ['offered'],
+    registers: [this.registry],
+  });
+
+  readonly requests = new Counter<'site' | 'route' | 'status'>({
+    name: 'portcullis_requests_total',
+    help: 'Requests by site, route (its path prefix; empty when none matched) and response status (0: no response was sent)',
+    labelNames: ['site', 'route', 'status'],
+    registers: [this.registry],
+  });
+
+  readonly requestSeconds = new Histogram<'site'>({
+    name: 'portcullis_request_duration_seconds',
+    help: 'Time from request to the end of the response, per site',
+    labelNames: ['site'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  readonly upstreamSeconds = new Histogram<'site'>({
+    name: 'portcullis_upstream_duration_seconds',
+    help: 'Time from sending a request upstream to the end of the upstream response, per site',
+    labelNames: ['site'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  #openConnections: () => number = () => 0;
+
+  readonly activeConnections: Gauge = new Gauge({
+    name: 'portcullis_active_connections',
+    help: 'TCP connections open on the HTTPS listener (in handshake or serving)',
+    registers: [this.registry],
+    // a count per worker: the cluster total is the sum
+    aggregator: 'sum',
+    collect: () => this.activeConnections.set(this.#openConnections()),
+  });
+
+  watchConnections(count: () => number): void {
+    this.#openConnections = count;
+  }
+
+  requestDone(site: string, route: string, status: number, seconds: number, upstreamSeconds: number | null): void {
+    this.requests.inc({ site, route, status: String(status) });
+    this.requestSeconds.observe({ site }, seconds);
+    if (upstreamSeconds !== null) this.upstreamSeconds.observe({ site }, upstreamSeconds);
+  }
+
   refused(reason: Reason): void {
     this.refusedConnections.inc({ reason });
   }

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 /**
  * Metrics of the process that supervises (the single process, or the cluster
@@ -50,6 +50,8 @@ export class SupervisorMetrics {
   });
 
   constructor() {
+    // the process's own CPU, memory, event loop (with workers, each worker adds its own to the instance's registry)
+    collectDefaultMetrics({ register: this.registry });
     this.lastReloadSuccessful.set(1);
   }
 }

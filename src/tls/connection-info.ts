@@ -14,6 +14,8 @@ export interface ConnectionInfo {
   readonly serverName: string | null;
   readonly alpn: string;
   readonly resumed: boolean;
+  /** JA4 fingerprint of the client's ClientHello; null when the edge did not see it. */
+  readonly ja4: string | null;
   /** The site whose certificate was served. */
   readonly site: Site | null;
   /**
@@ -33,7 +35,7 @@ interface Tagged {
 }
 
 /** Reads the negotiated parameters of a finished handshake. */
-export function describeConnection(socket: TLSSocket, site: Site | null): ConnectionInfo {
+export function describeConnection(socket: TLSSocket, site: Site | null, ja4: string | null): ConnectionInfo {
   const clientAuth = site?.clientAuth ?? null;
   const servername = (socket as TLSSocket & { servername?: string | false }).servername;
   return {
@@ -44,6 +46,7 @@ export function describeConnection(socket: TLSSocket, site: Site | null): Connec
     serverName: servername ? servername.toLowerCase() : null,
     alpn: socket.alpnProtocol || 'http/1.1',
     resumed: socket.isSessionReused(),
+    ja4,
     site,
     // judged on every connection, resumed ones too: a resumed session is never a reason to skip it
     client: clientAuth ? verifyClientCertificate(socket, clientAuth) : null,

@@ -7,12 +7,15 @@ import type { Config, Site } from '../config/index.js';
 import { connectionOfSocket, describeConnection, tagSession, tagSocket, type ConnectionInfo } from './connection-info.js';
 import type { TicketKeyRing } from './ticket-keys.js';
 import { createSiteServer, updateSiteServer } from './tls-server.js';
+import { helloSummaryOf, type HelloSummary } from '../edge/fingerprints.js';
 
 /** Where the TLS layer hands its results. */
 export interface TlsHandlers {
   request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  handshakeFailed(err: Error & { code?: string }, socket: TLSSocket, site: Site): void;
+  handshakeFailed(err: Error & { code?: string }, socket: TLSSocket, site: Site, hello: HelloSummary | null): void;
+  /** A finished handshake, described; `handshakeMs` from TCP accept (null when the edge did not see it). */
+  connectionAccepted(info: ConnectionInfo, handshakeMs: number | null): void;
   /** A connection to a mutual-TLS site whose client certificate was judged. */
   clientCertificate(info: ConnectionInfo, site: Site): void;
   /** An HTTP/1.1 request the parser refused. */
@@ -132,24 +135,29 @@ export class SiteServers {
     this.#tickets.installOnServer(server);
     // The site as it was when the connection arrived: its handshake runs on the secure context of
     // that moment, so it is judged by that policy even if a reload lands before the handshake ends.
-    const siteAtAccept = new Map<string, Site>();
+    // The JA4 the edge computed travels with it: the TLS socket does not expose its raw socket.
+    const siteAtAccept = new Map<string, { site: Site; hello: HelloSummary | null }>();
+    const atAccept = (socket: TLSSocket) => siteAtAccept.get(`${socket.remoteAddress}|${socket.remotePort}`);
     server.prependListener('connection', (raw: Socket) => {
       const key = `${raw.remoteAddress}|${raw.remotePort}`;
-      siteAtAccept.set(key, entry.site);
+      siteAtAccept.set(key, { site: entry.site, hello: helloSummaryOf(raw) });
       raw.once('close', () => siteAtAccept.delete(key));
     });
     // Runs before the HTTP layer sees the socket, so every request finds its connection described.
     server.prependListener('secureConnection', (socket: TLSSocket) => {
       let info: ConnectionInfo;
       try {
-        info = describeConnection(socket, siteAtAccept.get(`${socket.remoteAddress}|${socket.remotePort}`) ?? entry.site);
+        const accepted = atAccept(socket);
+        info = describeConnection(socket, accepted?.site ?? entry.site, accepted?.hello?.ja4 ?? null);
       } catch (err) {
         // nothing a client sends may take the process down
-        this.#handlers.handshakeFailed(Object.assign(err as Error, { code: 'PCL_TLS_UNREADABLE_CONNECTION' }), socket, entry.site);
+        this.#handlers.handshakeFailed(Object.assign(err as Error, { code: 'PCL_TLS_UNREADABLE_CONNECTION' }), socket, entry.site, atAccept(socket)?.hello ?? null);
         socket.destroy();
         return;
       }
       tagSocket(socket, info);
+      const hello = atAccept(socket)?.hello;
+      this.#handlers.connectionAccepted(info, hello ? performance.now() - hello.acceptedAt : null);
       if (info.client) this.#handlers.clientCertificate(info, info.site as Site);
       entry.sockets.add(socket);
       socket.once('close', () => entry.sockets.delete(socket));
@@ -163,7 +171,7 @@ export class SiteServers {
     server.on('request', this.#handlers.request);
     server.on('upgrade', this.#handlers.upgrade);
     server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.#handlers.clientError(err, socket, entry.site));
-    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => this.#handlers.handshakeFailed(err, socket, entry.site));
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => this.#handlers.handshakeFailed(err, socket, entry.site, atAccept(socket)?.hello ?? null));
     // OCSP stapling (RFC 6066 §8): Node asks only when the client sent status_request
     server.on('OCSPRequest', (certificate: Buffer, _issuer: Buffer | null, callback: (err: Error | null, response?: Buffer) => void) => this.#handlers.ocspRequest(entry.site, certificate, callback));
     return entry;

@@ -76,6 +76,8 @@ sites:
   assert.equal(post.alpn, 'http/1.1');
   assert.equal(post.sni, 'api.test');
   assert.equal(post.resumed, false);
+  // curl's ClientHello: TLS 1.3, SNI, ALPN http/1.1 (the rest depends on its build)
+  assert.match(String(post.ja4), /^t13d\d{4}h1_[0-9a-f]{12}_[0-9a-f]{12}$/);
   assert.equal(post.clientAddress, '127.0.0.1');
 
   assert.equal(byId(ids.postH2)?.bytesIn, 5000);

@@ -144,6 +144,7 @@ describe('TLS policy of the intermediate profile', () => {
     assert.equal(none.protocol, null);
     const refused = p.logs.filter((l) => l.event === 'handshake_failed' && l.reason === 'unknown_sni');
     assert.ok(refused.length >= 2, JSON.stringify(p.logs));
+    assert.ok(refused.every((l) => /^t13d\d{4}00_[0-9a-f]{12}_[0-9a-f]{12}$/.test(String(l.ja4))), 'each refusal carries the JA4 of its ClientHello (openssl: SNI, no ALPN)');
   });
 
   test('serves the RSA certificate to a client that accepts only RSA and the ECDSA one otherwise', async () => {

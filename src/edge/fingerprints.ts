@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { ClientHello } from './client-hello.js';
+
+/**
+ * ClientHello fingerprints: JA4 (FoxIO's, technical_details/JA4.md), the one
+ * to use, and JA3 (Salesforce's) for tools that still speak it. Both ignore
+ * GREASE values (RFC 8701: 0x?a?a with equal bytes).
+ */
+
+const isGrease = (v: number): boolean => (v & 0x0f0f) === 0x0a0a && v >> 8 === (v & 0xff);
+const hex4 = (v: number): string => v.toString(16).padStart(4, '0');
+const truncatedSha256 = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 12);
+const jaVersions: Record<number, string> = { 0x0304: '13', 0x0303: '12', 0x0302: '11', 0x0301: '10', 0x0300: 's3', 0x0002: 's2' };
+const alphanumeric = /^[A-Za-z0-9]$/;
+
+/** JA4_a's two ALPN characters: first and last of the first value, or of its hex when either is not alphanumeric; "00" without ALPN. */
+function alpnCode(alpn: readonly string[]): string {
+  const first = alpn[0];
+  if (!first) return '00';
+  const a = first[0] as string;
+  const b = first.at(-1) as string;
+  if (alphanumeric.test(a) && alphanumeric.test(b)) return a + b;
+  const hex = Buffer.from(first, 'latin1').toString('hex');
+  return (hex[0] as string) + (hex.at(-1) as string);
+}
+
+export function ja4(hello: ClientHello): string {
+  const versions = hello.supportedVersions.filter((v) => !isGrease(v));
+  const version = versions.length ? Math.max(...versions) : hello.legacyVersion;
+  const ciphers = hello.cipherSuites.filter((c) => !isGrease(c));
+  const extensions = hello.extensions.filter((e) => !isGrease(e));
+  const count = (n: number) => String(Math.min(n, 99)).padStart(2, '0');
+  const a = `t${jaVersions[version] ?? '00'}${hello.serverName === null ? 'i' : 'd'}${count(ciphers.length)}${count(extensions.length)}${alpnCode(hello.alpn)}`;
+  const b = ciphers.length ? truncatedSha256(ciphers.map(hex4).sort().join(',')) : '000000000000';
+  // SNI and ALPN are in part a already
+  const sorted = extensions.filter((e) => e !== 0x0000 && e !== 0x0010).map(hex4).sort().join(',');
+  const sigalgs = hello.signatureAlgorithms.filter((s) => !isGrease(s)).map(hex4).join(',');
+  const c = sorted ? truncatedSha256(sigalgs ? `${sorted}_${sigalgs}` : sorted) : '000000000000';
+  return `${a}_${b}_${c}`;
+}
+
+/** The JA3 string (SSLVersion,Ciphers,Extensions,EllipticCurves,EllipticCurvePointFormats) and its MD5. */
+export function ja3(hello: ClientHello): { text: string; hash: string } {
+  const list = (values: readonly number[]) => values.filter((v) => !isGrease(v)).join('-');
+  const text = `${hello.legacyVersion},${list(hello.cipherSuites)},${list(hello.extensions)},${list(hello.groups)},${hello.ecPointFormats.join('-')}`;
+  return { text, hash: createHash('md5').update(text).digest('hex') };
+}
+
+/** What the edge learnt from a connection's ClientHello, for the events, logs and metrics of the layers above. */
+export interface HelloSummary {
+  readonly ja4: string;
+  /** The highest version offered, as versionName() spells it ("TLSv1.0" …). */
+  readonly offered: string;
+  /** performance.now() when the TCP connection was accepted: the handshake's duration starts there. */
+  readonly acceptedAt: number;
+}
+
+const summaries = new WeakMap<Socket, HelloSummary>();
+
+export function setHelloSummary(socket: Socket, summary: HelloSummary): void {
+  summaries.set(socket, summary);
+}
+
+/** The summary of the ClientHello that arrived on a raw TCP socket; null before it (or for sockets the edge did not accept). */
+export function helloSummaryOf(socket: Socket): HelloSummary | null {
+  return summaries.get(socket) ?? null;
+}
