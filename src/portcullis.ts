@@ -4,7 +4,7 @@ import { formatHostPort, sameAddress, type Config, type ListenAddress } from './
 import { PortcullisError } from './errors.js';
 import { HttpsListener, RedirectListener } from './edge/index.js';
 import { answerClientError, ClientVerdicts, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
-import { ClientInventory, inventoryFolder, Metrics, type AccessLog, type Logger } from './telemetry/index.js';
+import { ClientInventory, inventoryFolder, Metrics, ProbeGuard, type AccessLog, type Logger } from './telemetry/index.js';
 import { RevocationChecker, type DenyEntry } from './trust/index.js';
 import { AlpnChallengeServers, ExpiryMonitor, OcspStapler, SiteServers, TicketKeyRing, acmeAlpnProtocol, checkRotation, classifyHandshakeFailure, replacements } from './tls/index.js';
 import type { AcmeChallengeSet } from './acme/index.js';
@@ -89,6 +89,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   stapler.apply(config);
   const expiry = new ExpiryMonitor(log, metrics);
   expiry.apply(config);
+  const probes = new ProbeGuard(config, metrics, log);
   const servers = new SiteServers(config, tickets, {
     ocspRequest: (site, certificate, callback) => stapler.respond(site.id, certificate, callback),
     request: (req, res) => handleRequest(state, req, res),
@@ -107,7 +108,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     },
     handshakeFailed: (err, socket, site, hello) => {
       const failure = classifyHandshakeFailure(err);
-      metrics.refused(failure.reason);
+      metrics.refused(failure.reason, socket.remoteAddress ?? '');
       if (failure.reason === 'unsupported_protocol' && hello) metrics.legacyAttempts.inc({ offered: hello.offered });
       log.info(
         { event: 'handshake_failed', reason: failure.reason, detail: failure.detail, site: site.id, remoteAddress: socket.remoteAddress, offered: hello?.offered ?? null, ja4: hello?.ja4 ?? null },
@@ -141,6 +142,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       handshakeTimeoutMs: () => state.config.timeouts.handshakeMs,
       log,
       metrics,
+      blocked: (address) => probes.blocked(address),
     });
 
   /** Everything beside the listeners that runs timers, watches files or holds connections. */
@@ -244,6 +246,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       servers.apply(next);
       stapler.apply(next);
       expiry.apply(next);
+      probes.apply(next);
       inventory.apply(next.tls.expiryWarningsMs, next.tls.clientInventoryWindowMs);
       for (const { site, pair } of rotated) {
         log.info(

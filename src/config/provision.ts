@@ -27,12 +27,11 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
   const file = (p: string) => resolve(baseDir, p);
 
   // null when empty: most deployments have no proxy in front, and then no check runs per request
-  const trustedProxies = raw.trustedProxies.length > 0 ? new BlockList() : null;
-  for (const entry of raw.trustedProxies) {
-    const [address, bits] = entry.split('/') as [string, string | undefined];
-    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    if (bits === undefined) trustedProxies!.addAddress(address, type);
-    else trustedProxies!.addSubnet(address, Number(bits), type);
+  const trustedProxies = raw.trustedProxies.length > 0 ? blockListOf(raw.trustedProxies) : null;
+  const webhook = raw.detector.webhook ?? null;
+  // alerts name addresses under attack: plain HTTP only to this machine
+  if (webhook && webhook.startsWith('http:') && !['127.0.0.1', 'localhost', '[::1]'].includes(new URL(webhook).hostname)) {
+    issue('detector.webhook', 'use https:// for a webhook on another machine (plain http:// is accepted for 127.0.0.1 and localhost only)');
   }
 
   const hosts = new HostTable<Site>();
@@ -77,6 +76,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
     },
     workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
     trustedProxies,
+    detector: { threshold: raw.detector.threshold, windowMs: durationMs(raw.detector.window), blockMs: durationMs(raw.detector.blockFor), allow: blockListOf(raw.detector.allow), webhook },
     dataDir: file(raw.dataDir),
     ca: { crlPath: raw.ca.crlPath ?? null },
     timeouts: {
@@ -101,6 +101,18 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
 }
 
 type Issue = (path: string, message: string) => void;
+
+/** Addresses and CIDRs (validated by the schema) as a BlockList. */
+function blockListOf(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [address, bits] = entry.split('/') as [string, string | undefined];
+    const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(address, type);
+    else list.addSubnet(address, Number(bits), type);
+  }
+  return list;
+}
 
 function provisionSite(raw: RawSite, index: number, at: string, file: (p: string) => string, dataDir: string, hasHttpListener: boolean, issue: Issue): Site {
   const hosts = raw.hosts.map((h) => normaliseSiteHost(h) as string);

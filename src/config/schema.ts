@@ -219,6 +219,16 @@ export const configSchema = z.strictObject({
     })
     .default(1),
   trustedProxies: z.array(cidr, { error: 'list CIDRs, e.g. ["10.0.0.0/8"]' }).default([]),
+  detector: z
+    .strictObject({
+      threshold: z.int({ error: 'use a whole number of failures' }).min(2, { error: 'use at least 2: one mistake must not lock a client out' }).max(100_000).default(20),
+      window: duration('1s', '1h').default('1m'),
+      blockFor: duration('1s', '24h').default('10m'),
+      // loopback: health checks and sidecars on this machine (a local attacker has easier ways in)
+      allow: z.array(cidr, { error: 'list CIDRs that are never blocked, e.g. ["10.0.0.0/8"]' }).default(['127.0.0.0/8', '::1']),
+      webhook: z.url({ protocol: /^https?$/, error: 'use the https:// URL that receives alerts as JSON POSTs' }).optional(),
+    })
+    .prefault({}),
   state: z
     .strictObject({
       backend: z

@@ -31,6 +31,15 @@ export interface Config {
   readonly workers: number;
   /** Null when none are configured. */
   readonly trustedProxies: BlockList | null;
+  /** Blocking of sources whose handshakes or client certificates keep failing. */
+  readonly detector: {
+    readonly threshold: number;
+    readonly windowMs: number;
+    readonly blockMs: number;
+    readonly allow: BlockList;
+    /** Receives an alert per block, or null. */
+    readonly webhook: string | null;
+  };
   readonly dataDir: string;
   /** The built-in CA: `crlPath` is where the redirect listener serves its current CRL (DER), or null. */
   readonly ca: { readonly crlPath: string | null };

@@ -25,6 +25,8 @@ export interface HttpsListenerOptions {
   readonly handshakeTimeoutMs: () => number;
   readonly log: Logger;
   readonly metrics: Metrics;
+  /** Whether a source address is blocked (the detector): its connections are closed at accept. */
+  readonly blocked: (address: string) => boolean;
 }
 
 // TLS alert records (RFC 8446 §6): fatal, sent before any TLS state exists.
@@ -57,6 +59,12 @@ export class HttpsListener {
   }
 
   #accept(socket: Socket): void {
+    // a blocked source gets nothing: no ClientHello is read, no TLS work is done
+    if (this.#opts.blocked(socket.remoteAddress ?? '')) {
+      this.#opts.metrics.refusedConnections.inc({ reason: 'blocked' });
+      socket.destroy();
+      return;
+    }
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     socket.on('error', ignoreSocketError);
@@ -106,7 +114,7 @@ export class HttpsListener {
   }
 
   #refuse(socket: Socket, reason: Reason, answer: Buffer | null, details: Record<string, unknown>, message = 'connection refused before TLS'): void {
-    this.#opts.metrics.refused(reason);
+    this.#opts.metrics.refused(reason, socket.remoteAddress ?? '');
     this.#opts.log.info({ event: 'handshake_failed', reason, remoteAddress: socket.remoteAddress, ...details }, message);
     if (!answer) {
       socket.destroy();

@@ -9,7 +9,7 @@ import type { Metrics } from './metrics.js';
  * answers (`docs/errors.md`).
  */
 export function recordClientAuthFailure(log: Logger, metrics: Metrics, conn: ConnectionInfo, reason: Reason, detail: string | null, extra: Record<string, unknown> = {}): void {
-  metrics.clientAuthFailures.inc({ reason });
+  metrics.clientAuthFailed(reason, conn.remoteAddress);
   const client = conn.client;
   const identity = client && client.status !== 'none' ? client.identity : null;
   log.info(

@@ -203,7 +203,40 @@ export class Metrics {
     if (upstreamSeconds !== null) this.upstreamSeconds.observe({ site }, upstreamSeconds);
   }
 
-  refused(reason: Reason): void {
+  readonly sourcesBlocked = new Counter({
+    name: 'portcullis_sources_blocked_total',
+    help: 'Source addresses the detector blocked (their later connections count as connections_refused_total{reason="blocked"})',
+    registers: [this.registry],
+  });
+
+  #blockedNow: () => number = () => 0;
+
+  readonly blockedSources: Gauge = new Gauge({
+    name: 'portcullis_blocked_sources',
+    help: 'Source addresses blocked right now',
+    registers: [this.registry],
+    aggregator: 'max',
+    collect: () => this.blockedSources.set(this.#blockedNow()),
+  });
+
+  watchBlocked(count: () => number): void {
+    this.#blockedNow = count;
+  }
+
+  #failureListener: ((address: string, reason: Reason) => void) | null = null;
+
+  /** Who hears of every refused connection and client-certificate failure with its address (the detector). */
+  onFailure(listener: (address: string, reason: Reason) => void): void {
+    this.#failureListener = listener;
+  }
+
+  refused(reason: Reason, address: string): void {
     this.refusedConnections.inc({ reason });
+    this.#failureListener?.(address, reason);
+  }
+
+  clientAuthFailed(reason: Reason, address: string): void {
+    this.clientAuthFailures.inc({ reason });
+    this.#failureListener?.(address, reason);
   }
 }

@@ -48,17 +48,22 @@ async function served(s: Setup, name: string): Promise<X509Certificate> {
   return new X509Certificate(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/.exec(r.stdout)?.[0] as string);
 }
 
-/** One HTTP/1.1 request on an open TLS connection; resolves with the status line once the whole body is in. */
-async function request(socket: TLSSocket, host: string): Promise<string> {
-  socket.write(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
-  let text = '';
-  for (;;) {
-    const [chunk] = (await once(socket, 'data')) as [Buffer];
-    text += chunk.toString('latin1');
-    const head = text.indexOf('\r\n\r\n');
-    const length = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? -1);
-    if (head >= 0 && length >= 0 && text.length >= head + 4 + length) return text.split('\r\n')[0] as string;
-  }
+/** One HTTP/1.1 request on an open TLS connection; resolves with the status line once the whole body is in, rejects if the connection closes first. */
+function request(socket: TLSSocket, host: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      const head = text.indexOf('\r\n\r\n');
+      const length = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? -1);
+      if (head < 0 || length < 0 || text.length < head + 4 + length) return;
+      socket.off('data', onData).off('close', onClose);
+      resolve(text.split('\r\n')[0] as string);
+    };
+    const onClose = () => reject(new Error(`the connection closed before the response was complete: ${JSON.stringify(text)}`));
+    socket.on('data', onData).once('close', onClose);
+    socket.write(`GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+  });
 }
 
 describe('ACME against pebble', () => {
@@ -95,8 +100,9 @@ describe('ACME against pebble', () => {
   });
 
   test('renewal before expiry is swapped in while a keep-alive connection stays open; with the CA down, the next renewal backs off and the certificate keeps serving', async (t) => {
-    // 90-second certificates: renewed once 30 s are left, and the new one passes rotationMinValidity (1 minute)
-    const s = await setup(t, { challenge: 'http-01', hosts: ['renew.test'], validity: 90, extra: 'tls: { rotationMinValidity: 1m }\n' });
+    // 90-second certificates: renewed once 30 s are left, and the new one passes rotationMinValidity (1 minute);
+    // the connection idles about a minute until then, longer than the default timeouts.idle
+    const s = await setup(t, { challenge: 'http-01', hosts: ['renew.test'], validity: 90, extra: 'tls: { rotationMinValidity: 1m }\ntimeouts: { idle: 5m }\n' });
     const cli = s.start();
     await cli.waitFor(/"event":"reloaded","trigger":"acme certificate issued"/, 30_000);
     const before = await served(s, 'renew.test');

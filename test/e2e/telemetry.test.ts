@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { curl, resolveTo, sClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
@@ -60,5 +64,68 @@ sites:
     assert.match(metrics, /portcullis_requests_total\{site="api\.test",route="",status="404"\} 1/);
     assert.match(metrics, /portcullis_request_duration_seconds_count\{site="api\.test"\} 2/);
     assert.match(metrics, /portcullis_active_connections \d+/);
+  });
+});
+
+/** One plain-HTTP request to the TLS port from `localAddress`: what came back before the close ('' when nothing did). */
+function plaintextFrom(localAddress: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    let answer = '';
+    const socket = connect({ host: '127.0.0.1', port, localAddress }, () => socket.write('GET / HTTP/1.1\r\nHost: api.test\r\n\r\n'));
+    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(answer));
+  });
+}
+
+describe('the detector', () => {
+  test('blocks a source after a burst of refused handshakes while others keep working, alerts the webhook, lets the block expire, and never blocks the allow-list', async (t) => {
+    const alerts: Record<string, unknown>[] = [];
+    const webhook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        alerts.push(JSON.parse(body) as Record<string, unknown>);
+        res.end();
+      });
+    });
+    webhook.listen(0, '127.0.0.1');
+    await once(webhook, 'listening');
+    t.after(() => webhook.close());
+    const root = pki.root('detector-root');
+    const leaf = pki.leaf('detector', root, { dns: ['api.test'] });
+    const p = await startProxy(
+      t,
+      `listen: { https: "127.0.0.1:0" }
+log: { access: off }
+detector: { threshold: 3, window: 1m, blockFor: 2s, allow: ["127.0.0.3"], webhook: "http://127.0.0.1:${(webhook.address() as AddressInfo).port}/alerts" }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${leaf.chainFile}, key: ${leaf.keyFile} }]
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`,
+    );
+    for (let i = 0; i < 3; i++) assert.match(await plaintextFrom('127.0.0.2', p.port), /^HTTP\/1\.1 400 /, 'refused, but answered, until the threshold');
+    const blocked = await p.waitForLog((l) => l.event === 'source_blocked');
+    assert.equal(blocked.address, '127.0.0.2');
+    assert.equal(blocked.lastReason, 'plaintext_http');
+    assert.equal(await plaintextFrom('127.0.0.2', p.port), '', 'a blocked source is closed at accept: not even the plain-HTTP answer');
+    const ok = await curl([...resolveTo('api.test', p.port), '--cacert', root.certFile, '-o', '/dev/null', '-w', '%{http_code}', `https://api.test:${p.port}/`]);
+    assert.equal(ok.stdout, '200', '127.0.0.1 keeps working');
+    const metrics = await p.proxy.metrics.registry.metrics();
+    assert.match(metrics, /portcullis_connections_refused_total\{reason="blocked"\} 1/);
+    assert.match(metrics, /portcullis_sources_blocked_total 1/);
+
+    for (let i = 0; i < 5; i++) assert.match(await plaintextFrom('127.0.0.3', p.port), /^HTTP\/1\.1 400 /, 'the allow-listed source is never blocked');
+    // waiting on facts: the webhook's alert, then the end of the two-second block
+    for (let i = 0; i < 100 && alerts.length === 0; i++) await delay(50);
+    assert.equal(alerts[0]?.event, 'source_blocked');
+    assert.equal(alerts[0]?.address, '127.0.0.2');
+    let answer = '';
+    for (let i = 0; i < 100 && answer === ''; i++) {
+      await delay(100);
+      answer = await plaintextFrom('127.0.0.2', p.port);
+    }
+    assert.match(answer, /^HTTP\/1\.1 400 /, 'the block expired');
   });
 });
