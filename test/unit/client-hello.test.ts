@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { highestOfferedVersion, parseClientHello, versionName } from '../../src/edge/client-hello.js';
+import { ja3, ja4 } from '../../src/edge/fingerprints.js';
 import { captureHello } from '../helpers/capture-hello.js';
 
 /** Re-frames a single-record ClientHello into records of `size` handshake bytes each. */
@@ -67,7 +68,17 @@ describe('ClientHello parser', () => {
     assert.equal(parseClientHello(huge).kind, 'too_large');
   });
 
-  test('never throws on thousands of random and mutated inputs', () => {
+  test('never throws on thousands of random and mutated inputs, and fingerprints whatever parses', () => {
+    // the edge fingerprints every ClientHello that parses: that must not throw either
+    const parseAndFingerprint = (bytes: Buffer) => {
+      const r = parseClientHello(bytes);
+      if (r.kind === 'hello') {
+        assert.match(ja4(r.hello), /^t(13|12|11|10|s3|s2|00)[di]\d{4}[0-9A-Za-z]{2}_[0-9a-f]{12}_[0-9a-f]{12}$/);
+        assert.match(ja3(r.hello).hash, /^[0-9a-f]{32}$/);
+        fingerprinted++;
+      }
+    };
+    let fingerprinted = 0;
     let seed = 42;
     const rand = () => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;
@@ -75,15 +86,20 @@ describe('ClientHello parser', () => {
     };
     for (let i = 0; i < 5000; i++) {
       const input = Buffer.from(hello);
-      if (i % 2 === 0) {
+      if (i % 3 === 2) {
+        // one byte changed past the headers, nothing cut: many of these still parse, with odd values
+        input[9 + (rand() % (input.length - 9))] = rand() & 0xff;
+        assert.doesNotThrow(() => parseAndFingerprint(input));
+      } else if (i % 2 === 0) {
         for (let k = 0; k < 1 + (rand() % 8); k++) input[rand() % input.length] = rand() & 0xff;
-        assert.doesNotThrow(() => parseClientHello(input.subarray(0, rand() % (input.length + 1))));
+        assert.doesNotThrow(() => parseAndFingerprint(input.subarray(0, rand() % (input.length + 1))));
       } else {
         const random = Buffer.alloc(rand() % 600);
         for (let k = 0; k < random.length; k++) random[k] = rand() & 0xff;
         if (random.length > 0 && i % 4 === 1) random[0] = 0x16;
-        assert.doesNotThrow(() => parseClientHello(random));
+        assert.doesNotThrow(() => parseAndFingerprint(random));
       }
     }
+    assert.ok(fingerprinted > 50, `${fingerprinted} mutated ClientHellos still parsed and were fingerprinted`);
   });
 });
