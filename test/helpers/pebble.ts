@@ -39,17 +39,11 @@ export interface Pebble {
   readonly directory: string;
   /** The CA (PEM file) of the certificate pebble's own HTTPS (directory and management) presents. */
   readonly caFile: string;
-  /** pebble-challtestsrv's management API (http://127.0.0.1:PORT), e.g. POST /add-a, /set-default-ipv4, /add-txt. */
-  readonly challtestsrv: string;
   /** The root that issued certificates chain to (management /roots/0); pebble makes a new one at every start. */
   rootPem(): Promise<string>;
-  /** The intermediate that signs issued certificates (management /intermediates/0). */
-  intermediatePem(): Promise<string>;
   /** Stops pebble and pebble-challtestsrv (SIGTERM, SIGKILL after 3 s); idempotent, also run after the test. */
   stop(): Promise<void>;
-  /** Restarts pebble (not the DNS) on the same ports and config: all ACME state, the root and intermediate are new. */
-  restart(): Promise<void>;
-  /** Everything pebble printed so far (every run), then pebble-challtestsrv's output. */
+  /** Everything pebble printed so far, then pebble-challtestsrv's output. */
   output(): string;
 }
 
@@ -215,15 +209,9 @@ export async function startPebble(t: Scope, opts: PebbleOptions): Promise<Pebble
   resolver.setServers([`127.0.0.1:${dnsPort}`]);
   await waitUntil('pebble-challtestsrv DNS', dns, async () => (await resolver.resolve4('ready.test')).includes('127.0.0.1'));
 
-  let pebble: Proc | null = null;
-  const startPebbleProcess = async () => {
-    if (stopped) throw new Error('pebble was stopped');
-    const proc = spawnCaptured('pebble', ['-config', configFile, '-dnsserver', `127.0.0.1:${dnsPort}`], pebbleEnv(opts.env), (text) => void (pebbleOut += text));
-    procs.push(proc);
-    pebble = proc;
-    await waitUntil(`pebble (directory ${directory})`, proc, async () => (await httpsGet(directory, ca, 1_000)).status === 200);
-  };
-  await startPebbleProcess();
+  const pebble = spawnCaptured('pebble', ['-config', configFile, '-dnsserver', `127.0.0.1:${dnsPort}`], pebbleEnv(opts.env), (text) => void (pebbleOut += text));
+  procs.push(pebble);
+  await waitUntil(`pebble (directory ${directory})`, pebble, async () => (await httpsGet(directory, ca, 1_000)).status === 200);
 
   const management = async (path: string) => {
     const url = `https://127.0.0.1:${mgmtPort}${path}`;
@@ -235,16 +223,8 @@ export async function startPebble(t: Scope, opts: PebbleOptions): Promise<Pebble
   return {
     directory,
     caFile: wfe.caFile,
-    challtestsrv: `http://127.0.0.1:${challMgmtPort}`,
     rootPem: () => management('/roots/0'),
-    intermediatePem: () => management('/intermediates/0'),
     stop,
-    async restart() {
-      if (stopped) throw new Error('pebble was stopped; restart() only restarts a running pebble');
-      if (pebble) await kill(pebble);
-      pebbleOut += '--- pebble restarted ---\n';
-      await startPebbleProcess();
-    },
     output,
   };
 }
