@@ -1,8 +1,11 @@
 // Cost of what the edge does with every ClientHello before any TLS work:
-// parse it, and compute its JA4 (and JA3, which the connection event carries).
+// parse it, and summarize it once per connection: JA4, JA3 and its weakness,
+// which the connection events carry.
 // Run: node --import tsx bench/client-hello.ts
 import { parseClientHello } from '../src/edge/client-hello.js';
-import { ja3, ja4 } from '../src/edge/fingerprints.js';
+import type { Socket } from 'node:net';
+import { ja3, ja4, summarizeHello } from '../src/edge/fingerprints.js';
+import { weakOfferOf } from '../src/edge/weak-offer.js';
 import { captureHello } from '../test/helpers/capture-hello.js';
 
 const hello = await captureHello(['-servername', 'api.test', '-alpn', 'h2,http/1.1']);
@@ -19,10 +22,9 @@ if (parsed.kind !== 'hello') throw new Error(`the captured ClientHello did not p
 time('parse', () => parseClientHello(hello));
 time('ja4', () => ja4(parsed.hello));
 time('ja3', () => ja3(parsed.hello));
-time('parse + ja4 + ja3', () => {
+const socket = {} as Socket;
+time('weakness', () => weakOfferOf(parsed.hello));
+time('parse + summary (per conn.)', () => {
   const r = parseClientHello(hello);
-  if (r.kind === 'hello') {
-    ja4(r.hello);
-    ja3(r.hello);
-  }
+  if (r.kind === 'hello') summarizeHello(socket, r.hello, 0);
 });

@@ -4,7 +4,7 @@ import { formatHostPort, sameAddress, type Config, type ListenAddress } from './
 import { PortcullisError } from './errors.js';
 import { HttpsListener, RedirectListener } from './edge/index.js';
 import { answerClientError, ClientVerdicts, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
-import { ClientInventory, inventoryFolder, Metrics, ProbeGuard, type AccessLog, type Logger } from './telemetry/index.js';
+import { ClientInventory, ConnectionEvents, EventBus, inventoryFolder, Metrics, ProbeGuard, WeakClients, weakClientsFolder, type AccessLog, type Logger } from './telemetry/index.js';
 import { RevocationChecker, type DenyEntry } from './trust/index.js';
 import { AlpnChallengeServers, ExpiryMonitor, OcspStapler, SiteServers, TicketKeyRing, acmeAlpnProtocol, checkRotation, classifyHandshakeFailure, replacements } from './tls/index.js';
 import type { AcmeChallengeSet } from './acme/index.js';
@@ -38,6 +38,10 @@ export interface Portcullis {
   setDenyList(entries: readonly DenyEntry[]): number;
   /** The ACME challenges to answer from now on: http-01 on the redirect listener, tls-alpn-01 on the HTTPS listener. */
   setAcmeChallenges(set: AcmeChallengeSet): void;
+  /** Writes the per-process summaries under dataDir (client inventory, weak clients) now rather than within the minute. */
+  flushSummaries(): Promise<void>;
+  /** Every connection event and detector alert, as it happens; the last ones are kept (EventBus.recent). */
+  readonly events: EventBus;
   /** Stops at once: every connection and upstream pool is closed. Safe to call twice. */
   close(): Promise<void>;
   readonly metrics: Metrics;
@@ -76,20 +80,24 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
 
   const accessLog = options.accessLog ?? null;
   const metrics = new Metrics();
-  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false, accessLog, metrics };
+  const bus = new EventBus(log);
+  const events = new ConnectionEvents(bus, metrics);
+  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false, accessLog, metrics, events };
   const revocation = new RevocationChecker(log, metrics);
   revocation.setDenyList(options.denyList ?? []);
   const clientPolicies = (c: Config) => c.sites.flatMap((s) => (s.clientAuth ? [s.clientAuth] : []));
   revocation.configure(clientPolicies(config));
-  const inventory = new ClientInventory(join(inventoryFolder(config.dataDir), `${options.processName ?? 'main'}.json`), log);
+  const summaryFile = `${options.processName ?? 'main'}.json`;
+  const inventory = new ClientInventory(join(inventoryFolder(config.dataDir), summaryFile), log);
   inventory.apply(config.tls.expiryWarningsMs, config.tls.clientInventoryWindowMs);
-  const verdicts = new ClientVerdicts(revocation, inventory, log, metrics);
+  const verdicts = new ClientVerdicts(revocation, inventory, log, metrics, events);
+  const weakClients = new WeakClients(join(weakClientsFolder(config.dataDir), summaryFile), bus, log);
   // stapling is automatic: every served certificate that names an OCSP responder gets its response stapled
   const stapler = new OcspStapler({ log, metrics });
   stapler.apply(config);
   const expiry = new ExpiryMonitor(log, metrics);
   expiry.apply(config);
-  const probes = new ProbeGuard(config, metrics, log);
+  const probes = new ProbeGuard(config, metrics, bus, log);
   const servers = new SiteServers(config, tickets, {
     ocspRequest: (site, certificate, callback) => stapler.respond(site.id, certificate, callback),
     request: (req, res) => handleRequest(state, req, res),
@@ -99,21 +107,10 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       if (answered) log.info({ event: 'request_refused', ...answered, site: site.id, detail: err.code }, 'HTTP request refused by the parser');
     },
     clientCertificate: (info, site) => verdicts.judged(info, site),
-    connectionAccepted: (info, handshakeMs) => {
-      metrics.handshakes.inc({ version: info.tlsVersion, cipher: info.cipher, resumed: String(info.resumed) });
-      log.info(
-        { event: 'connection_accepted', site: info.site?.id ?? null, sni: info.serverName, tlsVersion: info.tlsVersion, cipher: info.cipher, alpn: info.alpn, resumed: info.resumed, handshakeMs: handshakeMs === null ? null : Math.round(handshakeMs * 100) / 100, ja4: info.ja4, remoteAddress: info.remoteAddress, clientCert: info.client?.status ?? null, clientSubject: info.client && info.client.status !== 'none' ? (info.client.identity?.subject ?? null) : null },
-        'TLS connection accepted',
-      );
-    },
+    connectionAccepted: (info, handshakeMs) => events.accepted(info, handshakeMs),
     handshakeFailed: (err, socket, site, hello) => {
       const failure = classifyHandshakeFailure(err);
-      metrics.refused(failure.reason, socket.remoteAddress ?? '');
-      if (failure.reason === 'unsupported_protocol' && hello) metrics.legacyAttempts.inc({ offered: hello.offered });
-      log.info(
-        { event: 'handshake_failed', reason: failure.reason, detail: failure.detail, site: site.id, remoteAddress: socket.remoteAddress, offered: hello?.offered ?? null, ja4: hello?.ja4 ?? null },
-        'TLS handshake refused',
-      );
+      events.refused(failure.reason, socket.remoteAddress ?? '', hello, { site: site.id, detail: failure.detail }, 'TLS handshake refused');
     },
   });
   const acmeHttp = new Map<string, string>();
@@ -140,9 +137,9 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
         return servers.serverFor(site);
       },
       handshakeTimeoutMs: () => state.config.timeouts.handshakeMs,
-      log,
-      metrics,
+      events,
       blocked: (address) => probes.blocked(address),
+      fingerprintBlocked: (ja4, address) => probes.fingerprintBlocked(ja4, address),
     });
 
   /** Everything beside the listeners that runs timers, watches files or holds connections. */
@@ -153,7 +150,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     expiry.stop();
     servers.close();
     alpnChallenges.close();
-    await Promise.all([state.upstreams.destroy(), inventory.stop()]);
+    await Promise.all([state.upstreams.destroy(), inventory.stop(), weakClients.stop()]);
   };
 
   let listener = newListener();
@@ -256,7 +253,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       }
       revocation.configure(clientPolicies(next));
       const old = state;
-      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog, metrics };
+      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog, metrics, events };
       // requests in flight finish on the old pools, which then close
       void old.upstreams.close();
     },
@@ -288,6 +285,12 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     },
 
     setAcmeChallenges,
+
+    async flushSummaries() {
+      await Promise.all([inventory.flush(), weakClients.flush()]);
+    },
+
+    events: bus,
 
     close,
     metrics,

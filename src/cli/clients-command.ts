@@ -1,8 +1,7 @@
-import { durationMs, durationPattern } from '../config/index.js';
-import { PortcullisError } from '../errors.js';
 import { readInventory } from '../telemetry/index.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
+import { durationFlag, flushRunningInstance } from './summaries.js';
 
 export interface ClientsOptions {
   readonly config?: string;
@@ -13,22 +12,16 @@ export interface ClientsOptions {
   readonly json?: boolean;
 }
 
-function window(flag: string, value: string | undefined): number | null {
-  if (value === undefined) return null;
-  const ms = durationPattern.test(value) ? durationMs(value) : NaN;
-  if (!(ms > 0)) throw new PortcullisError('PCL_CLI_USAGE', `${flag} ${value} is not a duration; use e.g. "30d", "12h"`);
-  return ms;
-}
-
 /**
  * `portcullis clients`: the client certificates that authenticated (from the
  * inventories every process keeps under dataDir), soonest expiry first — the
  * list to send partners before their certificates lapse.
  */
-export function runClients(opts: ClientsOptions): void {
+export async function runClients(opts: ClientsOptions): Promise<void> {
   const dataDir = dataDirOf(configFileFor(opts.config));
-  const expiring = window('--expiring', opts.expiring);
-  const since = window('--since', opts.since);
+  const expiring = durationFlag('--expiring', opts.expiring);
+  const since = durationFlag('--since', opts.since);
+  await flushRunningInstance(dataDir);
   const now = Date.now();
   const entries = readInventory(dataDir)
     .filter((e) => since === null || now - new Date(e.lastSeen).getTime() <= since)

@@ -7,6 +7,7 @@ import { runStart } from './start-command.js';
 import { runValidate } from './validate-command.js';
 import { runDeny, type DenyTarget } from './deny-command.js';
 import { runClients, type ClientsOptions } from './clients-command.js';
+import { runReport, type ReportOptions } from './report-command.js';
 import { runCaCrl, runCaEnrollToken, runCaInit, runCaIssue, runCaList, runCaRevoke, type CaOptions, type EnrollTokenOptions, type IssueOptions } from './ca-command.js';
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage. */
@@ -111,13 +112,16 @@ program
   .option('--expiring <duration>', 'only certificates expiring within this long, e.g. 30d')
   .option('--since <duration>', 'only certificates seen within this long, e.g. 7d')
   .option('--json', 'print JSON')
-  .action((opts: ClientsOptions) => {
-    try {
-      runClients(opts);
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action((opts: ClientsOptions) => runClients(opts).catch(fail));
+
+program
+  .command('report')
+  .description('reports from what the instance saw; weak-clients: sources, JA4 and server names that offered TLS < 1.2, no acceptable suite, or no TLS 1.3')
+  .argument('<report>', 'weak-clients')
+  .option('-c, --config <file>', 'the config file (finds its dataDir)')
+  .option('--since <duration>', 'only clients seen within this long, e.g. 7d')
+  .option('--json', 'print JSON')
+  .action((kind: string, opts: ReportOptions) => runReport(kind, opts).catch(fail));
 
 program
   .command('schema')

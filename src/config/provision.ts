@@ -76,7 +76,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
     },
     workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
     trustedProxies,
-    detector: { threshold: raw.detector.threshold, windowMs: durationMs(raw.detector.window), blockMs: durationMs(raw.detector.blockFor), allow: blockListOf(raw.detector.allow), webhook },
+    detector: { threshold: raw.detector.threshold, windowMs: durationMs(raw.detector.window), blockMs: durationMs(raw.detector.blockFor), allow: blockListOf(raw.detector.allow), webhook, fingerprint: raw.detector.fingerprint },
     dataDir: file(raw.dataDir),
     ca: { crlPath: raw.ca.crlPath ?? null },
     timeouts: {

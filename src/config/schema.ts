@@ -227,6 +227,13 @@ export const configSchema = z.strictObject({
       // loopback: health checks and sidecars on this machine (a local attacker has easier ways in)
       allow: z.array(cidr, { error: 'list CIDRs that are never blocked, e.g. ["10.0.0.0/8"]' }).default(['127.0.0.0/8', '::1']),
       webhook: z.url({ protocol: /^https?$/, error: 'use the https:// URL that receives alerts as JSON POSTs' }).optional(),
+      fingerprint: z
+        .strictObject({
+          threshold: z.int({ error: 'use a whole number of failures' }).min(2, { error: 'use at least 2: one mistake must not flag a client' }).max(1_000_000).default(100),
+          // off by default: every client of one TLS library shares a JA4, and a JA4 is easy to imitate
+          block: z.boolean({ error: 'use true or false' }).default(false),
+        })
+        .prefault({}),
     })
     .prefault({}),
   state: z

@@ -39,6 +39,12 @@ export interface Config {
     readonly allow: BlockList;
     /** Receives an alert per block, or null. */
     readonly webhook: string | null;
+    /**
+     * Counting per JA4 over the same window: past `threshold` failures the
+     * fingerprint is flagged (alert), and blocked for blockFor only when
+     * `block` is set, since every client of one TLS library shares a JA4.
+     */
+    readonly fingerprint: { readonly threshold: number; readonly block: boolean };
   };
   readonly dataDir: string;
   /** The built-in CA: `crlPath` is where the redirect listener serves its current CRL (DER), or null. */

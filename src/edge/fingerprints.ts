@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { ClientHello } from './client-hello.js';
+import { highestOfferedVersion, versionName, type ClientHello } from './client-hello.js';
+import { weakOfferOf, type WeakOffer } from './weak-offer.js';
 
 /**
  * ClientHello fingerprints: JA4 (FoxIO's, technical_details/JA4.md), the one
@@ -50,6 +51,12 @@ export function ja3(hello: ClientHello): { text: string; hash: string } {
 /** What the edge learnt from a connection's ClientHello, for the events, logs and metrics of the layers above. */
 export interface HelloSummary {
   readonly ja4: string;
+  /** The server name the client asked for, lower case; null without SNI. */
+  readonly sni: string | null;
+  /** JA3's MD5, for tools that still speak it. */
+  readonly ja3: string;
+  /** Why the offer would be refused by a stricter setting, or null (see weak-offer.ts). */
+  readonly weakness: WeakOffer | null;
   /** The highest version offered, as versionName() spells it ("TLSv1.0" …). */
   readonly offered: string;
   /** performance.now() when the TCP connection was accepted: the handshake's duration starts there. */
@@ -58,8 +65,11 @@ export interface HelloSummary {
 
 const summaries = new WeakMap<Socket, HelloSummary>();
 
-export function setHelloSummary(socket: Socket, summary: HelloSummary): void {
+/** Fingerprints and classifies a connection's ClientHello once, for every layer above to read. */
+export function summarizeHello(socket: Socket, hello: ClientHello, acceptedAt: number): HelloSummary {
+  const summary: HelloSummary = { sni: hello.serverName, ja4: ja4(hello), ja3: ja3(hello).hash, weakness: weakOfferOf(hello), offered: versionName(highestOfferedVersion(hello)), acceptedAt };
   summaries.set(socket, summary);
+  return summary;
 }
 
 /** The summary of the ClientHello that arrived on a raw TCP socket; null before it (or for sockets the edge did not accept). */

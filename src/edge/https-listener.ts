@@ -2,10 +2,10 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Server as TlsServer } from 'node:tls';
 import type { ListenAddress } from '../config/index.js';
 import type { Reason } from '../errors.js';
-import type { Logger, Metrics } from '../telemetry/index.js';
-import { highestOfferedVersion, versionName, type ClientHello } from './client-hello.js';
+import type { ConnectionEvents } from '../telemetry/index.js';
+import type { ClientHello } from './client-hello.js';
 import { HelloPeek, type PeekOutcome } from './hello-peek.js';
-import { ja4, setHelloSummary } from './fingerprints.js';
+import { helloSummaryOf, summarizeHello } from './fingerprints.js';
 import { bindServer } from './bind.js';
 import { endWithLinger } from './linger.js';
 
@@ -23,10 +23,11 @@ export interface HttpsListenerOptions {
   readonly route: HelloRouter;
   /** Read per connection, so a reload applies to new connections. */
   readonly handshakeTimeoutMs: () => number;
-  readonly log: Logger;
-  readonly metrics: Metrics;
+  readonly events: ConnectionEvents;
   /** Whether a source address is blocked (the detector): its connections are closed at accept. */
   readonly blocked: (address: string) => boolean;
+  /** Whether a ClientHello's JA4 is blocked for this source (the detector, when told to block fingerprints): refused before TLS. */
+  readonly fingerprintBlocked: (ja4: string, address: string) => boolean;
 }
 
 // TLS alert records (RFC 8446 §6): fatal, sent before any TLS state exists.
@@ -61,7 +62,7 @@ export class HttpsListener {
   #accept(socket: Socket): void {
     // a blocked source gets nothing: no ClientHello is read, no TLS work is done
     if (this.#opts.blocked(socket.remoteAddress ?? '')) {
-      this.#opts.metrics.refusedConnections.inc({ reason: 'blocked' });
+      this.#opts.events.refused('blocked', socket.remoteAddress ?? '', null, { blockedBy: 'address' }, 'connection from a blocked source closed at accept');
       socket.destroy();
       return;
     }
@@ -75,11 +76,14 @@ export class HttpsListener {
   #dispatch(socket: Socket, outcome: PeekOutcome, acceptedAt: number): void {
     switch (outcome.kind) {
       case 'hello': {
-        const fingerprint = ja4(outcome.hello);
-        setHelloSummary(socket, { ja4: fingerprint, offered: versionName(highestOfferedVersion(outcome.hello)), acceptedAt });
+        const summary = summarizeHello(socket, outcome.hello, acceptedAt);
+        if (this.#opts.fingerprintBlocked(summary.ja4, socket.remoteAddress ?? '')) {
+          this.#refuse(socket, 'blocked', null, { blockedBy: 'fingerprint' }, 'ClientHello with a blocked JA4 closed before TLS');
+          return;
+        }
         const server = this.#opts.route(outcome.hello, socket);
         if (server && 'refuse' in server) {
-          this.#refuse(socket, server.refuse, alertHandshakeFailure, { sni: outcome.hello.serverName, ja4: fingerprint, ...server.details }, server.message);
+          this.#refuse(socket, server.refuse, alertHandshakeFailure, server.details, server.message);
           return;
         }
         if (server) {
@@ -87,11 +91,7 @@ export class HttpsListener {
           return;
         }
         const name = outcome.hello.serverName;
-        this.#refuse(socket, name ? 'unknown_sni' : 'missing_sni', name ? alertUnrecognizedName : alertHandshakeFailure, {
-          sni: name,
-          ja4: fingerprint,
-          offered: versionName(highestOfferedVersion(outcome.hello)),
-        });
+        this.#refuse(socket, name ? 'unknown_sni' : 'missing_sni', name ? alertUnrecognizedName : alertHandshakeFailure, {});
         return;
       }
       case 'not_tls':
@@ -114,8 +114,7 @@ export class HttpsListener {
   }
 
   #refuse(socket: Socket, reason: Reason, answer: Buffer | null, details: Record<string, unknown>, message = 'connection refused before TLS'): void {
-    this.#opts.metrics.refused(reason, socket.remoteAddress ?? '');
-    this.#opts.log.info({ event: 'handshake_failed', reason, remoteAddress: socket.remoteAddress, ...details }, message);
+    this.#opts.events.refused(reason, socket.remoteAddress ?? '', helloSummaryOf(socket), details, message);
     if (!answer) {
       socket.destroy();
       return;

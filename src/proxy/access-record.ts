@@ -39,7 +39,7 @@ function fieldsOf(c: ConnectionInfo): string {
     const identity = c.client && c.client.status !== 'none' ? c.client.identity : null;
     text =
       `"clientAddress":${JSON.stringify(c.remoteAddress)},"tlsVersion":${JSON.stringify(c.tlsVersion)},"cipher":${JSON.stringify(c.cipher)},` +
-      `"alpn":${JSON.stringify(c.alpn)},"sni":${JSON.stringify(c.serverName)},"resumed":${c.resumed},"ja4":${json(c.ja4)},` +
+      `"alpn":${JSON.stringify(c.alpn)},"sni":${JSON.stringify(c.serverName)},"resumed":${c.resumed},"ja4":${json(c.hello?.ja4)},` +
       `"clientCert":${JSON.stringify(c.client?.status ?? null)},"clientSubject":${json(identity?.subject)},` +
       `"clientSerial":${json(identity?.serial)},"clientFingerprint":${json(identity?.fingerprint)}`;
     connectionFields.set(c, text);

@@ -1,5 +1,5 @@
 import type { Site } from '../config/index.js';
-import { recordClientAuthFailure, type ClientInventory, type Logger, type Metrics } from '../telemetry/index.js';
+import type { ClientInventory, ConnectionEvents, Logger, Metrics } from '../telemetry/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
 import type { RevocationChecker, RevocationDecision } from '../trust/index.js';
 
@@ -12,25 +12,27 @@ export class ClientVerdicts {
   readonly #revocation: RevocationChecker;
   readonly #log: Logger;
   readonly #metrics: Metrics;
+  readonly #events: ConnectionEvents;
 
   readonly #inventory: ClientInventory;
 
-  constructor(revocation: RevocationChecker, inventory: ClientInventory, log: Logger, metrics: Metrics) {
+  constructor(revocation: RevocationChecker, inventory: ClientInventory, log: Logger, metrics: Metrics, events: ConnectionEvents) {
     this.#revocation = revocation;
     this.#inventory = inventory;
     this.#log = log;
     this.#metrics = metrics;
+    this.#events = events;
   }
 
   /** A connection to a mutual-TLS site has finished its handshake and its certificate was judged. */
   judged(info: ConnectionInfo, site: Site): void {
     const client = info.client;
     if (client?.status === 'invalid') {
-      recordClientAuthFailure(this.#log, this.#metrics, info, client.reason, client.detail);
+      this.#events.clientCertRejected(info, client.reason, client.detail);
       return;
     }
     if (client?.status !== 'valid') {
-      if (site.clientAuth?.mode === 'require') recordClientAuthFailure(this.#log, this.#metrics, info, 'no_certificate', null);
+      if (site.clientAuth?.mode === 'require') this.#events.clientCertRejected(info, 'no_certificate', null);
       return;
     }
     this.#inventory.seen(client.identity, site.id);
@@ -88,6 +90,6 @@ export class ClientVerdicts {
     }
     const reason = d.outcome === 'revoked' ? 'revoked' : 'revocation_unavailable';
     info.client = { status: 'invalid', reason, detail: d.detail, identity: client.identity };
-    recordClientAuthFailure(this.#log, this.#metrics, info, reason, d.detail, d.outcome === 'revoked' ? { source: d.source, revokedCertificate: d.certificate, ...extra } : extra);
+    this.#events.clientCertRejected(info, reason, d.detail, d.outcome === 'revoked' ? { source: d.source, revokedCertificate: d.certificate, ...extra } : extra);
   }
 }

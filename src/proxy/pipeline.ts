@@ -2,7 +2,6 @@ import { hasDuplicateHost, hostFromAuthority } from '../config/index.js';
 import type { Reason } from '../errors.js';
 import type { ServerResponse } from 'node:http';
 import type { Http2ServerRequest } from 'node:http2';
-import { recordClientAuthFailure } from '../telemetry/index.js';
 import type { ClientIdentity } from '../trust/index.js';
 import { forward } from './forward.js';
 import { upstreamRequestHeaders } from './header-hygiene.js';
@@ -115,11 +114,11 @@ function authorizeClient(ctx: RequestContext): Reason | null {
   if (client?.status === 'invalid') return client.reason;
   if (route.clientCert === 'optional') return null;
   if (client === null || client.status === 'none') {
-    recordClientAuthFailure(ctx.state.log, ctx.state.metrics, ctx.conn, 'no_certificate', null, { requestId: ctx.id, route: route.path });
+    ctx.state.events.clientCertRejected(ctx.conn, 'no_certificate', null, { requestId: ctx.id, route: route.path });
     return 'no_certificate';
   }
   if (route.allow && !route.allow.matches((ctx.conn.client as { identity: ClientIdentity }).identity)) {
-    recordClientAuthFailure(ctx.state.log, ctx.state.metrics, ctx.conn, 'identity_not_allowed', null, { requestId: ctx.id, route: route.path });
+    ctx.state.events.clientCertRejected(ctx.conn, 'identity_not_allowed', null, { requestId: ctx.id, route: route.path });
     return 'identity_not_allowed';
   }
   return null;

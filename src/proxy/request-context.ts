@@ -4,7 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Logger } from 'pino';
 import type { Config, Route, Site } from '../config/index.js';
 import type { Reason } from '../errors.js';
-import type { AccessLog, Metrics } from '../telemetry/index.js';
+import type { AccessLog, ConnectionEvents, Metrics } from '../telemetry/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
 import type { UpstreamSet } from './upstreams.js';
 
@@ -22,6 +22,8 @@ export interface ProxyState {
   /** One line per request; null when the access log is off. */
   readonly accessLog: AccessLog | null;
   readonly metrics: Metrics;
+  /** Where client-certificate refusals of the request pipeline are accounted for. */
+  readonly events: ConnectionEvents;
 }
 
 /** Whether a request carries a body (decided from its framing, before reading any of it). */

@@ -17,11 +17,17 @@ export interface ControlHandlers {
   reload(): Promise<ReloadResult>;
   /** Re-reads the deny list under dataDir and applies it. */
   denyList(): Promise<ReloadResult>;
+  /** Writes every process's summaries under dataDir (client inventory, weak clients), for a report to read. */
+  flush(): Promise<ReloadResult>;
 }
 
+type Command = 'reload' | 'deny-list' | 'flush';
+
 interface Request {
-  readonly command: 'reload' | 'deny-list';
+  readonly command: Command;
 }
+
+const handlerNames: Readonly<Record<Command, keyof ControlHandlers>> = { reload: 'reload', 'deny-list': 'denyList', flush: 'flush' };
 
 /** Asks the instance behind `path` something; rejects with PCL_CONTROL_UNREACHABLE when nobody answers. */
 export function sendControl(path: string, request: Request, timeoutMs = 60_000): Promise<ReloadResult> {
@@ -83,7 +89,8 @@ export async function openControlSocket(dataDir: string, handlers: ControlHandle
       } catch {
         return socket.end(`${JSON.stringify({ ok: false, code: 'PCL_CLI_USAGE', message: 'not a JSON request' })}\n`);
       }
-      const handler = request.command === 'reload' ? handlers.reload : request.command === 'deny-list' ? handlers.denyList : null;
+      const name = Object.hasOwn(handlerNames, request.command) ? handlerNames[request.command] : null;
+      const handler = name ? () => handlers[name]() : null;
       if (!handler) return socket.end(`${JSON.stringify({ ok: false, code: 'PCL_CLI_USAGE', message: 'unknown command' })}\n`);
       socket.setTimeout(0);
       void handler().then((result) => socket.end(`${JSON.stringify(result)}\n`));

@@ -16,6 +16,8 @@ export type ToWorker =
   | { readonly type: 'tickets'; readonly keys: string }
   | { readonly type: 'reload'; readonly id: number; readonly text: string; readonly generation: number }
   | { readonly type: 'metrics'; readonly id: number }
+  /** Write the summaries under dataDir now; answered with flushed. */
+  | { readonly type: 'flush'; readonly id: number }
   | { readonly type: 'drain' };
 
 export type ToPrimary =
@@ -26,6 +28,7 @@ export type ToPrimary =
   | { readonly type: 'reloaded'; readonly id: number; readonly result: ReloadResult }
   /** The worker's registry for a scrape of the admin listener, which the primary aggregates. */
   | { readonly type: 'metrics'; readonly id: number; readonly metrics: WorkerMetrics }
-  | { readonly type: 'acme-challenges-applied'; readonly id: number };
+  | { readonly type: 'acme-challenges-applied'; readonly id: number }
+  | { readonly type: 'flushed'; readonly id: number };
 
 export type WorkerMetrics = MetricObjectWithValues<MetricValue<string>>[];

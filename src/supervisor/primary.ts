@@ -131,6 +131,7 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
             member.pending.get(message.id)?.answer(message.metrics);
             return;
           case 'acme-challenges-applied':
+          case 'flushed':
             member.pending.get(message.id)?.answer(undefined);
             return;
         }
@@ -221,6 +222,11 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
           },
           log,
         ),
+      flush: async () => {
+        const answers = await Promise.all(serving().map((m) => ask(m, (id) => ({ type: 'flush', id }), workerScrapeTimeoutMs, (why) => `worker ${m.worker.id} ${why}`)));
+        const missing = answers.filter((a): a is string => typeof a === 'string');
+        return missing.length === 0 ? { ok: true, message: `summaries written by ${answers.length} workers` } : { ok: false, code: 'PCL_WORKER_FAILED', message: `summaries not confirmed: ${missing.join(', ')}` };
+      },
     });
     admin = await openAdmin(accepted.config, log, metrics, scrape);
   } catch (err) {

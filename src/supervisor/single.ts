@@ -51,6 +51,10 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
     control = await openControlSocket(config.dataDir, {
       reload: () => reloader.reload('control socket'),
       denyList: async () => applyDenyList(proxy.config.dataDir, (entries) => `${proxy.setDenyList(entries)} open connection(s) closed`, log),
+      flush: async () => {
+        await proxy.flushSummaries();
+        return { ok: true, message: 'summaries written' };
+      },
     });
     admin = await openAdmin(config, log, metrics, () => Registry.merge([metrics.registry, proxy.metrics.registry]).metrics());
   } catch (err) {

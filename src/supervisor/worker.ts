@@ -81,6 +81,9 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
       case 'metrics':
         void (proxy ? proxy.metrics.registry.getMetricsAsJSON() : Promise.resolve([])).then((metrics) => send({ type: 'metrics', id: message.id, metrics }));
         return;
+      case 'flush':
+        void (proxy ? proxy.flushSummaries() : Promise.resolve()).then(() => send({ type: 'flushed', id: message.id }));
+        return;
       case 'drain':
         stop();
         return;

@@ -1,8 +1,7 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomicAsync } from '../state/index.js';
 import type { ClientIdentity } from '../trust/index.js';
 import type { Logger } from './logger.js';
+import { readSummaries, SummaryFile } from './summary-file.js';
 
 /** One client certificate that authenticated, as the inventory keeps it. */
 export interface InventoryEntry {
@@ -24,14 +23,7 @@ const maxEntries = 10_000;
 /** Where each process keeps its inventory: one file per process name, merged by readers. */
 export const inventoryFolder = (dataDir: string) => join(dataDir, 'inventory');
 
-function readEntries(file: string): InventoryEntry[] {
-  try {
-    const raw = JSON.parse(readFileSync(file, 'utf8')) as { version?: number; entries?: InventoryEntry[] };
-    return raw.version === 1 && Array.isArray(raw.entries) ? raw.entries : [];
-  } catch {
-    return [];
-  }
-}
+const keyOf = (e: InventoryEntry) => e.fingerprint;
 
 /**
  * Every inventory under dataDir merged (one file per process: the single
@@ -39,27 +31,12 @@ function readEntries(file: string): InventoryEntry[] {
  * latest last one, and the sum of the counts.
  */
 export function readInventory(dataDir: string): InventoryEntry[] {
-  const folder = inventoryFolder(dataDir);
-  let files: string[];
-  try {
-    files = readdirSync(folder).filter((f) => f.endsWith('.json'));
-  } catch {
-    return [];
-  }
-  const merged = new Map<string, InventoryEntry>();
-  for (const file of files) {
-    for (const e of readEntries(join(folder, file))) {
-      const known = merged.get(e.fingerprint);
-      if (!known) merged.set(e.fingerprint, { ...e, sites: [...e.sites] });
-      else {
-        if (e.firstSeen < known.firstSeen) known.firstSeen = e.firstSeen;
-        if (e.lastSeen > known.lastSeen) known.lastSeen = e.lastSeen;
-        known.count += e.count;
-        known.sites = [...new Set([...known.sites, ...e.sites])];
-      }
-    }
-  }
-  return [...merged.values()];
+  return readSummaries<InventoryEntry>(inventoryFolder(dataDir), keyOf, (known, e) => {
+    if (e.firstSeen < known.firstSeen) known.firstSeen = e.firstSeen;
+    if (e.lastSeen > known.lastSeen) known.lastSeen = e.lastSeen;
+    known.count += e.count;
+    known.sites = [...new Set([...known.sites, ...e.sites])];
+  });
 }
 
 /**
@@ -73,23 +50,17 @@ export function readInventory(dataDir: string): InventoryEntry[] {
  * recently seen go first.
  */
 export class ClientInventory {
-  readonly #file: string | null;
   readonly #log: Logger;
-  readonly #entries = new Map<string, InventoryEntry>();
+  readonly #summary: SummaryFile<InventoryEntry>;
   readonly #warned = new Map<string, number>();
   #thresholds: readonly number[] = [];
   #windowMs = 30 * day;
-  #dirty = false;
-  #writing: Promise<void> = Promise.resolve();
-  readonly #flushTimer: NodeJS.Timeout;
   readonly #checkTimer: NodeJS.Timeout;
 
   /** `file` null: in memory only. */
   constructor(file: string | null, log: Logger) {
-    this.#file = file;
     this.#log = log;
-    if (file) for (const e of readEntries(file)) this.#entries.set(e.fingerprint, e);
-    this.#flushTimer = setInterval(() => void this.flush(), 60_000).unref();
+    this.#summary = new SummaryFile(file, keyOf, maxEntries, log);
     this.#checkTimer = setInterval(() => this.#check(), 3_600_000).unref();
   }
 
@@ -101,46 +72,32 @@ export class ClientInventory {
 
   seen(identity: ClientIdentity, site: string, now = Date.now()): void {
     const at = new Date(now).toISOString();
-    let entry = this.#entries.get(identity.fingerprint);
-    if (entry) {
-      this.#entries.delete(identity.fingerprint); // re-inserted last: the map stays in last-seen order
-    } else {
+    const { entry, created } = this.#summary.touch(identity.fingerprint, () => {
       const notAfter = new Date(identity.notAfter);
-      entry = { fingerprint: identity.fingerprint, subject: identity.subject, issuer: identity.issuer, serial: identity.serial, notAfter: Number.isNaN(notAfter.getTime()) ? null : notAfter.toISOString(), firstSeen: at, lastSeen: at, count: 0, sites: [] };
-      if (this.#entries.size >= maxEntries) this.#entries.delete(this.#entries.keys().next().value as string);
-      this.#warnIfExpiring(entry, now);
-    }
+      return { fingerprint: identity.fingerprint, subject: identity.subject, issuer: identity.issuer, serial: identity.serial, notAfter: Number.isNaN(notAfter.getTime()) ? null : notAfter.toISOString(), firstSeen: at, lastSeen: at, count: 0, sites: [] };
+    });
+    if (created) this.#warnIfExpiring(entry, now);
     entry.lastSeen = at;
     entry.count++;
     if (!entry.sites.includes(site)) entry.sites.push(site);
-    this.#entries.set(identity.fingerprint, entry);
-    this.#dirty = true;
   }
 
   entries(): InventoryEntry[] {
-    return [...this.#entries.values()];
+    return this.#summary.entries();
   }
 
-  /** Writes the inventory if it changed; one write at a time. Never rejects (a failure is logged). */
+  /** Writes the inventory if it changed. Never rejects (a failure is logged). */
   flush(): Promise<void> {
-    if (!this.#file || !this.#dirty) return this.#writing;
-    this.#dirty = false;
-    const file = this.#file;
-    const text = JSON.stringify({ version: 1, entries: this.entries() });
-    this.#writing = this.#writing
-      .then(() => writeFileAtomicAsync(file, text, 0o600))
-      .catch((err: Error) => this.#log.error({ event: 'inventory_write_failed', file, error: err.message }, 'the client certificate inventory could not be written'));
-    return this.#writing;
+    return this.#summary.flush();
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.#flushTimer);
     clearInterval(this.#checkTimer);
-    await this.flush();
+    await this.#summary.stop();
   }
 
   #check(now = Date.now()): void {
-    for (const entry of this.#entries.values()) this.#warnIfExpiring(entry, now);
+    for (const entry of this.#summary.entries()) this.#warnIfExpiring(entry, now);
   }
 
   #warnIfExpiring(entry: InventoryEntry, now: number): void {

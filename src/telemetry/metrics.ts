@@ -1,5 +1,4 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Reason } from '../errors.js';
 
 /**
  * The instance's Prometheus registry. Label values come from bounded
@@ -209,6 +208,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly fingerprintsFlagged = new Counter<'blocked'>({
+    name: 'portcullis_fingerprints_flagged_total',
+    help: 'JA4 fingerprints that crossed detector.fingerprint.threshold, by whether they were blocked (detector.fingerprint.block)',
+    labelNames: ['blocked'],
+    registers: [this.registry],
+  });
+
   #blockedNow: () => number = () => 0;
 
   readonly blockedSources: Gauge = new Gauge({
@@ -221,22 +227,5 @@ export class Metrics {
 
   watchBlocked(count: () => number): void {
     this.#blockedNow = count;
-  }
-
-  #failureListener: ((address: string, reason: Reason) => void) | null = null;
-
-  /** Who hears of every refused connection and client-certificate failure with its address (the detector). */
-  onFailure(listener: (address: string, reason: Reason) => void): void {
-    this.#failureListener = listener;
-  }
-
-  refused(reason: Reason, address: string): void {
-    this.refusedConnections.inc({ reason });
-    this.#failureListener?.(address, reason);
-  }
-
-  clientAuthFailed(reason: Reason, address: string): void {
-    this.clientAuthFailures.inc({ reason });
-    this.#failureListener?.(address, reason);
   }
 }

@@ -1,57 +1,106 @@
+import { isIPv6 } from 'node:net';
 import type { Config } from '../config/index.js';
 import type { Reason } from '../errors.js';
 import { AlertWebhook } from './alert-webhook.js';
-import { Detector, type DetectorSettings } from './detector.js';
+import { isConnectionEvent, type ConnectionEvent } from './connection-events.js';
+import { Detector, type BlockDecision } from './detector.js';
+import type { EventBus } from './event-bus.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
 /** Failures that are not the source's doing, and so never count against it. */
 const notCounted: ReadonlySet<Reason> = new Set<Reason>(['blocked', 'certificate_pending', 'policy_changed']);
 
-const settingsOf = (config: Config): DetectorSettings => ({ threshold: config.detector.threshold, windowMs: config.detector.windowMs, blockMs: config.detector.blockMs, allow: config.detector.allow });
-
 /**
- * The detector wired to the instance: it hears every refused connection and
- * client-certificate failure through the metrics, blocks a source that
- * crosses the threshold (logged as `source_blocked`, counted, and posted to
- * the webhook when one is configured), and answers the edge's question at
- * accept. State is per process.
+ * The detector wired to the instance. It hears every refused connection and
+ * client-certificate failure on the event bus and counts it twice: against
+ * the source address, which is blocked past `detector.threshold`
+ * (`source_blocked`), and against the ClientHello's JA4, which is flagged
+ * past `detector.fingerprint.threshold` (`fingerprint_flagged`) and blocked
+ * only when `detector.fingerprint.block` says so. Allow-listed sources never
+ * count. Alerts go to the bus (hence the log) and to the webhook when one is
+ * configured. State is per process.
  */
 export class ProbeGuard {
-  readonly #detector: Detector;
+  readonly #sources: Detector;
+  readonly #fingerprints: Detector;
+  #config: Config['detector'];
   #webhook: AlertWebhook | null = null;
   #webhookUrl: string | null = null;
 
   constructor(
     config: Config,
     private readonly metrics: Metrics,
+    private readonly bus: EventBus,
     private readonly log: Logger,
   ) {
-    this.#detector = new Detector(settingsOf(config));
+    this.#config = config.detector;
+    this.#sources = new Detector(this.#sourceSettings());
+    this.#fingerprints = new Detector(this.#fingerprintSettings());
     this.apply(config);
-    metrics.onFailure((address, reason) => this.#failed(address, reason));
-    metrics.watchBlocked(() => this.#detector.blocked().length);
+    bus.subscribe((e) => {
+      if (isConnectionEvent(e) && e.reason !== null && !notCounted.has(e.reason)) this.#failed(e);
+    });
+    metrics.watchBlocked(() => this.#sources.blocked().length);
+  }
+
+  #sourceSettings() {
+    const d = this.#config;
+    return { threshold: d.threshold, windowMs: d.windowMs, blockMs: d.blockMs };
+  }
+
+  #fingerprintSettings() {
+    const d = this.#config;
+    return { threshold: d.fingerprint.threshold, windowMs: d.windowMs, blockMs: d.blockMs };
   }
 
   apply(config: Config): void {
-    this.#detector.configure(settingsOf(config));
+    this.#config = config.detector;
+    this.#sources.configure(this.#sourceSettings());
+    this.#fingerprints.configure(this.#fingerprintSettings());
     if (config.detector.webhook !== this.#webhookUrl) {
       this.#webhookUrl = config.detector.webhook;
       this.#webhook = this.#webhookUrl ? new AlertWebhook(this.#webhookUrl, this.log) : null;
     }
   }
 
-  blocked(address: string): boolean {
-    return this.#detector.isBlocked(address);
+  #allowed(address: string): boolean {
+    return this.#config.allow.check(address, isIPv6(address) ? 'ipv6' : 'ipv4');
   }
 
-  #failed(address: string, reason: Reason): void {
-    if (notCounted.has(reason)) return;
-    const block = this.#detector.failure(address, reason);
-    if (!block) return;
+  /** Whether connections from `address` are closed at accept right now. */
+  blocked(address: string): boolean {
+    return this.#sources.isBlocked(address);
+  }
+
+  /** Whether a ClientHello with this JA4 from this address is refused before TLS (only with detector.fingerprint.block). */
+  fingerprintBlocked(ja4: string, address: string): boolean {
+    return this.#config.fingerprint.block && this.#fingerprints.isBlocked(ja4) && !this.#allowed(address);
+  }
+
+  #failed(e: ConnectionEvent): void {
+    const address = e.remoteAddress;
+    if (!address || this.#allowed(address)) return;
+    const reason = e.reason as Reason;
+    const source = this.#sources.failure(address, reason);
+    if (source) this.#sourceBlocked(source);
+    const fingerprint = e.ja4 ? this.#fingerprints.failure(e.ja4, reason) : null;
+    if (fingerprint) this.#fingerprintFlagged(fingerprint, address);
+  }
+
+  #sourceBlocked(block: BlockDecision): void {
     this.metrics.sourcesBlocked.inc();
-    const alert = { event: 'source_blocked', address: block.address, failures: block.failures, lastReason: block.lastReason, until: new Date(block.until).toISOString() };
-    this.log.warn(alert, `blocked ${block.address} until ${alert.until}: ${block.failures} failed handshakes or client certificates within detector.window (last: ${block.lastReason})`);
+    const alert = { event: 'source_blocked', address: block.key, failures: block.failures, lastReason: block.lastReason, until: new Date(block.until).toISOString() };
+    this.bus.publish('warn', alert, `blocked ${block.key} until ${alert.until}: ${block.failures} failed handshakes or client certificates within detector.window (last: ${block.lastReason})`);
+    this.#webhook?.send({ ...alert, time: new Date().toISOString() });
+  }
+
+  #fingerprintFlagged(flag: BlockDecision, lastAddress: string): void {
+    const blocked = this.#config.fingerprint.block;
+    this.metrics.fingerprintsFlagged.inc({ blocked: String(blocked) });
+    const alert = { event: 'fingerprint_flagged', ja4: flag.key, failures: flag.failures, lastReason: flag.lastReason, lastAddress, blocked, until: new Date(flag.until).toISOString() };
+    const what = blocked ? `blocked until ${alert.until} (detector.fingerprint.block)` : 'not blocked (detector.fingerprint.block is off); the sources are counted on their own';
+    this.bus.publish('warn', alert, `JA4 ${flag.key} failed ${flag.failures} handshakes or client certificates within detector.window (last: ${flag.lastReason} from ${lastAddress}): ${what}`);
     this.#webhook?.send({ ...alert, time: new Date().toISOString() });
   }
 }

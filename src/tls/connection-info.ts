@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest, ServerHttp2Session } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { Site } from '../config/index.js';
+import type { HelloSummary } from '../edge/fingerprints.js';
 import { verifyClientCertificate, type ClientCertificate } from '../trust/index.js';
 
 /** What the proxy knows about a TLS connection, captured once after the handshake. */
@@ -14,8 +15,8 @@ export interface ConnectionInfo {
   readonly serverName: string | null;
   readonly alpn: string;
   readonly resumed: boolean;
-  /** JA4 fingerprint of the client's ClientHello; null when the edge did not see it. */
-  readonly ja4: string | null;
+  /** What the edge read from the client's ClientHello (JA4, JA3, weakness); null when it did not see it. */
+  readonly hello: HelloSummary | null;
   /** The site whose certificate was served. */
   readonly site: Site | null;
   /**
@@ -35,7 +36,7 @@ interface Tagged {
 }
 
 /** Reads the negotiated parameters of a finished handshake. */
-export function describeConnection(socket: TLSSocket, site: Site | null, ja4: string | null): ConnectionInfo {
+export function describeConnection(socket: TLSSocket, site: Site | null, hello: HelloSummary | null): ConnectionInfo {
   const clientAuth = site?.clientAuth ?? null;
   const servername = (socket as TLSSocket & { servername?: string | false }).servername;
   return {
@@ -46,7 +47,7 @@ export function describeConnection(socket: TLSSocket, site: Site | null, ja4: st
     serverName: servername ? servername.toLowerCase() : null,
     alpn: socket.alpnProtocol || 'http/1.1',
     resumed: socket.isSessionReused(),
-    ja4,
+    hello,
     site,
     // judged on every connection, resumed ones too: a resumed session is never a reason to skip it
     client: clientAuth ? verifyClientCertificate(socket, clientAuth) : null,

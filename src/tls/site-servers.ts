@@ -135,7 +135,7 @@ export class SiteServers {
     this.#tickets.installOnServer(server);
     // The site as it was when the connection arrived: its handshake runs on the secure context of
     // that moment, so it is judged by that policy even if a reload lands before the handshake ends.
-    // The JA4 the edge computed travels with it: the TLS socket does not expose its raw socket.
+    // What the edge read of the ClientHello travels with it: the TLS socket does not expose its raw socket.
     const siteAtAccept = new Map<string, { site: Site; hello: HelloSummary | null }>();
     const atAccept = (socket: TLSSocket) => siteAtAccept.get(`${socket.remoteAddress}|${socket.remotePort}`);
     server.prependListener('connection', (raw: Socket) => {
@@ -148,7 +148,7 @@ export class SiteServers {
       let info: ConnectionInfo;
       try {
         const accepted = atAccept(socket);
-        info = describeConnection(socket, accepted?.site ?? entry.site, accepted?.hello?.ja4 ?? null);
+        info = describeConnection(socket, accepted?.site ?? entry.site, accepted?.hello ?? null);
       } catch (err) {
         // nothing a client sends may take the process down
         this.#handlers.handshakeFailed(Object.assign(err as Error, { code: 'PCL_TLS_UNREADABLE_CONNECTION' }), socket, entry.site, atAccept(socket)?.hello ?? null);

@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer } from 'node:http';
+import { writeFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { curl, resolveTo, sClient } from '../helpers/clients.js';
+import { cliPath, startCli } from '../helpers/cli-process.js';
+import { curl, resolveTo, run, sClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
-import { startProxy, suiteScope, type RunningProxy } from '../helpers/proxy.js';
+import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
 
 const pki = new TestPki();
 after(() => pki.cleanup());
@@ -38,6 +40,9 @@ sites:
     const event = await p.waitForLog((l) => l.event === 'handshake_failed' && l.reason === 'unsupported_protocol', { after: seen });
     assert.equal(event.offered, 'TLSv1.0');
     assert.match(String(event.ja4), /^t10d\d{4}00_[0-9a-f]{12}_[0-9a-f]{12}$/);
+    assert.match(String(event.ja3), /^[0-9a-f]{32}$/);
+    assert.equal(event.weakness, 'legacy_protocol');
+    assert.equal(event.sni, 'api.test');
     const metrics = await scrape();
     assert.match(metrics, /portcullis_legacy_protocol_attempts_total\{offered="TLSv1\.0"\} 1/);
     assert.match(metrics, /portcullis_connections_refused_total\{reason="unsupported_protocol"\} 1/);
@@ -57,6 +62,8 @@ sites:
     assert.equal(event.resumed, false);
     assert.equal(typeof event.handshakeMs, 'number');
     assert.match(String(event.ja4), /^t13d\d{4}h1_/);
+    assert.match(String(event.ja3), /^[0-9a-f]{32}$/);
+    assert.equal(event.weakness, null, 'curl offers TLS 1.3 with its suites');
 
     const metrics = await scrape();
     assert.match(metrics, /portcullis_handshakes_total\{version="TLSv1\.3",cipher="TLS_AES_128_GCM_SHA256",resumed="false"\} 1/);
@@ -127,5 +134,94 @@ sites:
       answer = await plaintextFrom('127.0.0.2', p.port);
     }
     assert.match(answer, /^HTTP\/1\.1 400 /, 'the block expired');
+  });
+});
+
+describe('the detector per JA4', () => {
+  test('flags a fingerprint that keeps failing from any source and, with detector.fingerprint.block, refuses it before TLS while other clients from the same address get through', async (t) => {
+    const root = pki.root('ja4-root');
+    const leaf = pki.leaf('ja4', root, { dns: ['api.test'] });
+    const p = await startProxy(
+      t,
+      `listen: { https: "127.0.0.1:0" }
+log: { access: off }
+detector: { threshold: 1000, allow: [], fingerprint: { threshold: 3, block: true } }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${leaf.chainFile}, key: ${leaf.keyFile} }]
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`,
+    );
+    const legacy = () => sClient(p.port, ['-tls1', '-cipher', 'DEFAULT:@SECLEVEL=0', '-servername', 'api.test']);
+    for (let i = 0; i < 3; i++) assert.equal((await legacy()).protocol, null);
+    const flagged = await p.waitForLog((l) => l.event === 'fingerprint_flagged');
+    assert.match(String(flagged.ja4), /^t10d/);
+    assert.equal(flagged.blocked, true);
+    assert.equal(flagged.failures, 3);
+    const before = await p.proxy.metrics.registry.metrics();
+    assert.doesNotMatch(before, /portcullis_connections_refused_total\{reason="blocked"\}/);
+    await legacy();
+    const after = await p.proxy.metrics.registry.metrics();
+    assert.match(after, /portcullis_connections_refused_total\{reason="blocked"\} 1/, 'the fourth attempt with that JA4 is refused as blocked');
+    assert.match(after, /portcullis_connections_refused_total\{reason="unsupported_protocol"\} 3/, 'and never reached the TLS stack');
+    assert.match(after, /portcullis_fingerprints_flagged_total\{blocked="true"\} 1/);
+    const ok = await curl([...resolveTo('api.test', p.port), '--cacert', root.certFile, '-o', '/dev/null', '-w', '%{http_code}', `https://api.test:${p.port}/`]);
+    assert.equal(ok.stdout, '200', 'another fingerprint from the same address is served');
+  });
+});
+
+describe('the weak-client report', () => {
+  test('lists the sources, JA4 and names that offered TLS < 1.2, no acceptable suite or no TLS 1.3, merged over workers, read from a running instance', async (t) => {
+    const root = pki.root('weak-root');
+    const leaf = pki.leaf('weak', root, { dns: ['api.test'] });
+    const dir = tempDir(t);
+    const file = `${dir}/portcullis.yaml`;
+    writeFileSync(
+      file,
+      `listen: { https: "127.0.0.1:0" }
+workers: 2
+log: { access: off }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${leaf.chainFile}, key: ${leaf.keyFile} }]
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`,
+    );
+    const cli = startCli(t, ['start', '--config', file], dir);
+    const port = Number((await cli.waitFor(/"https":"127\.0\.0\.1:(\d+)".*"workers":2/))[1]);
+    for (let i = 0; i < 3; i++) assert.equal((await sClient(port, ['-tls1', '-cipher', 'DEFAULT:@SECLEVEL=0', '-servername', 'api.test'])).protocol, null);
+    assert.equal((await sClient(port, ['-tls1_2', '-cipher', 'AES128-SHA:@SECLEVEL=0', '-servername', 'api.test'])).protocol, null, 'CBC with RSA key exchange only: no shared cipher');
+    assert.equal((await sClient(port, ['-tls1_2', '-servername', 'api.test'])).protocol, 'TLSv1.2', 'a TLS 1.2-only client is served');
+    const modern = await curl([...resolveTo('api.test', port), '--cacert', root.certFile, '-o', '/dev/null', '-w', '%{http_code}', `https://api.test:${port}/`]);
+    assert.equal(modern.stdout, '200');
+
+    // the instance is running: the report asks it to write what its workers hold
+    const report = await run(process.execPath, [cliPath, 'report', 'weak-clients', '--config', file, '--since', '1h', '--json']);
+    assert.equal(report.code, 0, report.stderr);
+    const entries = JSON.parse(report.stdout) as { weakness: string; address: string; sni: string; ja4: string; offered: string; count: number; refused: number; lastReason: string | null }[];
+    assert.deepEqual(
+      entries.map((e) => [e.weakness, e.address, e.sni, e.offered, e.count, e.refused, e.lastReason]),
+      [
+        ['legacy_protocol', '127.0.0.1', 'api.test', 'TLSv1.0', 3, 3, 'unsupported_protocol'],
+        ['weak_ciphers_only', '127.0.0.1', 'api.test', 'TLSv1.2', 1, 1, 'no_shared_cipher'],
+        ['no_tls13', '127.0.0.1', 'api.test', 'TLSv1.2', 1, 0, null],
+      ],
+      'most urgent first; the TLS 1.3 client is not listed',
+    );
+    assert.match(entries[0]?.ja4 ?? '', /^t10d/);
+    assert.match(entries[2]?.ja4 ?? '', /^t12d/);
+
+    const text = await run(process.execPath, [cliPath, 'report', 'weak-clients', '--config', file]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /legacy_protocol \(1\): offered nothing newer than TLS 1\.1[\s\S]*127\.0\.0\.1 +TLSv1\.0 +api\.test +t10d\S+ +3 +3 +unsupported_protocol/);
+    assert.match(text.stdout, /no_tls13 \(1\):[\s\S]*TLSv1\.2 +api\.test +t12d\S+ +1 +0 +accepted/);
+
+    // facts, not timing: a window that ends before now excludes what was seen more than a second ago
+    await delay(1100);
+    const recent = await run(process.execPath, [cliPath, 'report', 'weak-clients', '--config', file, '--since', '1s']);
+    assert.match(recent.stdout, /^no client offered weak TLS in the last 1s/);
+    const unknown = await run(process.execPath, [cliPath, 'report', 'strong-clients', '--config', file]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /there is no report "strong-clients"; use: portcullis report weak-clients/);
   });
 });

@@ -1,0 +1,25 @@
+import { durationMs, durationPattern } from '../config/index.js';
+import { PortcullisError } from '../errors.js';
+import { controlSocketPath, sendControl } from '../supervisor/index.js';
+
+/** A duration flag such as `--since 7d` in milliseconds; null when not given. */
+export function durationFlag(flag: string, value: string | undefined): number | null {
+  if (value === undefined) return null;
+  const ms = durationPattern.test(value) ? durationMs(value) : NaN;
+  if (!(ms > 0)) throw new PortcullisError('PCL_CLI_USAGE', `${flag} ${value} is not a duration; use e.g. "30d", "12h"`);
+  return ms;
+}
+
+/**
+ * Has the running instance, if any, write its summaries under dataDir, so
+ * that a report includes the last minute. Without one, the files are as the
+ * last instance left them at its stop.
+ */
+export async function flushRunningInstance(dataDir: string): Promise<void> {
+  try {
+    const result = await sendControl(controlSocketPath(dataDir), { command: 'flush' }, 10_000);
+    if (!result.ok) process.stderr.write(`portcullis: ${result.code}: ${result.message}; the report may miss the last minute\n`);
+  } catch (err) {
+    if (!(err instanceof PortcullisError && err.code === 'PCL_CONTROL_UNREACHABLE')) throw err;
+  }
+}

@@ -1,0 +1,98 @@
+import { join } from 'node:path';
+import type { WeakOffer } from '../edge/weak-offer.js';
+import { isConnectionEvent } from './connection-events.js';
+import type { EventBus } from './event-bus.js';
+import type { Logger } from './logger.js';
+import { readSummaries, SummaryFile } from './summary-file.js';
+
+/** One client (source, fingerprint, server name) whose ClientHello was weak, as the report lists it. */
+export interface WeakClientEntry {
+  readonly weakness: WeakOffer;
+  readonly address: string;
+  readonly ja4: string | null;
+  readonly sni: string | null;
+  /** The highest version it offered, last time. */
+  offered: string | null;
+  firstSeen: string;
+  lastSeen: string;
+  /** Connections seen, and how many of them were refused. */
+  count: number;
+  refused: number;
+  /** The reason of the last refusal; null when the last connection was accepted. */
+  lastReason: string | null;
+  sites: string[];
+}
+
+const day = 86_400_000;
+const maxEntries = 10_000;
+/** Entries not seen for this long are dropped: the report is about clients that still try. */
+const retentionMs = 90 * day;
+
+export const weakClientsFolder = (dataDir: string) => join(dataDir, 'weak-clients');
+
+const keyOf = (e: Pick<WeakClientEntry, 'weakness' | 'address' | 'ja4' | 'sni'>) => `${e.weakness}|${e.address}|${e.ja4 ?? ''}|${e.sni ?? ''}`;
+
+/** Every process's weak-client summary under dataDir merged. */
+export function readWeakClients(dataDir: string): WeakClientEntry[] {
+  return readSummaries<WeakClientEntry>(weakClientsFolder(dataDir), keyOf, (known, e) => {
+    if (e.firstSeen < known.firstSeen) known.firstSeen = e.firstSeen;
+    if (e.lastSeen > known.lastSeen) {
+      known.lastSeen = e.lastSeen;
+      known.offered = e.offered;
+      known.lastReason = e.lastReason;
+    }
+    known.count += e.count;
+    known.refused += e.refused;
+    known.sites = [...new Set([...known.sites, ...e.sites])];
+  });
+}
+
+/**
+ * The clients that offered a weak ClientHello (TLS < 1.2, no acceptable
+ * suite, or no TLS 1.3), folded from the connection events into one entry
+ * per weakness, source, JA4 and server name, with counts and first/last
+ * seen. Kept under dataDir/weak-clients/<process>.json (see SummaryFile):
+ * the list an operator needs before raising the minimum version.
+ */
+export class WeakClients {
+  readonly #summary: SummaryFile<WeakClientEntry>;
+  readonly #unsubscribe: () => void;
+  readonly #pruneTimer: NodeJS.Timeout;
+
+  /** `file` null: in memory only. */
+  constructor(file: string | null, bus: EventBus, log: Logger) {
+    this.#summary = new SummaryFile<WeakClientEntry>(file, keyOf, maxEntries, log);
+    this.#prune();
+    this.#pruneTimer = setInterval(() => this.#prune(), 3_600_000).unref();
+    this.#unsubscribe = bus.subscribe((e) => {
+      // a client-certificate refusal follows an accepted handshake that was already counted
+      if (!isConnectionEvent(e) || e.event === 'client_cert_rejected' || e.weakness === null) return;
+      const key = { weakness: e.weakness, address: e.remoteAddress, ja4: e.ja4, sni: e.sni };
+      const { entry } = this.#summary.touch(keyOf(key), () => ({ ...key, offered: e.offered, firstSeen: e.time, lastSeen: e.time, count: 0, refused: 0, lastReason: null, sites: [] }));
+      entry.lastSeen = e.time;
+      entry.offered = e.offered;
+      entry.count++;
+      entry.lastReason = e.reason;
+      if (e.reason !== null) entry.refused++;
+      if (e.site !== null && !entry.sites.includes(e.site)) entry.sites.push(e.site);
+    });
+  }
+
+  entries(): WeakClientEntry[] {
+    return this.#summary.entries();
+  }
+
+  #prune(now = Date.now()): void {
+    this.#summary.prune((e) => now - new Date(e.lastSeen).getTime() > retentionMs);
+  }
+
+  flush(): Promise<void> {
+    return this.#summary.flush();
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe();
+    clearInterval(this.#pruneTimer);
+    await this.#summary.stop();
+  }
+}
