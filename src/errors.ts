@@ -17,6 +17,7 @@ export const errorCatalog = {
   PCL_CONTROL_UNREACHABLE: 'no running instance answers on the control socket of this dataDir',
   PCL_WORKER_FAILED: 'a worker process could not start',
   PCL_ADMIN_TOKEN_INVALID: 'the admin token file under dataDir exists but cannot be read or holds no token',
+  PCL_API_KEYS_INVALID: 'the API key store under dataDir exists but cannot be read; the instance refuses to start without it rather than refuse every key without saying why',
   PCL_DENY_LIST_INVALID: 'the deny list under dataDir exists but cannot be read; the instance refuses to start without it rather than readmit blocked certificates',
 } as const;
 
@@ -78,6 +79,13 @@ export const reasonCatalog = {
   revoked: { status: 403, text: 'the client certificate (or a CA above it) is revoked by a CRL, its OCSP responder or the deny list' },
   revocation_unavailable: { status: 403, text: 'no fresh CRL or OCSP answer could be had for the client certificate and clientAuth.onRevocationUnavailable is reject' },
   bad_certificate: { status: 403, text: 'the client certificate failed verification for another reason; the log has the OpenSSL code' },
+  // API keys and rate limits
+  missing_api_key: { status: 401, text: 'the route requires an API key (apiKeys: required) and none was presented in the key header (Authorization: Bearer by default)' },
+  unknown_api_key: { status: 401, text: 'the presented API key is not one this instance issued (mistyped, from another instance, or deleted)' },
+  expired_api_key: { status: 401, text: 'the API key is past its expiry (or the overlap window of a rotation ended); use its replacement or create a new one' },
+  revoked_api_key: { status: 401, text: 'the API key was revoked with portcullis keys revoke' },
+  key_not_allowed_for_route: { status: 401, text: 'the API key is valid but restricted to other routes (portcullis keys create --routes)' },
+  key_certificate_mismatch: { status: 401, text: 'the API key is bound to a client certificate, and this connection did not present that certificate' },
   // upstream
   upstream_unreachable: { status: 502, text: 'the upstream refused or dropped the connection' },
   upstream_timeout: { status: 504, text: 'the upstream did not connect or answer within the configured timeout' },

@@ -1,3 +1,4 @@
+import { ApiKeyRing, type ApiKeyRecord } from './access/index.js';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { formatHostPort, sameAddress, type Config, type ListenAddress } from './config/index.js';
@@ -36,6 +37,8 @@ export interface Portcullis {
    * that presented one are closed at once. Returns how many were closed.
    */
   setDenyList(entries: readonly DenyEntry[]): number;
+  /** Replaces the API keys in force: every request from now on is checked against these. */
+  setApiKeys(records: readonly ApiKeyRecord[]): void;
   /** The ACME challenges to answer from now on: http-01 on the redirect listener, tls-alpn-01 on the HTTPS listener. */
   setAcmeChallenges(set: AcmeChallengeSet): void;
   /** Writes the per-process summaries under dataDir (client inventory, weak clients) now rather than within the minute. */
@@ -57,6 +60,8 @@ export interface StartOptions {
   readonly accessLog?: AccessLog | null;
   /** Names this process's files under dataDir (the client certificate inventory): "main", or "worker-<id>". */
   readonly processName?: string;
+  /** The API keys in force from the start (the store under dataDir). */
+  readonly apiKeys?: readonly ApiKeyRecord[];
   /** Certificates blocked from the start (the persisted deny list). */
   readonly denyList?: readonly DenyEntry[];
   /** ACME challenges to answer from the first connection (a worker that starts while an order runs). */
@@ -82,7 +87,9 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   const metrics = new Metrics();
   const bus = new EventBus(log);
   const events = new ConnectionEvents(bus, metrics);
-  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false, accessLog, metrics, events };
+  const apiKeys = new ApiKeyRing();
+  apiKeys.set(options.apiKeys ?? []);
+  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false, accessLog, metrics, events, apiKeys };
   const revocation = new RevocationChecker(log, metrics);
   revocation.setDenyList(options.denyList ?? []);
   const clientPolicies = (c: Config) => c.sites.flatMap((s) => (s.clientAuth ? [s.clientAuth] : []));
@@ -253,7 +260,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       }
       revocation.configure(clientPolicies(next));
       const old = state;
-      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog, metrics, events };
+      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog, metrics, events, apiKeys };
       // requests in flight finish on the old pools, which then close
       void old.upstreams.close();
     },
@@ -285,6 +292,11 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     },
 
     setAcmeChallenges,
+
+    setApiKeys(records) {
+      apiKeys.set(records);
+      log.info({ event: 'api_keys_applied', keys: apiKeys.size }, `API keys applied: ${apiKeys.size} in the store`);
+    },
 
     async flushSummaries() {
       await Promise.all([inventory.flush(), weakClients.flush()]);

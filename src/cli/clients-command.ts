@@ -1,7 +1,7 @@
 import { readInventory } from '../telemetry/index.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
-import { durationFlag, flushRunningInstance } from './summaries.js';
+import { durationFlag, flushRunningInstance } from './instance-io.js';
 
 export interface ClientsOptions {
   readonly config?: string;

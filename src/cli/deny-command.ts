@@ -2,10 +2,10 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { PortcullisError } from '../errors.js';
 import { readDenyList, writeDenyList, denyListPath } from '../state/index.js';
-import { controlSocketPath, sendControl } from '../supervisor/index.js';
 import { denyEntry, denyKey, type DenyEntry } from '../trust/index.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
+import { notifyRunningInstance } from './instance-io.js';
 
 export interface DenyTarget {
   readonly config?: string;
@@ -37,18 +37,6 @@ function describe(e: DenyEntry): string {
   return `${what}  added ${e.addedAt}${e.note ? `  (${e.note})` : ''}`;
 }
 
-/** Tells the running instance, if any, to apply the list now; without one it applies at the next start. */
-async function notify(dataDir: string): Promise<void> {
-  try {
-    const result = await sendControl(controlSocketPath(dataDir), { command: 'deny-list' }, 10_000);
-    if (result.ok) process.stdout.write(`${result.message}\n`);
-    else process.stderr.write(`portcullis: ${result.code}: the running instance refused the list: ${result.message}\n`);
-  } catch (err) {
-    if (!(err instanceof PortcullisError && err.code === 'PCL_CONTROL_UNREACHABLE')) throw err;
-    process.stdout.write(`no running instance answers on ${controlSocketPath(dataDir)}; the list applies when Portcullis starts with dataDir ${dataDir}\n`);
-  }
-}
-
 /**
  * `portcullis deny add|remove|list`: the instant deny list, persisted in
  * dataDir/deny-list.json. add and remove rewrite the file atomically and ask
@@ -77,5 +65,5 @@ export async function runDeny(action: 'add' | 'remove' | 'list', opts: DenyTarge
     writeDenyList(dataDir, entries.filter((e) => denyKey(e) !== key));
     process.stdout.write(`removed from the deny list: ${describe(entry).split('  added')[0]}\n`);
   }
-  await notify(dataDir);
+  await notifyRunningInstance(dataDir, 'deny-list', 'list');
 }

@@ -6,6 +6,7 @@ import { runReload } from './reload-command.js';
 import { runStart } from './start-command.js';
 import { runValidate } from './validate-command.js';
 import { runDeny, type DenyTarget } from './deny-command.js';
+import { runKeys, type KeyCreateOptions, type KeyRotateOptions } from './keys-command.js';
 import { runClients, type ClientsOptions } from './clients-command.js';
 import { runReport, type ReportOptions } from './report-command.js';
 import { runCaCrl, runCaEnrollToken, runCaInit, runCaIssue, runCaList, runCaRevoke, type CaOptions, type EnrollTokenOptions, type IssueOptions } from './ca-command.js';
@@ -113,6 +114,21 @@ program
   .option('--since <duration>', 'only certificates seen within this long, e.g. 7d')
   .option('--json', 'print JSON')
   .action((opts: ClientsOptions) => runClients(opts).catch(fail));
+
+const keys = program.command('keys').description('API keys: created here, shown once, kept as hashes under dataDir; a running instance applies changes at once');
+const configOption = (cmd: Command) => cmd.option('-c, --config <file>', 'the config file (finds its dataDir)');
+configOption(keys.command('create').description('create a key and print it (once) on stdout'))
+  .requiredOption('--name <name>', 'who or what the key is for')
+  .option('--routes <paths>', 'comma-separated route paths it may be used on (default: every route that takes keys)')
+  .option('--expires <duration>', 'lifetime, e.g. 90d (the default), or "never"')
+  .option('--bind-cert <sha256>', 'only valid on connections presenting this client certificate ("sha256:AB:CD:…")')
+  .option('--bind-uri <uri>', 'only valid on connections whose client certificate has this URI SAN (e.g. spiffe://…)')
+  .action((opts: KeyCreateOptions) => runKeys('create', undefined, opts).catch(fail));
+configOption(keys.command('list').description('print the keys (ids, names, state; never the keys)')).action((opts: KeyCreateOptions) => runKeys('list', undefined, opts).catch(fail));
+configOption(keys.command('revoke').description('revoke a key at once').argument('<id>', 'the key id')).action((id: string, opts: KeyCreateOptions) => runKeys('revoke', id, opts).catch(fail));
+configOption(keys.command('rotate').description('issue a successor with the same name, routes and binding; the old key works until the overlap ends').argument('<id>', 'the key id'))
+  .option('--overlap <duration>', 'how long the old key keeps working, e.g. 24h (the default)')
+  .action((id: string, opts: KeyRotateOptions) => runKeys('rotate', id, opts).catch(fail));
 
 program
   .command('report')

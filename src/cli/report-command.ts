@@ -2,7 +2,7 @@ import { PortcullisError } from '../errors.js';
 import { readWeakClients, type WeakClientEntry } from '../telemetry/index.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
-import { durationFlag, flushRunningInstance } from './summaries.js';
+import { durationFlag, flushRunningInstance } from './instance-io.js';
 
 export interface ReportOptions {
   readonly config?: string;

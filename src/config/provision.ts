@@ -76,6 +76,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
     },
     workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
     trustedProxies,
+    apiKeyHeader: raw.apiKeyHeader,
     detector: { threshold: raw.detector.threshold, windowMs: durationMs(raw.detector.window), blockMs: durationMs(raw.detector.blockFor), allow: blockListOf(raw.detector.allow), webhook, fingerprint: raw.detector.fingerprint },
     dataDir: file(raw.dataDir),
     ca: { crlPath: raw.ca.crlPath ?? null },
@@ -249,7 +250,7 @@ function finishSite(raw: RawSite, index: number, at: string, hosts: string[], ce
     // a site that requires certificates requires them on every route; an optional site defaults to required
     const clientCert = raw.clientAuth ? (raw.clientAuth.mode === 'require' ? 'required' : (r.clientCert ?? 'required')) : null;
     if (r.allow && clientCert === 'optional') issue(`${path}.allow`, 'an allow-list admits only certain certificates, so it needs clientCert: required (anonymous clients could never match it)');
-    routes.push({ index: j, path: r.path, segmentBoundary: !r.path.endsWith('/'), upstreams, clientCert, allow: r.allow ? compileAllowList(r.allow) : null });
+    routes.push({ index: j, path: r.path, segmentBoundary: !r.path.endsWith('/'), upstreams, clientCert, allow: r.allow ? compileAllowList(r.allow) : null, apiKeys: r.apiKeys });
   });
   routes.sort((a, b) => b.path.length - a.path.length);
 

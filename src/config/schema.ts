@@ -26,13 +26,6 @@ const listenAddress = z
 
 const path = z.string({ error: 'use a file path (relative to the config file)' }).min(1, { error: 'use a non-empty file path' });
 
-/** A key whose capability lands in a later version: accepted by the schema, refused with a clear message. */
-const later = (what: string) =>
-  z
-    .unknown()
-    .optional()
-    .refine((v) => v === undefined, { error: `${what} is not supported yet by this version of Portcullis; remove the key` });
-
 const siteHost = z
   .string({ error: 'use a DNS name, a "*." wildcard or an IP address' })
   .refine((v) => normaliseSiteHost(v) !== null, {
@@ -133,7 +126,7 @@ const route = z.strictObject({
       error: 'an allow-list with no entry admits nobody; list at least one uri, dns, subject or fingerprint, or remove allow',
     })
     .optional(),
-  apiKeys: later('routes[].apiKeys (API keys)'),
+  apiKeys: z.enum(['required', 'optional', 'off'], { error: 'use "required" (no valid key, 401), "optional" (a presented key must be valid) or "off"' }).default('off'),
 });
 
 const certificateSource = z.strictObject({
@@ -219,6 +212,12 @@ export const configSchema = z.strictObject({
     })
     .default(1),
   trustedProxies: z.array(cidr, { error: 'list CIDRs, e.g. ["10.0.0.0/8"]' }).default([]),
+  apiKeyHeader: z
+    .string({ error: 'use a header name' })
+    .regex(/^[a-z0-9][a-z0-9-]*$/i, { error: 'use a header name of letters, digits and "-", e.g. "authorization" (Bearer) or "x-api-key"', abort: true })
+    .refine((v) => !reservedHeaders.has(v.toLowerCase()) || v.toLowerCase() === 'authorization', { error: 'this header is set by the proxy or the protocol; use "authorization" or a header of your own, e.g. "x-api-key"' })
+    .transform((v) => v.toLowerCase())
+    .default('authorization'),
   detector: z
     .strictObject({
       threshold: z.int({ error: 'use a whole number of failures' }).min(2, { error: 'use at least 2: one mistake must not lock a client out' }).max(100_000).default(20),

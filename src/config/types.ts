@@ -31,6 +31,8 @@ export interface Config {
   readonly workers: number;
   /** Null when none are configured. */
   readonly trustedProxies: BlockList | null;
+  /** Lower case; `authorization` means the Bearer scheme, any other header carries the bare key. Never forwarded upstream where routes take keys. */
+  readonly apiKeyHeader: string;
   /** Blocking of sources whose handshakes or client certificates keep failing. */
   readonly detector: {
     readonly threshold: number;
@@ -135,6 +137,8 @@ export interface Route {
   readonly clientCert: 'required' | 'optional' | null;
   /** Who may use the route, when restricted. */
   readonly allow: AllowList | null;
+  /** Whether requests need an API key (`required`), may carry one (`optional`: a presented key must be valid), or none is looked at. */
+  readonly apiKeys: 'required' | 'optional' | 'off';
 }
 
 export interface ClientAuth {

@@ -58,6 +58,6 @@ function writeRecord(ctx: RequestContext, log: AccessLog, now: number): void {
       `"method":${json(ctx.req.method)},"path":${json(ctx.target || ctx.req.url)},"httpVersion":${json(ctx.req.httpVersion)},` +
       `"status":${ctx.status},"completed":${completed},"reason":${json(ctx.reason ?? (completed ? null : 'client_closed'))},` +
       `"bytesIn":${ctx.bytesIn},"bytesOut":${ctx.bytesOut},"durationMs":${round(now - ctx.startedAt)},` +
-      `"upstream":${json(ctx.upstreamOrigin)},"upstreamMs":${upstreamMs},${fieldsOf(ctx.conn)}`,
+      `"upstream":${json(ctx.upstreamOrigin)},"upstreamMs":${upstreamMs},"apiKeyId":${json(ctx.apiKeyId)},${fieldsOf(ctx.conn)}`,
   );
 }

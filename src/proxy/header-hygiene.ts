@@ -1,3 +1,4 @@
+import { apiKeyPrefix } from '../access/index.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { BlockList } from 'node:net';
 import { isIPv4 } from 'node:net';
@@ -61,6 +62,10 @@ export interface ForwardingFacts {
   readonly identityHeader: string;
   /** Its value for this request, when a valid client certificate was presented. */
   readonly identity: string | null;
+  /** The header API keys come in (config.apiKeyHeader). */
+  readonly apiKeyHeader: string;
+  /** Whether the route takes API keys: then that header is never forwarded; elsewhere only a value that carries one of our keys is dropped. */
+  readonly keyRoute: boolean;
 }
 
 /** The request fields sent upstream: hop-by-hop fields removed, forwarding fields set by us. */
@@ -75,6 +80,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
     // CGI-style stacks (WSGI, Rack, PHP-FPM) read "x_client_cert" as "x-client-cert": compare in that form
     const canonical = name.includes('_') ? name.replace(/_/g, '-') : name;
     if (ours.has(canonical) || facts.identityHeaders.has(canonical)) continue;
+    if (name === facts.apiKeyHeader && (facts.keyRoute || carriesApiKey(value))) continue;
     if (!trusted && (proxyClaims.has(canonical) || canonical.startsWith('x-forwarded-'))) continue;
     out[name] = name === 'cookie' && Array.isArray(value) ? value.join('; ') : value;
   }
@@ -100,6 +106,10 @@ export function clientResponseHeaders(upstream: IncomingHttpHeaders, hsts: strin
   if (hsts) out['strict-transport-security'] = hsts;
   out['x-request-id'] = requestId;
   return out;
+}
+
+function carriesApiKey(value: string | string[]): boolean {
+  return (Array.isArray(value) ? value : [value]).some((v) => v.includes(apiKeyPrefix));
 }
 
 function firstValue(v: string | string[] | undefined): string | undefined {

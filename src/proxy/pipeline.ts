@@ -1,3 +1,4 @@
+import { presentedApiKey } from '../access/index.js';
 import { hasDuplicateHost, hostFromAuthority } from '../config/index.js';
 import type { Reason } from '../errors.js';
 import type { ServerResponse } from 'node:http';
@@ -124,6 +125,37 @@ function authorizeClient(ctx: RequestContext): Reason | null {
   return null;
 }
 
+/**
+ * `apiKeys: required|optional`: the key from the key header must be one of
+ * ours, live, allowed on the route, and presented on a connection with the
+ * client certificate it is bound to. A key presented on an optional route is
+ * checked all the same: a bad key is a broken or hostile client.
+ */
+function checkApiKey(ctx: RequestContext): Reason | null {
+  const mode = ctx.route!.apiKeys;
+  if (mode === 'off') return null;
+  const presented = presentedApiKey(ctx.req.headers, ctx.state.config.apiKeyHeader);
+  if (presented === null) {
+    if (mode === 'optional') return null;
+    if (ctx.state.config.apiKeyHeader === 'authorization') ctx.responseHeaders = { 'www-authenticate': 'Bearer' };
+    return 'missing_api_key';
+  }
+  const verdict = ctx.state.apiKeys.verify(presented, ctx.route!.path, ctx.conn.client);
+  if (!verdict.ok) {
+    ctx.apiKeyId = verdict.id;
+    const client = ctx.conn.client;
+    ctx.state.events.bus.publish(
+      'info',
+      { event: 'api_key_rejected', reason: verdict.reason, keyId: verdict.id, site: ctx.site!.id, route: ctx.route!.path, requestId: ctx.id, remoteAddress: ctx.conn.remoteAddress, clientFingerprint: client?.status === 'valid' ? client.identity.fingerprint : null },
+      `API key refused: ${verdict.reason}`,
+    );
+    ctx.responseHeaders = { 'www-authenticate': `Bearer error="invalid_token", error_description="${verdict.reason}"` };
+    return verdict.reason;
+  }
+  ctx.apiKeyId = verdict.id;
+  return null;
+}
+
 function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
   const client = ctx.conn.client;
   ctx.upstreamHeaders = upstreamRequestHeaders(ctx.req.headers, {
@@ -134,11 +166,13 @@ function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
     identityHeaders: ctx.state.config.identityHeaders,
     identityHeader: ctx.site!.identityHeader,
     identity: client?.status === 'valid' ? client.header : null,
+    apiKeyHeader: ctx.state.config.apiKeyHeader,
+    keyRoute: ctx.route!.apiKeys !== 'off',
   });
   return null;
 }
 
-const phases: readonly Phase[] = [limitHeaderSize, resolveSite, requireClientCertificate, matchRoute, authorizeClient, prepareUpstreamRequest];
+const phases: readonly Phase[] = [limitHeaderSize, resolveSite, requireClientCertificate, matchRoute, authorizeClient, checkApiKey, prepareUpstreamRequest];
 
 /** Runs the phases, then forwards; the first reason ends the request with its JSON answer. */
 export function runPipeline(ctx: RequestContext): void {

@@ -1,3 +1,4 @@
+import type { ApiKeyRing } from '../access/index.js';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
@@ -24,6 +25,8 @@ export interface ProxyState {
   readonly metrics: Metrics;
   /** Where client-certificate refusals of the request pipeline are accounted for. */
   readonly events: ConnectionEvents;
+  /** The API keys in force (replaced as a whole when the store changes). */
+  readonly apiKeys: ApiKeyRing;
 }
 
 /** Whether a request carries a body (decided from its framing, before reading any of it). */
@@ -61,6 +64,10 @@ export class RequestContext {
   upstreamOrigin: string | null = null;
   upstreamStartedAt = 0;
   upstreamEndedAt = 0;
+  /** The id of the API key presented (valid or not, when it named one of ours); never the key. */
+  apiKeyId: string | null = null;
+  /** Fields a refusal adds to its answer (WWW-Authenticate, Retry-After …). */
+  responseHeaders: HeaderMap | null = null;
   /** For a WebSocket tunnel: null while none; then whether it ended without a socket error. */
   tunnelClosedCleanly: boolean | null = null;
 

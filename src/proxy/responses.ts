@@ -48,7 +48,8 @@ export function sendError(ctx: RequestContext, reason: Reason, detail: string | 
   const { status, text } = errorBody(reason, ctx.id, detail);
   ctx.status = status;
   ctx.bytesOut = Buffer.byteLength(text);
-  ctx.res.writeHead(status, ownHeaders(ctx.id, ctx.hsts, 'application/json', ctx.bytesOut));
+  const headers = ownHeaders(ctx.id, ctx.hsts, 'application/json', ctx.bytesOut);
+  ctx.res.writeHead(status, ctx.responseHeaders ? { ...headers, ...ctx.responseHeaders } : headers);
   ctx.res.end(text);
 }
 

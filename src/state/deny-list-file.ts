@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PortcullisError } from '../errors.js';
 import { denyEntry, type DenyEntry } from '../trust/index.js';
 import { writeFileAtomic } from './atomic-file.js';
+import { readStoreList } from './json-store.js';
 
 /** Where the deny list lives: one JSON file under dataDir, written atomically. */
 export const denyListPath = (dataDir: string) => join(dataDir, 'deny-list.json');
@@ -14,21 +14,8 @@ export const denyListPath = (dataDir: string) => join(dataDir, 'deny-list.json')
  */
 export function readDenyList(dataDir: string): DenyEntry[] {
   const path = denyListPath(dataDir);
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw new PortcullisError('PCL_DENY_LIST_INVALID', `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); check its permissions`, { cause: err });
-  }
-  let raw: { version?: unknown; entries?: unknown };
-  try {
-    raw = JSON.parse(text) as typeof raw;
-  } catch (err) {
-    throw new PortcullisError('PCL_DENY_LIST_INVALID', `${path} is not JSON; restore it from a backup or fix it by hand (it lists {"fingerprint"} or {"serial","issuer"} entries)`, { cause: err });
-  }
-  if (raw?.version !== 1 || !Array.isArray(raw.entries)) throw new PortcullisError('PCL_DENY_LIST_INVALID', `${path} is not a version 1 deny list ({"version":1,"entries":[…]})`);
-  return raw.entries.map((e: Record<string, unknown>, i: number) => {
+  const entries = readStoreList(path, 'entries', 'PCL_DENY_LIST_INVALID', 'it lists {"fingerprint"} or {"serial","issuer"} entries');
+  return entries.map((e, i) => {
     const entry = denyEntry(
       { fingerprint: e.fingerprint as string | undefined, serial: e.serial as string | undefined, issuer: e.issuer as string | undefined },
       typeof e.note === 'string' ? e.note : null,

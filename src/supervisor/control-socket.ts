@@ -17,17 +17,19 @@ export interface ControlHandlers {
   reload(): Promise<ReloadResult>;
   /** Re-reads the deny list under dataDir and applies it. */
   denyList(): Promise<ReloadResult>;
+  /** Re-reads the API keys under dataDir and applies them. */
+  apiKeys(): Promise<ReloadResult>;
   /** Writes every process's summaries under dataDir (client inventory, weak clients), for a report to read. */
   flush(): Promise<ReloadResult>;
 }
 
-type Command = 'reload' | 'deny-list' | 'flush';
+type Command = 'reload' | 'deny-list' | 'api-keys' | 'flush';
 
 interface Request {
   readonly command: Command;
 }
 
-const handlerNames: Readonly<Record<Command, keyof ControlHandlers>> = { reload: 'reload', 'deny-list': 'denyList', flush: 'flush' };
+const handlerNames: Readonly<Record<Command, keyof ControlHandlers>> = { reload: 'reload', 'deny-list': 'denyList', 'api-keys': 'apiKeys', flush: 'flush' };
 
 /** Asks the instance behind `path` something; rejects with PCL_CONTROL_UNREACHABLE when nobody answers. */
 export function sendControl(path: string, request: Request, timeoutMs = 60_000): Promise<ReloadResult> {

@@ -1,3 +1,4 @@
+import type { ApiKeyRecord } from '../access/index.js';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { AcmeChallengeSet } from '../acme/index.js';
 import type { DenyEntry } from '../trust/index.js';
@@ -9,10 +10,11 @@ import type { ReloadResult } from './reloader.js';
  * accepted configs), never from the file on their own.
  */
 export type ToWorker =
-  | { readonly type: 'start'; readonly keys: string; readonly text: string; readonly generation: number; readonly denyList: readonly DenyEntry[]; readonly challenges: AcmeChallengeSet }
+  | { readonly type: 'start'; readonly keys: string; readonly text: string; readonly generation: number; readonly denyList: readonly DenyEntry[]; readonly apiKeys: readonly ApiKeyRecord[]; readonly challenges: AcmeChallengeSet }
   /** ACME challenge answers to serve from now on; answered with acme-challenges-applied. */
   | { readonly type: 'acme-challenges'; readonly id: number; readonly set: AcmeChallengeSet }
   | { readonly type: 'deny-list'; readonly entries: readonly DenyEntry[] }
+  | { readonly type: 'api-keys'; readonly records: readonly ApiKeyRecord[] }
   | { readonly type: 'tickets'; readonly keys: string }
   | { readonly type: 'reload'; readonly id: number; readonly text: string; readonly generation: number }
   | { readonly type: 'metrics'; readonly id: number }

@@ -1,3 +1,4 @@
+import { readApiKeys, type ApiKeyRecord } from '../access/index.js';
 import cluster, { type Worker } from 'node:cluster';
 import { formatHostPort, type Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
@@ -9,7 +10,7 @@ import type { FileSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
 import type { ToPrimary, ToWorker, WorkerMetrics } from './messages.js';
 import { Reloader, type ReloadResult } from './reloader.js';
-import { applyDenyList } from './deny-list-sync.js';
+import { apiKeyStore, applyStore, denyListStore } from './store-sync.js';
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
 import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
 import { openAdmin } from './admin-for.js';
@@ -51,6 +52,7 @@ interface Member {
 export async function runPrimary(source: FileSource, initial: { config: Config; text: string }, log: Logger): Promise<{ port: number }> {
   let accepted = { ...initial, generation: 1 };
   let denyList: readonly DenyEntry[] = readDenyList(accepted.config.dataDir);
+  let apiKeys: readonly ApiKeyRecord[] = readApiKeys(accepted.config.dataDir);
   const tickets = new TicketKeyRing();
   tickets.start(accepted.config.tls.ticketKeyRotationMs);
   const members = new Map<Worker, Member>();
@@ -112,7 +114,7 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
       worker.on('message', (message: ToPrimary) => {
         switch (message.type) {
           case 'hello':
-            send(worker, { type: 'start', keys: tickets.export().toString('base64'), text: accepted.text, generation: accepted.generation, denyList, challenges: acme?.challenges() ?? noChallenges });
+            send(worker, { type: 'start', keys: tickets.export().toString('base64'), text: accepted.text, generation: accepted.generation, denyList, apiKeys, challenges: acme?.challenges() ?? noChallenges });
             return;
           case 'ready':
             member.generation = message.generation;
@@ -213,12 +215,22 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
     control = await openControlSocket(accepted.config.dataDir, {
       reload: () => reloader.reload('control socket'),
       denyList: async () =>
-        applyDenyList(
-          accepted.config.dataDir,
+        applyStore(
+          denyListStore(accepted.config.dataDir),
           (entries) => {
             denyList = entries;
             for (const w of members.keys()) send(w, { type: 'deny-list', entries });
             return `sent to ${members.size} workers, which close the open connections it blocks`;
+          },
+          log,
+        ),
+      apiKeys: async () =>
+        applyStore(
+          apiKeyStore(accepted.config.dataDir),
+          (records) => {
+            apiKeys = records;
+            for (const w of members.keys()) send(w, { type: 'api-keys', records });
+            return `sent to ${members.size} workers`;
           },
           log,
         ),

@@ -9,12 +9,13 @@ import type { ConfigSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
 import { Reloader } from './reloader.js';
 import { onStopSignals } from './stop-signals.js';
-import { applyDenyList } from './deny-list-sync.js';
+import { apiKeyStore, applyStore, denyListStore } from './store-sync.js';
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
 import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
 import { openAdmin } from './admin-for.js';
 import { startAcme } from './acme-for.js';
 import { readDenyList } from '../state/index.js';
+import { readApiKeys } from '../access/index.js';
 
 /**
  * One process serves (workers: 1): reload on SIGHUP and through the control
@@ -23,7 +24,7 @@ import { readDenyList } from '../state/index.js';
  */
 export async function runSingle(source: ConfigSource, config: Config, log: Logger): Promise<{ port: number }> {
   const access = accessLogFor(config, log);
-  const proxy = await startPortcullis(config, log, { accessLog: access, denyList: readDenyList(config.dataDir) });
+  const proxy = await startPortcullis(config, log, { accessLog: access, denyList: readDenyList(config.dataDir), apiKeys: readApiKeys(config.dataDir) });
   const metrics = new SupervisorMetrics();
   let acme: AcmeManager | null = null;
   // certificate files replaced on disk (renewal tooling, cert-manager) are picked up by a reload
@@ -50,7 +51,16 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
   try {
     control = await openControlSocket(config.dataDir, {
       reload: () => reloader.reload('control socket'),
-      denyList: async () => applyDenyList(proxy.config.dataDir, (entries) => `${proxy.setDenyList(entries)} open connection(s) closed`, log),
+      denyList: async () => applyStore(denyListStore(proxy.config.dataDir), (entries) => `${proxy.setDenyList(entries)} open connection(s) closed`, log),
+      apiKeys: async () =>
+        applyStore(
+          apiKeyStore(proxy.config.dataDir),
+          (records) => {
+            proxy.setApiKeys(records);
+            return 'in force for every request from now on';
+          },
+          log,
+        ),
       flush: async () => {
         await proxy.flushSummaries();
         return { ok: true, message: 'summaries written' };

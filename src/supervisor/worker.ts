@@ -1,3 +1,4 @@
+import type { ApiKeyRecord } from '../access/index.js';
 import cluster from 'node:cluster';
 import { collectDefaultMetrics } from 'prom-client';
 import { PortcullisError } from '../errors.js';
@@ -56,6 +57,7 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
   const startOrder = new Promise<StartOrder>((resolve) => (started = resolve));
   /** A deny list or ACME challenges that arrive while the worker starts apply once it serves. */
   let denyList: readonly DenyEntry[] | null = null;
+  let apiKeys: readonly ApiKeyRecord[] | null = null;
   let challenges: AcmeChallengeSet | null = null;
   process.on('message', (message: ToWorker) => {
     switch (message.type) {
@@ -72,6 +74,10 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
       case 'deny-list':
         if (proxy) proxy.setDenyList(message.entries);
         else denyList = message.entries;
+        return;
+      case 'api-keys':
+        if (proxy) proxy.setApiKeys(message.records);
+        else apiKeys = message.records;
         return;
       case 'acme-challenges':
         if (proxy) proxy.setAcmeChallenges(message.set);
@@ -100,10 +106,12 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
     log = createLogger(levelOverride ?? config.log.level);
     access = accessLogFor(config, log);
     const initial = denyList ?? start.denyList;
-    proxy = await startPortcullis(config, log, { tickets, accessLog: access, denyList: initial, acmeChallenges: challenges ?? start.challenges, processName: `worker-${cluster.worker?.id ?? process.pid}` });
+    const initialKeys = apiKeys ?? start.apiKeys;
+    proxy = await startPortcullis(config, log, { tickets, accessLog: access, denyList: initial, apiKeys: initialKeys, acmeChallenges: challenges ?? start.challenges, processName: `worker-${cluster.worker?.id ?? process.pid}` });
     collectDefaultMetrics({ register: proxy.metrics.registry });
     // a list that arrived while the instance started
     if (denyList && denyList !== initial) proxy.setDenyList(denyList);
+    if (apiKeys && apiKeys !== initialKeys) proxy.setApiKeys(apiKeys);
     // challenges that changed while the instance started
     if (challenges) proxy.setAcmeChallenges(challenges);
   } catch (err) {

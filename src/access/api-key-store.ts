@@ -1,0 +1,70 @@
+import { join } from 'node:path';
+import { PortcullisError } from '../errors.js';
+import { readStoreList, writeFileAtomic } from '../state/index.js';
+
+/** One API key as the store keeps it: never the key, only its hash. */
+export interface ApiKeyRecord {
+  readonly id: string;
+  readonly name: string;
+  /** Hex SHA-256 of the key. */
+  readonly hash: string;
+  /** Route paths the key may be used on; null: every route that takes keys. */
+  readonly routes: readonly string[] | null;
+  /** ISO times. */
+  readonly createdAt: string;
+  readonly expiresAt: string | null;
+  readonly revokedAt: string | null;
+  /** Bound keys are refused on connections without this client certificate ("sha256:" + hex, as identities print it). */
+  readonly bindCert: string | null;
+  /** … or without a client certificate carrying this URI SAN. */
+  readonly bindUri: string | null;
+  /** Set on a rotated key: the id of its successor. */
+  readonly rotatedTo: string | null;
+}
+
+/** Where the keys live: one JSON file under dataDir, written atomically, mode 0600. */
+export const apiKeysPath = (dataDir: string) => join(dataDir, 'api-keys.json');
+
+const isTime = (v: unknown): v is string => typeof v === 'string' && !Number.isNaN(Date.parse(v));
+const optional = (v: unknown, ok: (x: unknown) => boolean) => v === null || v === undefined || ok(v);
+
+function check(e: Record<string, unknown>): string | null {
+  if (typeof e.id !== 'string' || !/^[0-9a-f]{12}$/.test(e.id)) return 'id is not 12 hex digits';
+  if (typeof e.hash !== 'string' || !/^[0-9a-f]{64}$/.test(e.hash)) return 'hash is not a hex SHA-256';
+  if (typeof e.name !== 'string') return 'name is missing';
+  if (!isTime(e.createdAt)) return 'createdAt is not a time';
+  if (!optional(e.expiresAt, isTime) || !optional(e.revokedAt, isTime)) return 'expiresAt/revokedAt is not a time';
+  if (!optional(e.routes, (r) => Array.isArray(r) && r.every((p) => typeof p === 'string'))) return 'routes is not a list of paths';
+  if (!optional(e.bindCert, (v) => typeof v === 'string') || !optional(e.bindUri, (v) => typeof v === 'string')) return 'bindCert/bindUri is not a string';
+  return null;
+}
+
+/**
+ * Reads the key store; none yet is no keys. A file that cannot be used is an
+ * error (PCL_API_KEYS_INVALID), never an empty store quietly: every key would
+ * then be refused without anyone knowing why.
+ */
+export function readApiKeys(dataDir: string): ApiKeyRecord[] {
+  const path = apiKeysPath(dataDir);
+  const keys = readStoreList(path, 'keys', 'PCL_API_KEYS_INVALID', 'it holds only key hashes: keys cannot be recovered from it');
+  return keys.map((e, i) => {
+    const problem = check(e);
+    if (problem) throw new PortcullisError('PCL_API_KEYS_INVALID', `${path} keys[${i}]: ${problem}; fix or remove that entry`);
+    return {
+      id: e.id as string,
+      name: e.name as string,
+      hash: e.hash as string,
+      routes: (e.routes as string[] | undefined) ?? null,
+      createdAt: e.createdAt as string,
+      expiresAt: (e.expiresAt as string | undefined) ?? null,
+      revokedAt: (e.revokedAt as string | undefined) ?? null,
+      bindCert: (e.bindCert as string | undefined) ?? null,
+      bindUri: (e.bindUri as string | undefined) ?? null,
+      rotatedTo: (e.rotatedTo as string | undefined) ?? null,
+    };
+  });
+}
+
+export function writeApiKeys(dataDir: string, keys: readonly ApiKeyRecord[]): void {
+  writeFileAtomic(apiKeysPath(dataDir), `${JSON.stringify({ version: 1, keys }, null, 2)}\n`, 0o600);
+}

@@ -1,0 +1,3 @@
+export { apiKeyPrefix, newApiKey, hashApiKey, apiKeyIdOf } from './api-key-format.js';
+export { readApiKeys, writeApiKeys, apiKeysPath, type ApiKeyRecord } from './api-key-store.js';
+export { ApiKeyRing, presentedApiKey, type KeyVerdict } from './api-keys.js';
