@@ -117,6 +117,7 @@ export const reasonCatalog = {
   no_acme_challenge: { status: 0, text: 'a ClientHello offered only acme-tls/1 (an ACME tls-alpn-01 validation) for a name with no challenge pending' },
   certificate_pending: { status: 0, text: 'the site gets its certificate from ACME and none has been issued yet; its handshakes are refused until one is' },
   blocked: { status: 0, text: 'the source address is blocked by the detector after repeated failed handshakes or client certificates; closed at accept' },
+  ip_denied: { status: 0, text: 'the source address is outside the ipAccess lists: the global ones close it at accept, a site\'s refuse its ClientHello before TLS' },
   handshake_timeout: { status: 0, text: 'the TLS handshake did not finish within timeouts.handshake' },
 } as const;
 

@@ -1,4 +1,4 @@
-import { ApiKeyRing, type ApiKeyRecord } from './access/index.js';
+import { ApiKeyRing, ipAdmitted, type ApiKeyRecord } from './access/index.js';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { formatHostPort, sameAddress, type Config, type ListenAddress } from './config/index.js';
@@ -137,6 +137,9 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
         }
         const site = servers.siteFor(hello.serverName, socket.localAddress ?? '');
         if (!site) return null;
+        if (!ipAdmitted(site.ipAccess, socket.remoteAddress ?? '')) {
+          return { refuse: 'ip_denied', details: { site: site.id, list: `sites[${site.index}].ipAccess` }, message: `handshake for ${hello.serverName ?? '(no name)'} refused: the source is outside site ${site.id}'s ipAccess` };
+        }
         if (site.certificates.length === 0) {
           const why = site.acme?.storedProblem ?? 'the ACME certificate is not issued yet';
           return { refuse: 'certificate_pending', details: { site: site.id, why }, message: `handshake for ${hello.serverName} refused: site ${site.id} has no certificate yet (${why}); it serves once ACME issues one` };
@@ -145,6 +148,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       },
       handshakeTimeoutMs: () => state.config.timeouts.handshakeMs,
       events,
+      ipDenied: (address) => !ipAdmitted(state.config.ipAccess, address),
       blocked: (address) => probes.blocked(address),
       fingerprintBlocked: (ja4, address) => probes.fingerprintBlocked(ja4, address),
     });

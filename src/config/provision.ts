@@ -1,3 +1,4 @@
+import type { IpRules } from '../access/index.js';
 import { X509Certificate, createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -77,6 +78,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
     workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
     trustedProxies,
     apiKeyHeader: raw.apiKeyHeader,
+    ipAccess: ipRulesOf(raw.ipAccess),
     detector: { threshold: raw.detector.threshold, windowMs: durationMs(raw.detector.window), blockMs: durationMs(raw.detector.blockFor), allow: blockListOf(raw.detector.allow), webhook, fingerprint: raw.detector.fingerprint },
     dataDir: file(raw.dataDir),
     ca: { crlPath: raw.ca.crlPath ?? null },
@@ -104,6 +106,10 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
 type Issue = (path: string, message: string) => void;
 
 /** Addresses and CIDRs (validated by the schema) as a BlockList. */
+function ipRulesOf(raw: { allow?: string[]; deny?: string[] } | undefined): IpRules {
+  return { allow: raw?.allow ? blockListOf(raw.allow) : null, deny: raw?.deny?.length ? blockListOf(raw.deny) : null };
+}
+
 function blockListOf(entries: readonly string[]): BlockList {
   const list = new BlockList();
   for (const entry of entries) {
@@ -255,7 +261,7 @@ function finishSite(raw: RawSite, index: number, at: string, hosts: string[], ce
   routes.sort((a, b) => b.path.length - a.path.length);
 
   const identityHeader = (raw.clientAuth?.forwardHeader ?? 'x-client-cert').toLowerCase();
-  return { id: hosts[0] as string, index, hosts, isDefault: raw.default, certificates, acme, hsts, clientAuth, identityHeader, routes };
+  return { id: hosts[0] as string, index, hosts, isDefault: raw.default, certificates, acme, hsts, clientAuth, identityHeader, routes, ipAccess: ipRulesOf(raw.ipAccess) };
 }
 
 function provisionClientAuth(raw: NonNullable<RawSite['clientAuth']>, at: string, file: (p: string) => string, issue: Issue): ClientAuth {

@@ -43,6 +43,14 @@ const cidr = z.string({ error: 'use an IP address or CIDR, e.g. "10.0.0.0/8"' })
   { error: 'use an IP address or CIDR, e.g. "10.0.0.0/8" or "fd00::/8"' },
 );
 
+/** IP allow/deny lists: globally (checked at accept) and per site (checked at the ClientHello). */
+const ipAccess = z
+  .strictObject({
+    allow: z.array(cidr, { error: 'list the IPs or CIDRs admitted, e.g. ["10.0.0.0/8", "2001:db8::/32"]' }).min(1, { error: 'an empty allow list admits nobody; list at least one CIDR, or remove allow' }).optional(),
+    deny: z.array(cidr, { error: 'list the IPs or CIDRs refused, e.g. ["203.0.113.0/24"]' }).optional(),
+  })
+  .optional();
+
 export const builtinUpstreams = ['builtin:whoami'] as const;
 
 function upstreamProblem(v: string): string | null {
@@ -183,6 +191,7 @@ const site = z.strictObject({
     })
     .optional(),
   routes: z.array(route, { error: 'list the routes of the site' }).min(1, { error: 'list at least one route' }),
+  ipAccess,
 });
 
 export const configSchema = z.strictObject({
@@ -212,6 +221,7 @@ export const configSchema = z.strictObject({
     })
     .default(1),
   trustedProxies: z.array(cidr, { error: 'list CIDRs, e.g. ["10.0.0.0/8"]' }).default([]),
+  ipAccess,
   apiKeyHeader: z
     .string({ error: 'use a header name' })
     .regex(/^[a-z0-9][a-z0-9-]*$/i, { error: 'use a header name of letters, digits and "-", e.g. "authorization" (Bearer) or "x-api-key"', abort: true })

@@ -1,3 +1,4 @@
+import type { IpRules } from '../access/index.js';
 import type { BlockList } from 'node:net';
 import type { X509Certificate } from 'node:crypto';
 import type { CertificatePair } from '../pki/index.js';
@@ -31,6 +32,8 @@ export interface Config {
   readonly workers: number;
   /** Null when none are configured. */
   readonly trustedProxies: BlockList | null;
+  /** Sources admitted on the HTTPS listener, checked at accept before any byte is read. */
+  readonly ipAccess: IpRules;
   /** Lower case; `authorization` means the Bearer scheme, any other header carries the bare key. Never forwarded upstream where routes take keys. */
   readonly apiKeyHeader: string;
   /** Blocking of sources whose handshakes or client certificates keep failing. */
@@ -110,6 +113,8 @@ export interface Site {
    * the default name, `x-client-cert`).
    */
   readonly identityHeader: string;
+  /** Sources admitted to this site, checked at its ClientHello (before TLS). */
+  readonly ipAccess: IpRules;
   /** Longest prefix first. */
   readonly routes: readonly Route[];
 }

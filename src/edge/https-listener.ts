@@ -24,6 +24,8 @@ export interface HttpsListenerOptions {
   /** Read per connection, so a reload applies to new connections. */
   readonly handshakeTimeoutMs: () => number;
   readonly events: ConnectionEvents;
+  /** Whether a source address is refused by the global ipAccess lists: its connections are closed at accept. */
+  readonly ipDenied: (address: string) => boolean;
   /** Whether a source address is blocked (the detector): its connections are closed at accept. */
   readonly blocked: (address: string) => boolean;
   /** Whether a ClientHello's JA4 is blocked for this source (the detector, when told to block fingerprints): refused before TLS. */
@@ -60,7 +62,12 @@ export class HttpsListener {
   }
 
   #accept(socket: Socket): void {
-    // a blocked source gets nothing: no ClientHello is read, no TLS work is done
+    // a denied or blocked source gets nothing: no ClientHello is read, no TLS work is done
+    if (this.#opts.ipDenied(socket.remoteAddress ?? '')) {
+      this.#opts.events.refused('ip_denied', socket.remoteAddress ?? '', null, { list: 'ipAccess' }, 'connection from a source outside ipAccess closed at accept');
+      socket.destroy();
+      return;
+    }
     if (this.#opts.blocked(socket.remoteAddress ?? '')) {
       this.#opts.events.refused('blocked', socket.remoteAddress ?? '', null, { blockedBy: 'address' }, 'connection from a blocked source closed at accept');
       socket.destroy();

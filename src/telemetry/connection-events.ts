@@ -22,6 +22,9 @@ export interface ConnectionEvent extends TelemetryEvent {
   readonly weakness: HelloSummary['weakness'];
 }
 
+/** Refusals the operator decided on (the detector's blocks, the ipAccess lists): counted and on the bus, logged at debug. */
+const quiet: ReadonlySet<Reason> = new Set<Reason>(['blocked', 'ip_denied']);
+
 const names: ReadonlySet<string> = new Set<ConnectionEventName>(['connection_accepted', 'handshake_failed', 'client_cert_rejected']);
 
 export const isConnectionEvent = (e: TelemetryEvent): e is ConnectionEvent => names.has(e.event);
@@ -54,11 +57,11 @@ export class ConnectionEvents {
     private readonly metrics: Metrics,
   ) {}
 
-  /** A connection refused before or during the handshake. Blocked sources are logged at debug only: a flood must not flood the log. */
+  /** A connection refused before or during the handshake. Blocked and denied sources are logged at debug only: a flood must not flood the log. */
   refused(reason: Reason, remoteAddress: string, hello: HelloSummary | null, details: Readonly<Record<string, unknown>>, message: string): void {
     this.metrics.refusedConnections.inc({ reason });
     if (reason === 'unsupported_protocol' && hello) this.metrics.legacyAttempts.inc({ offered: hello.offered });
-    this.bus.publish(reason === 'blocked' ? 'debug' : 'info', { event: 'handshake_failed', reason, remoteAddress, site: null, ...helloFields(hello), ...details }, message);
+    this.bus.publish(quiet.has(reason) ? 'debug' : 'info', { event: 'handshake_failed', reason, remoteAddress, site: null, ...helloFields(hello), ...details }, message);
   }
 
   accepted(info: ConnectionInfo, handshakeMs: number | null): void {

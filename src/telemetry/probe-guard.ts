@@ -9,7 +9,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
 /** Failures that are not the source's doing, and so never count against it. */
-const notCounted: ReadonlySet<Reason> = new Set<Reason>(['blocked', 'certificate_pending', 'policy_changed']);
+const notCounted: ReadonlySet<Reason> = new Set<Reason>(['blocked', 'ip_denied', 'certificate_pending', 'policy_changed']);
 
 /**
  * The detector wired to the instance. It hears every refused connection and
