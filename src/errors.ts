@@ -86,6 +86,7 @@ export const reasonCatalog = {
   revoked_api_key: { status: 401, text: 'the API key was revoked with portcullis keys revoke' },
   key_not_allowed_for_route: { status: 401, text: 'the API key is valid but restricted to other routes (portcullis keys create --routes)' },
   key_certificate_mismatch: { status: 401, text: 'the API key is bound to a client certificate, and this connection did not present that certificate' },
+  rate_limited: { status: 429, text: 'the client (its certificate, else its API key, else its address) exceeded the route rateLimit; Retry-After says when to try again' },
   // upstream
   upstream_unreachable: { status: 502, text: 'the upstream refused or dropped the connection' },
   upstream_timeout: { status: 504, text: 'the upstream did not connect or answer within the configured timeout' },

@@ -1,3 +1,4 @@
+import { memoryRateBuckets } from './state/index.js';
 import { ApiKeyRing, ipAdmitted, type ApiKeyRecord } from './access/index.js';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -88,8 +89,9 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   const bus = new EventBus(log);
   const events = new ConnectionEvents(bus, metrics);
   const apiKeys = new ApiKeyRing();
+  const rateBuckets = memoryRateBuckets();
   apiKeys.set(options.apiKeys ?? []);
-  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false, accessLog, metrics, events, apiKeys };
+  let state: ProxyState = { config, upstreams: new UpstreamSet(config), log, draining: false, accessLog, metrics, events, apiKeys, rateBuckets };
   const revocation = new RevocationChecker(log, metrics);
   revocation.setDenyList(options.denyList ?? []);
   const clientPolicies = (c: Config) => c.sites.flatMap((s) => (s.clientAuth ? [s.clientAuth] : []));
@@ -264,7 +266,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
       }
       revocation.configure(clientPolicies(next));
       const old = state;
-      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog, metrics, events, apiKeys };
+      state = { config: next, upstreams: new UpstreamSet(next), log, draining: false, accessLog, metrics, events, apiKeys, rateBuckets };
       // requests in flight finish on the old pools, which then close
       void old.upstreams.close();
     },

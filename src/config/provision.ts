@@ -13,7 +13,7 @@ import { HostTable } from './host-table.js';
 import type { RawConfig, RawRoute, RawSite } from './schema.js';
 import { tlsProfiles } from './tls-profiles.js';
 import { compileAllowList, CrlError, parseCrl } from '../trust/index.js';
-import type { AcmeSource, ClientAuth, Config, CertificatePair, RevocationPolicy, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
+import type { AcmeSource, ClientAuth, Config, CertificatePair, RateLimit, RevocationPolicy, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
 import { acmeCertificateFiles } from '../state/index.js';
 
 /**
@@ -106,6 +106,9 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
 type Issue = (path: string, message: string) => void;
 
 /** Addresses and CIDRs (validated by the schema) as a BlockList. */
+// burst defaults to one second's worth (at least 1)
+const rateLimitOf = (raw: { rps: number; burst?: number } | undefined): RateLimit | null => (raw ? { rps: raw.rps, burst: raw.burst ?? Math.max(1, Math.ceil(raw.rps)) } : null);
+
 function ipRulesOf(raw: { allow?: string[]; deny?: string[] } | undefined): IpRules {
   return { allow: raw?.allow ? blockListOf(raw.allow) : null, deny: raw?.deny?.length ? blockListOf(raw.deny) : null };
 }
@@ -256,7 +259,7 @@ function finishSite(raw: RawSite, index: number, at: string, hosts: string[], ce
     // a site that requires certificates requires them on every route; an optional site defaults to required
     const clientCert = raw.clientAuth ? (raw.clientAuth.mode === 'require' ? 'required' : (r.clientCert ?? 'required')) : null;
     if (r.allow && clientCert === 'optional') issue(`${path}.allow`, 'an allow-list admits only certain certificates, so it needs clientCert: required (anonymous clients could never match it)');
-    routes.push({ index: j, path: r.path, segmentBoundary: !r.path.endsWith('/'), upstreams, clientCert, allow: r.allow ? compileAllowList(r.allow) : null, apiKeys: r.apiKeys });
+    routes.push({ index: j, path: r.path, segmentBoundary: !r.path.endsWith('/'), upstreams, clientCert, allow: r.allow ? compileAllowList(r.allow) : null, apiKeys: r.apiKeys, rateLimit: rateLimitOf(r.rateLimit ?? raw.rateLimit) });
   });
   routes.sort((a, b) => b.path.length - a.path.length);
 

@@ -43,6 +43,14 @@ const cidr = z.string({ error: 'use an IP address or CIDR, e.g. "10.0.0.0/8"' })
   { error: 'use an IP address or CIDR, e.g. "10.0.0.0/8" or "fd00::/8"' },
 );
 
+/** A token bucket: `burst` requests at once, refilled at `rps` per second, per client identity. */
+const rateLimit = z
+  .strictObject({
+    rps: z.number({ error: 'use requests per second, e.g. 10 or 0.5' }).positive({ error: 'use a rate above 0' }).max(1_000_000),
+    burst: z.int({ error: 'use a whole number of requests' }).min(1, { error: 'use at least 1' }).max(1_000_000).optional(),
+  })
+  .optional();
+
 /** IP allow/deny lists: globally (checked at accept) and per site (checked at the ClientHello). */
 const ipAccess = z
   .strictObject({
@@ -134,6 +142,7 @@ const route = z.strictObject({
       error: 'an allow-list with no entry admits nobody; list at least one uri, dns, subject or fingerprint, or remove allow',
     })
     .optional(),
+  rateLimit,
   apiKeys: z.enum(['required', 'optional', 'off'], { error: 'use "required" (no valid key, 401), "optional" (a presented key must be valid) or "off"' }).default('off'),
 });
 
@@ -192,6 +201,7 @@ const site = z.strictObject({
     .optional(),
   routes: z.array(route, { error: 'list the routes of the site' }).min(1, { error: 'list at least one route' }),
   ipAccess,
+  rateLimit,
 });
 
 export const configSchema = z.strictObject({

@@ -144,6 +144,14 @@ export interface Route {
   readonly allow: AllowList | null;
   /** Whether requests need an API key (`required`), may carry one (`optional`: a presented key must be valid), or none is looked at. */
   readonly apiKeys: 'required' | 'optional' | 'off';
+  /** The route's own, else its site's; null: not limited. */
+  readonly rateLimit: RateLimit | null;
+}
+
+/** A token bucket per client identity (certificate, else API key, else address) and route. */
+export interface RateLimit {
+  readonly rps: number;
+  readonly burst: number;
 }
 
 export interface ClientAuth {

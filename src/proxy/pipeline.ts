@@ -156,6 +156,28 @@ function checkApiKey(ctx: RequestContext): Reason | null {
   return null;
 }
 
+/**
+ * The route's token bucket for this client: its certificate when it presented
+ * a valid one, else its API key, else its address. Over the limit: 429 with
+ * Retry-After and the RateLimit fields (draft-ietf-httpapi-ratelimit-headers).
+ */
+function limitRate(ctx: RequestContext): Reason | null {
+  const limit = ctx.route!.rateLimit;
+  if (limit === null) return null;
+  const client = ctx.conn.client;
+  const who = client?.status === 'valid' ? `c:${client.identity.fingerprint}` : ctx.apiKeyId !== null ? `k:${ctx.apiKeyId}` : `a:${ctx.conn.remoteAddress}`;
+  const d = ctx.state.rateBuckets.take(`${ctx.site!.id}|${ctx.route!.path}|${who}`, limit.rps, limit.burst);
+  if (d.allowed) return null;
+  ctx.state.metrics.rateLimited.inc({ site: ctx.site!.id, route: ctx.route!.path });
+  ctx.responseHeaders = {
+    'retry-after': String(Math.max(1, Math.ceil(d.retryAfter))),
+    'ratelimit-limit': String(limit.burst),
+    'ratelimit-remaining': String(d.remaining),
+    'ratelimit-reset': String(Math.max(1, Math.ceil(d.reset))),
+  };
+  return 'rate_limited';
+}
+
 function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
   const client = ctx.conn.client;
   ctx.upstreamHeaders = upstreamRequestHeaders(ctx.req.headers, {
@@ -172,7 +194,7 @@ function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
   return null;
 }
 
-const phases: readonly Phase[] = [limitHeaderSize, resolveSite, requireClientCertificate, matchRoute, authorizeClient, checkApiKey, prepareUpstreamRequest];
+const phases: readonly Phase[] = [limitHeaderSize, resolveSite, requireClientCertificate, matchRoute, authorizeClient, checkApiKey, limitRate, prepareUpstreamRequest];
 
 /** Runs the phases, then forwards; the first reason ends the request with its JSON answer. */
 export function runPipeline(ctx: RequestContext): void {

@@ -1,3 +1,4 @@
+import type { RateBuckets } from '../state/index.js';
 import type { ApiKeyRing } from '../access/index.js';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -27,6 +28,8 @@ export interface ProxyState {
   readonly events: ConnectionEvents;
   /** The API keys in force (replaced as a whole when the store changes). */
   readonly apiKeys: ApiKeyRing;
+  /** Rate-limit buckets; they outlive reloads, so a reload does not refill them. */
+  readonly rateBuckets: RateBuckets;
 }
 
 /** Whether a request carries a body (decided from its framing, before reading any of it). */

@@ -3,3 +3,4 @@ export { readDenyList, writeDenyList, denyListPath } from './deny-list-file.js';
 export { acmeCertificateFiles, acmeCertificateKeys } from './certificate-files.js';
 export { memoryState, type StateBackend } from './state-backend.js';
 export { readStoreList } from './json-store.js';
+export { memoryRateBuckets, type RateBuckets, type RateDecision } from './rate-buckets.js';

@@ -202,6 +202,13 @@ export class Metrics {
     if (upstreamSeconds !== null) this.upstreamSeconds.observe({ site }, upstreamSeconds);
   }
 
+  readonly rateLimited = new Counter<'site' | 'route'>({
+    name: 'portcullis_rate_limited_total',
+    help: 'Requests answered 429 because their client exceeded the route rate limit, by site and route',
+    labelNames: ['site', 'route'],
+    registers: [this.registry],
+  });
+
   readonly sourcesBlocked = new Counter({
     name: 'portcullis_sources_blocked_total',
     help: 'Source addresses the detector blocked (their later connections count as connections_refused_total{reason="blocked"})',
