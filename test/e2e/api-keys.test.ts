@@ -162,3 +162,36 @@ sites:
     assert.match(corrupt.stderr, /api-keys\.json keys\[0\]: id is not 12 hex digits; fix or remove that entry/);
   });
 });
+
+test('with workers: 2, a created key works on every worker and a revocation reaches every worker at once', async (t) => {
+  const root = pki.root('keys-cluster-root');
+  const server = pki.leaf('keys-cluster', root, { dns: ['api.test'] });
+  const dir = tempDir(t);
+  const file = `${dir}/portcullis.yaml`;
+  writeFileSync(
+    file,
+    `listen: { https: "127.0.0.1:0" }
+workers: 2
+log: { access: off }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${server.chainFile}, key: ${server.keyFile} }]
+    routes: [{ path: /, upstream: "builtin:whoami", apiKeys: required }]
+`,
+  );
+  const cli = startCli(t, ['start', '--config', file], dir);
+  const port = Number((await cli.waitFor(/"https":"127\.0\.0\.1:(\d+)".*"workers":2/))[1]);
+  const created = await run(process.execPath, [cliPath, 'keys', 'create', '--name', 'cluster', '--config', file]);
+  assert.match(created.stderr, /API keys applied \(1 entry\): sent to 2 workers/);
+  const key = created.stdout.trim();
+  // separate connections, spread over the workers by the cluster's round robin
+  const statuses = async () => {
+    const codes: string[] = [];
+    for (let i = 0; i < 6; i++) codes.push((await curl([...resolveTo('api.test', port), '--cacert', root.certFile, '-H', `Authorization: Bearer ${key}`, '-o', '/dev/null', '-w', '%{http_code}', `https://api.test:${port}/`])).stdout);
+    return codes;
+  };
+  assert.deepEqual(await statuses(), ['200', '200', '200', '200', '200', '200']);
+  const revoked = await run(process.execPath, [cliPath, 'keys', 'revoke', key.slice(4, 16), '--config', file]);
+  assert.equal(revoked.code, 0, revoked.stderr);
+  assert.deepEqual(await statuses(), ['401', '401', '401', '401', '401', '401']);
+});
