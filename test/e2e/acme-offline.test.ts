@@ -35,7 +35,7 @@ describe('ACME without a reachable CA', () => {
     const port = Number((await cli.waitFor(/"https":"127\.0\.0\.1:(\d+)"/))[1]);
     const pending = await run('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'acme.test'], 'Q\n');
     assert.doesNotMatch(pending.stdout, /BEGIN CERTIFICATE/, 'no TLS for a site without a certificate');
-    await cli.waitFor(/"event":"handshake_failed","reason":"certificate_pending"[^\n]*"site":"acme\.test","why":"the ACME certificate is not issued yet"/);
+    await cli.waitFor(/"event":"handshake_failed","reason":"certificate_pending"[^\n]*"site":"acme\.test"[^\n]*"why":"the ACME certificate is not issued yet"/);
     const other = await curl([...resolveTo('other.test', port), '--cacert', join(dir, 'state', 'ca', 'ca.pem'), '-w', '%{http_code}', '-o', '/dev/null', `https://other.test:${port}/`]);
     assert.equal(other.stdout, '200');
 
