@@ -11,8 +11,13 @@ import { startUpstream } from '../helpers/upstream.js';
 const pki = new TestPki();
 after(() => pki.cleanup());
 const size = 50 * 1024 * 1024;
-/** Peak RSS may grow by this much while 50 MB stream through; holding a body whole would need 50 MB more. */
-const allowedGrowth = 20 * 1024 * 1024;
+/**
+ * Peak RSS may grow by this much while 50 MB stream through; holding a body
+ * whole would need 50 MB more. Alone it grows 1–8 MiB; with the 2 cores busy
+ * with other work, chunks already forwarded wait longer for the garbage
+ * collector and it reached 24–27 MiB (two CI runs), hence the room.
+ */
+const allowedGrowth = 35 * 1024 * 1024;
 
 function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
