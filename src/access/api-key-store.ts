@@ -26,16 +26,18 @@ export interface ApiKeyRecord {
 export const apiKeysPath = (dataDir: string) => join(dataDir, 'api-keys.json');
 
 const isTime = (v: unknown): v is string => typeof v === 'string' && !Number.isNaN(Date.parse(v));
+const isId = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{12}$/.test(v);
 const optional = (v: unknown, ok: (x: unknown) => boolean) => v === null || v === undefined || ok(v);
 
 function check(e: Record<string, unknown>): string | null {
-  if (typeof e.id !== 'string' || !/^[0-9a-f]{12}$/.test(e.id)) return 'id is not 12 hex digits';
+  if (!isId(e.id)) return 'id is not 12 hex digits';
   if (typeof e.hash !== 'string' || !/^[0-9a-f]{64}$/.test(e.hash)) return 'hash is not a hex SHA-256';
   if (typeof e.name !== 'string') return 'name is missing';
   if (!isTime(e.createdAt)) return 'createdAt is not a time';
   if (!optional(e.expiresAt, isTime) || !optional(e.revokedAt, isTime)) return 'expiresAt/revokedAt is not a time';
   if (!optional(e.routes, (r) => Array.isArray(r) && r.every((p) => typeof p === 'string'))) return 'routes is not a list of paths';
   if (!optional(e.bindCert, (v) => typeof v === 'string') || !optional(e.bindUri, (v) => typeof v === 'string')) return 'bindCert/bindUri is not a string';
+  if (!optional(e.rotatedTo, isId)) return 'rotatedTo is not a key id (12 hex digits)';
   return null;
 }
 
@@ -47,9 +49,12 @@ function check(e: Record<string, unknown>): string | null {
 export function readApiKeys(dataDir: string): ApiKeyRecord[] {
   const path = apiKeysPath(dataDir);
   const keys = readStoreList(path, 'keys', 'PCL_API_KEYS_INVALID', 'it holds only key hashes: keys cannot be recovered from it');
+  const seen = new Set<unknown>();
   return keys.map((e, i) => {
-    const problem = check(e);
+    // two records with one id: which one a presented key meets would depend on the order
+    const problem = check(e) ?? (seen.has(e.id) ? `id ${e.id as string} appears twice` : null);
     if (problem) throw new PortcullisError('PCL_API_KEYS_INVALID', `${path} keys[${i}]: ${problem}; fix or remove that entry`);
+    seen.add(e.id);
     return {
       id: e.id as string,
       name: e.name as string,

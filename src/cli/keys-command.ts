@@ -98,6 +98,9 @@ export async function runKeys(action: 'create' | 'list' | 'revoke' | 'rotate', i
   } else {
     const old = find(keys, id);
     if (old.revokedAt) throw usage(`API key ${id} is revoked; create a new key instead`);
+    // rotating twice would hand out two live successors; an expired key has no clients left to carry over
+    if (old.rotatedTo) throw usage(`API key ${id} was rotated already, to ${old.rotatedTo}; rotate that key instead`);
+    if (old.expiresAt !== null && Date.parse(old.expiresAt) <= now) throw usage(`API key ${id} expired at ${old.expiresAt}; create a new key instead`);
     const overlapEnd = now + (durationFlag('--overlap', opts.overlap ?? '24h') as number);
     const fresh = newApiKey();
     const record: ApiKeyRecord = { ...old, id: fresh.id, hash: fresh.hash, createdAt: at, expiresAt: old.expiresAt === null ? null : new Date(now + (Date.parse(old.expiresAt) - Date.parse(old.createdAt))).toISOString(), rotatedTo: null };

@@ -55,6 +55,11 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
       else defaultSite = site;
     }
   });
+  const keyHeaderOwner = sites.find((s) => s.identityHeader === raw.apiKeyHeader);
+  if (keyHeaderOwner || raw.apiKeyHeader === 'x-client-cert') {
+    // identity headers are stripped from every request and set by the proxy: a key there would be judged, then replaced
+    issue('apiKeyHeader', `"${raw.apiKeyHeader}" carries the client certificate identity to upstreams${keyHeaderOwner ? ` (sites[${keyHeaderOwner.index}].clientAuth.forwardHeader)` : ''}; use another header for API keys, e.g. "x-api-key"`);
+  }
   if (raw.ca.crlPath !== undefined && raw.listen.http === undefined) {
     issue('ca.crlPath', 'the CRL is served on the plain-HTTP listener, as CRL distribution points are; add listen: {http: "0.0.0.0:80"} or remove ca.crlPath');
   }

@@ -83,7 +83,9 @@ const upstreamUrl = z.string({ error: 'use an upstream URL string' }).superRefin
 });
 
 /** Header names the identity header may not take: the proxy or the protocol sets them. */
-const reservedHeaders = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'content-length', 'content-type', 'x-request-id', 'forwarded', 'authorization', 'cookie']);
+const reservedHeaders = new Set(['host', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'content-length', 'content-type', 'x-request-id', 'forwarded', 'authorization', 'cookie', 'proxy-authorization', 'proxy-connection', 'expect', 'http2-settings']);
+/** Fields the protocol or the proxy owns (lower case): never a header of the config's choosing. */
+const isReservedHeader = (name: string) => reservedHeaders.has(name) || name.startsWith('x-forwarded-');
 
 const uriPattern = z
   .string({ error: 'use a URI, optionally ending in *' })
@@ -181,7 +183,7 @@ const site = z.strictObject({
       forwardHeader: z
         .string({ error: 'use a header name' })
         .regex(/^[a-z0-9][a-z0-9-]*$/i, { error: 'use a header name of letters, digits and "-", e.g. "x-client-cert"', abort: true })
-        .refine((v) => !reservedHeaders.has(v.toLowerCase()) && !v.toLowerCase().startsWith('x-forwarded-'), {
+        .refine((v) => !isReservedHeader(v.toLowerCase()), {
           error: 'this header is set by the proxy or the protocol; choose another name, e.g. "x-client-cert"',
         })
         .default('x-client-cert'),
@@ -235,7 +237,7 @@ export const configSchema = z.strictObject({
   apiKeyHeader: z
     .string({ error: 'use a header name' })
     .regex(/^[a-z0-9][a-z0-9-]*$/i, { error: 'use a header name of letters, digits and "-", e.g. "authorization" (Bearer) or "x-api-key"', abort: true })
-    .refine((v) => !reservedHeaders.has(v.toLowerCase()) || v.toLowerCase() === 'authorization', { error: 'this header is set by the proxy or the protocol; use "authorization" or a header of your own, e.g. "x-api-key"' })
+    .refine((v) => v.toLowerCase() === 'authorization' || !isReservedHeader(v.toLowerCase()), { error: 'this header is set by the proxy or the protocol; use "authorization" or a header of your own, e.g. "x-api-key"' })
     .transform((v) => v.toLowerCase())
     .default('authorization'),
   detector: z

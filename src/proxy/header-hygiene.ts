@@ -64,7 +64,7 @@ export interface ForwardingFacts {
   readonly identity: string | null;
   /** The header API keys come in (config.apiKeyHeader). */
   readonly apiKeyHeader: string;
-  /** Whether the route takes API keys: then that header is never forwarded; elsewhere only a value that carries one of our keys is dropped. */
+  /** Whether the route takes API keys: then that header is never forwarded. On every route an `authorization` or key header value carrying one of our keys is dropped. */
   readonly keyRoute: boolean;
 }
 
@@ -80,7 +80,9 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
     // CGI-style stacks (WSGI, Rack, PHP-FPM) read "x_client_cert" as "x-client-cert": compare in that form
     const canonical = name.includes('_') ? name.replace(/_/g, '-') : name;
     if (ours.has(canonical) || facts.identityHeaders.has(canonical)) continue;
-    if (name === facts.apiKeyHeader && (facts.keyRoute || carriesApiKey(value))) continue;
+    // a key header the proxy did not judge (a CGI-style spelling) must not reach the upstream either
+    if (canonical === facts.apiKeyHeader && facts.keyRoute) continue;
+    if ((canonical === facts.apiKeyHeader || canonical === 'authorization') && carriesApiKey(value)) continue;
     if (!trusted && (proxyClaims.has(canonical) || canonical.startsWith('x-forwarded-'))) continue;
     out[name] = name === 'cookie' && Array.isArray(value) ? value.join('; ') : value;
   }

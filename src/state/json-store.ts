@@ -24,5 +24,7 @@ export function readStoreList(path: string, field: string, code: ErrorCode, shap
   }
   const list = raw?.[field];
   if (raw?.version !== 1 || !Array.isArray(list)) throw new PortcullisError(code, `${path} is not a version 1 store ({"version":1,"${field}":[…]}: ${shape})`);
+  const notObject = list.findIndex((e) => typeof e !== 'object' || e === null || Array.isArray(e));
+  if (notObject >= 0) throw new PortcullisError(code, `${path} ${field}[${notObject}] is not an object (${shape}); fix or remove that entry`);
   return list as Record<string, unknown>[];
 }

@@ -81,22 +81,27 @@ export async function openControlSocket(dataDir: string, handlers: ControlHandle
     let text = '';
     socket.setTimeout(10_000, () => socket.destroy());
     socket.on('error', () => {});
-    socket.on('data', (d: Buffer) => {
+    const answer = (result: ReloadResult) => socket.end(`${JSON.stringify(result)}\n`);
+    const onData = (d: Buffer) => {
       text += d.toString();
       if (text.length > 4096) return socket.destroy();
-      if (!text.includes('\n')) return;
-      let request: Request;
+      const end = text.indexOf('\n');
+      if (end < 0) return;
+      // one request per connection: whatever follows the first line is ignored
+      socket.off('data', onData);
+      let request: unknown;
       try {
-        request = JSON.parse(text) as Request;
+        request = JSON.parse(text.slice(0, end));
       } catch {
-        return socket.end(`${JSON.stringify({ ok: false, code: 'PCL_CLI_USAGE', message: 'not a JSON request' })}\n`);
+        return answer({ ok: false, code: 'PCL_CLI_USAGE', message: 'not a JSON request' });
       }
-      const name = Object.hasOwn(handlerNames, request.command) ? handlerNames[request.command] : null;
-      const handler = name ? () => handlers[name]() : null;
-      if (!handler) return socket.end(`${JSON.stringify({ ok: false, code: 'PCL_CLI_USAGE', message: 'unknown command' })}\n`);
+      const command = typeof request === 'object' && request !== null ? (request as Partial<Request>).command : undefined;
+      const name = typeof command === 'string' && Object.hasOwn(handlerNames, command) ? handlerNames[command] : null;
+      if (!name) return answer({ ok: false, code: 'PCL_CLI_USAGE', message: `unknown command; send {"command": one of ${Object.keys(handlerNames).join(', ')}}` });
       socket.setTimeout(0);
-      void handler().then((result) => socket.end(`${JSON.stringify(result)}\n`));
-    });
+      handlers[name]().then(answer, (err: Error) => answer({ ok: false, code: err instanceof PortcullisError ? err.code : 'PCL_RELOAD_FAILED', message: err.message }));
+    };
+    socket.on('data', onData);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -11,14 +11,16 @@ import type { ReloadResult } from './reloader.js';
  */
 export type ToWorker =
   | { readonly type: 'start'; readonly keys: string; readonly text: string; readonly generation: number; readonly denyList: readonly DenyEntry[]; readonly apiKeys: readonly ApiKeyRecord[]; readonly challenges: AcmeChallengeSet }
-  /** ACME challenge answers to serve from now on; answered with acme-challenges-applied. */
+  /** ACME challenge answers to serve from now on; answered with done. */
   | { readonly type: 'acme-challenges'; readonly id: number; readonly set: AcmeChallengeSet }
-  | { readonly type: 'deny-list'; readonly entries: readonly DenyEntry[] }
-  | { readonly type: 'api-keys'; readonly records: readonly ApiKeyRecord[] }
+  /** The deny list in force from now on; answered with done, counting the open connections it closed. */
+  | { readonly type: 'deny-list'; readonly id: number; readonly entries: readonly DenyEntry[] }
+  /** The API keys in force from now on; answered with done. */
+  | { readonly type: 'api-keys'; readonly id: number; readonly records: readonly ApiKeyRecord[] }
   | { readonly type: 'tickets'; readonly keys: string }
   | { readonly type: 'reload'; readonly id: number; readonly text: string; readonly generation: number }
   | { readonly type: 'metrics'; readonly id: number }
-  /** Write the summaries under dataDir now; answered with flushed. */
+  /** Write the summaries under dataDir now; answered with done. */
   | { readonly type: 'flush'; readonly id: number }
   | { readonly type: 'drain' };
 
@@ -30,7 +32,7 @@ export type ToPrimary =
   | { readonly type: 'reloaded'; readonly id: number; readonly result: ReloadResult }
   /** The worker's registry for a scrape of the admin listener, which the primary aggregates. */
   | { readonly type: 'metrics'; readonly id: number; readonly metrics: WorkerMetrics }
-  | { readonly type: 'acme-challenges-applied'; readonly id: number }
-  | { readonly type: 'flushed'; readonly id: number };
+  /** A request carried out (`closed`: the open connections a deny list closed). */
+  | { readonly type: 'done'; readonly id: number; readonly closed: number };
 
 export type WorkerMetrics = MetricObjectWithValues<MetricValue<string>>[];

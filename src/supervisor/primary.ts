@@ -97,12 +97,24 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
     return result;
   };
 
+  /**
+   * Sends `request` to each of `to` and resolves with their answers (done's
+   * `closed`) once all have carried it out; rejects with PCL_WORKER_FAILED
+   * naming the workers that did not confirm (timed out or exited).
+   */
+  const askAll = async (to: readonly Member[], request: (id: number) => ToWorker): Promise<number[]> => {
+    const answers = await Promise.all(to.map((m) => ask<number | string>(m, request, workerScrapeTimeoutMs, (why) => `worker ${m.worker.id} ${why}`)));
+    const missing = answers.filter((a): a is string => typeof a === 'string');
+    if (missing.length > 0) throw new PortcullisError('PCL_WORKER_FAILED', `not confirmed by ${missing.join(', ')}`);
+    return answers as number[];
+  };
+
   let acme: AcmeManager | null = null;
   /** Puts ACME challenge answers in place on every worker; resolves once all have them (or could not). */
   const publishChallenges = async (set: AcmeChallengeSet): Promise<void> => {
-    const answers = await Promise.all([...members.values()].map((m) => ask(m, (id) => ({ type: 'acme-challenges', id, set }), workerScrapeTimeoutMs, (why) => `worker ${m.worker.id} ${why}`)));
-    const missing = answers.filter((a): a is string => typeof a === 'string');
-    if (missing.length > 0) log.warn({ event: 'acme_challenges_unconfirmed', workers: missing }, `ACME challenge answers not confirmed by ${missing.join(', ')}; the validation may fail there and is then retried`);
+    await askAll([...members.values()], (id) => ({ type: 'acme-challenges', id, set })).catch((err: Error) =>
+      log.warn({ event: 'acme_challenges_unconfirmed', error: err.message }, `ACME challenge answers ${err.message}; the validation may fail there and is then retried`),
+    );
   };
 
   /** Forks one worker; resolves with its ports once it serves, rejects with its start error. */
@@ -132,9 +144,8 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
           case 'metrics':
             member.pending.get(message.id)?.answer(message.metrics);
             return;
-          case 'acme-challenges-applied':
-          case 'flushed':
-            member.pending.get(message.id)?.answer(undefined);
+          case 'done':
+            member.pending.get(message.id)?.answer(message.closed);
             return;
         }
       });
@@ -217,28 +228,28 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
       denyList: async () =>
         applyStore(
           denyListStore(accepted.config.dataDir),
-          (entries) => {
+          async (entries) => {
             denyList = entries;
-            for (const w of members.keys()) send(w, { type: 'deny-list', entries });
-            return `sent to ${members.size} workers, which close the open connections it blocks`;
+            const closed = await askAll([...members.values()], (id) => ({ type: 'deny-list', id, entries }));
+            return `applied by ${closed.length} workers, ${closed.reduce((a, b) => a + b, 0)} open connection(s) closed`;
           },
           log,
         ),
       apiKeys: async () =>
         applyStore(
           apiKeyStore(accepted.config.dataDir),
-          (records) => {
+          async (records) => {
             apiKeys = records;
-            for (const w of members.keys()) send(w, { type: 'api-keys', records });
-            return `sent to ${members.size} workers`;
+            const answers = await askAll([...members.values()], (id) => ({ type: 'api-keys', id, records }));
+            return `applied by ${answers.length} workers, in force for every request from now on`;
           },
           log,
         ),
-      flush: async () => {
-        const answers = await Promise.all(serving().map((m) => ask(m, (id) => ({ type: 'flush', id }), workerScrapeTimeoutMs, (why) => `worker ${m.worker.id} ${why}`)));
-        const missing = answers.filter((a): a is string => typeof a === 'string');
-        return missing.length === 0 ? { ok: true, message: `summaries written by ${answers.length} workers` } : { ok: false, code: 'PCL_WORKER_FAILED', message: `summaries not confirmed: ${missing.join(', ')}` };
-      },
+      flush: () =>
+        askAll(serving(), (id) => ({ type: 'flush', id })).then(
+          (answers): ReloadResult => ({ ok: true, message: `summaries written by ${answers.length} workers` }),
+          (err: PortcullisError): ReloadResult => ({ ok: false, code: err.code, message: `summaries ${err.message}` }),
+        ),
     });
     admin = await openAdmin(accepted.config, log, metrics, scrape);
   } catch (err) {

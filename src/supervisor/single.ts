@@ -51,11 +51,11 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
   try {
     control = await openControlSocket(config.dataDir, {
       reload: () => reloader.reload('control socket'),
-      denyList: async () => applyStore(denyListStore(proxy.config.dataDir), (entries) => `${proxy.setDenyList(entries)} open connection(s) closed`, log),
+      denyList: async () => applyStore(denyListStore(proxy.config.dataDir), async (entries) => `${proxy.setDenyList(entries)} open connection(s) closed`, log),
       apiKeys: async () =>
         applyStore(
           apiKeyStore(proxy.config.dataDir),
-          (records) => {
+          async (records) => {
             proxy.setApiKeys(records);
             return 'in force for every request from now on';
           },

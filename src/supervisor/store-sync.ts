@@ -17,10 +17,12 @@ export interface StoreOnDisk<T> {
 
 /**
  * Re-reads a store that a CLI command just wrote and hands it to `apply`,
- * whose answer describes the effect. A store that cannot be read leaves the
- * one in force untouched and says why.
+ * which resolves once it is in force with a description of the effect. A
+ * store that cannot be read leaves the one in force untouched and says why;
+ * an apply that is not confirmed everywhere (a worker that did not answer)
+ * is reported as a failure naming where.
  */
-export function applyStore<T>(store: StoreOnDisk<T>, apply: (entries: readonly T[]) => string, log: Logger): ReloadResult {
+export async function applyStore<T>(store: StoreOnDisk<T>, apply: (entries: readonly T[]) => Promise<string>, log: Logger): Promise<ReloadResult> {
   let entries: T[];
   try {
     entries = store.read();
@@ -29,7 +31,12 @@ export function applyStore<T>(store: StoreOnDisk<T>, apply: (entries: readonly T
     log.error({ event: store.refusedEvent, code, error: (err as Error).message }, `${store.what} not applied; the previous one stays in force`);
     return { ok: false, code, message: (err as Error).message };
   }
-  return { ok: true, message: `${store.what} applied (${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}): ${apply(entries)}` };
+  try {
+    return { ok: true, message: `${store.what} applied (${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}): ${await apply(entries)}` };
+  } catch (err) {
+    const code = err instanceof PortcullisError ? err.code : 'PCL_WORKER_FAILED';
+    return { ok: false, code, message: `${store.what} ${(err as Error).message}` };
+  }
 }
 
 export const denyListStore = (dataDir: string): StoreOnDisk<DenyEntry> => ({ what: 'deny list', refusedEvent: 'deny_list_refused', invalidCode: 'PCL_DENY_LIST_INVALID', read: () => readDenyList(dataDir) });

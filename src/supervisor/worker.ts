@@ -71,24 +71,27 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
       case 'reload':
         void reload(message.text).then((result) => send({ type: 'reloaded', id: message.id, result }));
         return;
-      case 'deny-list':
-        if (proxy) proxy.setDenyList(message.entries);
-        else denyList = message.entries;
+      case 'deny-list': {
+        const closed = proxy ? proxy.setDenyList(message.entries) : 0;
+        if (!proxy) denyList = message.entries;
+        send({ type: 'done', id: message.id, closed });
         return;
+      }
       case 'api-keys':
         if (proxy) proxy.setApiKeys(message.records);
         else apiKeys = message.records;
+        send({ type: 'done', id: message.id, closed: 0 });
         return;
       case 'acme-challenges':
         if (proxy) proxy.setAcmeChallenges(message.set);
         else challenges = message.set;
-        send({ type: 'acme-challenges-applied', id: message.id });
+        send({ type: 'done', id: message.id, closed: 0 });
         return;
       case 'metrics':
         void (proxy ? proxy.metrics.registry.getMetricsAsJSON() : Promise.resolve([])).then((metrics) => send({ type: 'metrics', id: message.id, metrics }));
         return;
       case 'flush':
-        void (proxy ? proxy.flushSummaries() : Promise.resolve()).then(() => send({ type: 'flushed', id: message.id }));
+        void (proxy ? proxy.flushSummaries() : Promise.resolve()).then(() => send({ type: 'done', id: message.id, closed: 0 }));
         return;
       case 'drain':
         stop();

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { ClientIdentity } from '../trust/index.js';
 import type { Logger } from './logger.js';
-import { readSummaries, SummaryFile } from './summary-file.js';
+import { readSummaries, SummaryFile, type EntryShape } from './summary-file.js';
 
 /** One client certificate that authenticated, as the inventory keeps it. */
 export interface InventoryEntry {
@@ -23,6 +23,18 @@ const maxEntries = 10_000;
 /** Where each process keeps its inventory: one file per process name, merged by readers. */
 export const inventoryFolder = (dataDir: string) => join(dataDir, 'inventory');
 
+const shape: EntryShape<InventoryEntry> = {
+  fingerprint: 'string',
+  subject: 'string',
+  issuer: 'string',
+  serial: 'string',
+  notAfter: 'string?',
+  firstSeen: 'string',
+  lastSeen: 'string',
+  count: 'number',
+  sites: 'string[]',
+};
+
 const keyOf = (e: InventoryEntry) => e.fingerprint;
 
 /**
@@ -31,7 +43,7 @@ const keyOf = (e: InventoryEntry) => e.fingerprint;
  * latest last one, and the sum of the counts.
  */
 export function readInventory(dataDir: string): InventoryEntry[] {
-  return readSummaries<InventoryEntry>(inventoryFolder(dataDir), keyOf, (known, e) => {
+  return readSummaries(inventoryFolder(dataDir), shape, keyOf, (known, e) => {
     if (e.firstSeen < known.firstSeen) known.firstSeen = e.firstSeen;
     if (e.lastSeen > known.lastSeen) known.lastSeen = e.lastSeen;
     known.count += e.count;
@@ -60,7 +72,7 @@ export class ClientInventory {
   /** `file` null: in memory only. */
   constructor(file: string | null, log: Logger) {
     this.#log = log;
-    this.#summary = new SummaryFile(file, keyOf, maxEntries, log);
+    this.#summary = new SummaryFile(file, shape, keyOf, maxEntries, log);
     this.#checkTimer = setInterval(() => this.#check(), 3_600_000).unref();
   }
 

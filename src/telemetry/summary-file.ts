@@ -3,10 +3,29 @@ import { join } from 'node:path';
 import { writeFileAtomicAsync } from '../state/index.js';
 import type { Logger } from './logger.js';
 
-function readEntries<E>(file: string): E[] {
+/** The fields an entry must have, by type ("string?": a string or null): what a file read back is checked against. */
+export type EntryShape<E> = { readonly [K in keyof E]-?: 'string' | 'string?' | 'number' | 'string[]' };
+
+function fits<E>(value: unknown, shape: EntryShape<E>): value is E {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return Object.entries(shape).every(([field, type]) => {
+    const x = v[field];
+    if (type === 'string[]') return Array.isArray(x) && x.every((s) => typeof s === 'string');
+    if (type === 'string?') return x === null || typeof x === 'string';
+    return type === 'number' ? Number.isFinite(x) : typeof x === type;
+  });
+}
+
+/**
+ * The entries of one summary file; a missing or unreadable file is empty and
+ * an entry of the wrong shape (a hand edit, an older format) is skipped: a
+ * summary is a report aid, never a reason for a start or a report to fail.
+ */
+function readEntries<E>(file: string, shape: EntryShape<E>): E[] {
   try {
-    const raw = JSON.parse(readFileSync(file, 'utf8')) as { version?: number; entries?: E[] };
-    return raw.version === 1 && Array.isArray(raw.entries) ? raw.entries : [];
+    const raw = JSON.parse(readFileSync(file, 'utf8')) as { version?: unknown; entries?: unknown } | null;
+    return raw?.version === 1 && Array.isArray(raw.entries) ? raw.entries.filter((e): e is E => fits(e, shape)) : [];
   } catch {
     return [];
   }
@@ -29,11 +48,11 @@ export class SummaryFile<E> {
   readonly #timer: NodeJS.Timeout;
 
   /** `file` null: in memory only. */
-  constructor(file: string | null, keyOf: (e: E) => string, maxEntries: number, log: Logger) {
+  constructor(file: string | null, shape: EntryShape<E>, keyOf: (e: E) => string, maxEntries: number, log: Logger) {
     this.#file = file;
     this.#log = log;
     this.#max = maxEntries;
-    if (file) for (const e of readEntries<E>(file)) this.#entries.set(keyOf(e), e);
+    if (file) for (const e of readEntries(file, shape).slice(-maxEntries)) this.#entries.set(keyOf(e), e);
     this.#timer = setInterval(() => void this.flush(), 60_000).unref();
   }
 
@@ -72,7 +91,10 @@ export class SummaryFile<E> {
     const text = JSON.stringify({ version: 1, entries: this.entries() });
     this.#writing = this.#writing
       .then(() => writeFileAtomicAsync(file, text, 0o600))
-      .catch((err: Error) => this.#log.error({ event: 'summary_write_failed', file, error: err.message }, `${file} could not be written; the summary stays in memory and is retried within a minute`));
+      .catch((err: Error) => {
+        this.#dirty = true;
+        this.#log.error({ event: 'summary_write_failed', file, error: err.message }, `${file} could not be written; the summary stays in memory and is retried within a minute`);
+      });
     return this.#writing;
   }
 
@@ -86,7 +108,7 @@ export class SummaryFile<E> {
  * Every process's summary under `folder` merged: entries with the same key
  * are folded by `merge` (into a copy of the first one seen).
  */
-export function readSummaries<E>(folder: string, keyOf: (e: E) => string, merge: (into: E, from: E) => void): E[] {
+export function readSummaries<E>(folder: string, shape: EntryShape<E>, keyOf: (e: E) => string, merge: (into: E, from: E) => void): E[] {
   let files: string[];
   try {
     files = readdirSync(folder).filter((f) => f.endsWith('.json'));
@@ -95,7 +117,7 @@ export function readSummaries<E>(folder: string, keyOf: (e: E) => string, merge:
   }
   const merged = new Map<string, E>();
   for (const file of files) {
-    for (const e of readEntries<E>(join(folder, file))) {
+    for (const e of readEntries(join(folder, file), shape)) {
       const key = keyOf(e);
       const known = merged.get(key);
       if (known) merge(known, e);

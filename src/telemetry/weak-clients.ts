@@ -3,7 +3,7 @@ import type { WeakOffer } from '../edge/weak-offer.js';
 import { isConnectionEvent } from './connection-events.js';
 import type { EventBus } from './event-bus.js';
 import type { Logger } from './logger.js';
-import { readSummaries, SummaryFile } from './summary-file.js';
+import { readSummaries, SummaryFile, type EntryShape } from './summary-file.js';
 
 /** One client (source, fingerprint, server name) whose ClientHello was weak, as the report lists it. */
 export interface WeakClientEntry {
@@ -30,11 +30,25 @@ const retentionMs = 90 * day;
 
 export const weakClientsFolder = (dataDir: string) => join(dataDir, 'weak-clients');
 
+const shape: EntryShape<WeakClientEntry> = {
+  weakness: 'string',
+  address: 'string',
+  ja4: 'string?',
+  sni: 'string?',
+  offered: 'string?',
+  firstSeen: 'string',
+  lastSeen: 'string',
+  count: 'number',
+  refused: 'number',
+  lastReason: 'string?',
+  sites: 'string[]',
+};
+
 const keyOf = (e: Pick<WeakClientEntry, 'weakness' | 'address' | 'ja4' | 'sni'>) => `${e.weakness}|${e.address}|${e.ja4 ?? ''}|${e.sni ?? ''}`;
 
 /** Every process's weak-client summary under dataDir merged. */
 export function readWeakClients(dataDir: string): WeakClientEntry[] {
-  return readSummaries<WeakClientEntry>(weakClientsFolder(dataDir), keyOf, (known, e) => {
+  return readSummaries(weakClientsFolder(dataDir), shape, keyOf, (known, e) => {
     if (e.firstSeen < known.firstSeen) known.firstSeen = e.firstSeen;
     if (e.lastSeen > known.lastSeen) {
       known.lastSeen = e.lastSeen;
@@ -61,7 +75,7 @@ export class WeakClients {
 
   /** `file` null: in memory only. */
   constructor(file: string | null, bus: EventBus, log: Logger) {
-    this.#summary = new SummaryFile<WeakClientEntry>(file, keyOf, maxEntries, log);
+    this.#summary = new SummaryFile(file, shape, keyOf, maxEntries, log);
     this.#prune();
     this.#pruneTimer = setInterval(() => this.#prune(), 3_600_000).unref();
     this.#unsubscribe = bus.subscribe((e) => {

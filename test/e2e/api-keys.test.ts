@@ -129,6 +129,10 @@ sites:
     // facts, not timing: past its expiry the key is refused
     await delay(1100);
     assert.equal((await call('/v1/x', brief.key)).reason, 'expired_api_key');
+    const refuse = (...args: string[]) => run(process.execPath, [cliPath, 'keys', ...args, '--config', file]);
+    const lateRotation = await refuse('rotate', brief.id);
+    assert.equal(lateRotation.code, 2);
+    assert.match(lateRotation.stderr, new RegExp(`API key ${brief.id} expired at \\S+; create a new key instead`));
 
     const old = await create('--name', 'rotating');
     const rotated = await keys('rotate', old.id, '--overlap', '1h');
@@ -136,6 +140,9 @@ sites:
     assert.notEqual(fresh, old.key);
     assert.equal((await call('/v1/x', fresh)).status, 200);
     assert.equal((await call('/v1/x', old.key)).status, 200, 'the old key works during the overlap');
+    const again = await refuse('rotate', old.id);
+    assert.equal(again.code, 2, 'a second rotation would hand out two live successors');
+    assert.match(again.stderr, new RegExp(`API key ${old.id} was rotated already, to ${fresh.slice(4, 16)}; rotate that key instead`));
     const listed = await keys('list');
     assert.match(listed.stdout, new RegExp(`${old.id}  rotating  active, expires \\S+  routes all  rotated to ${fresh.slice(4, 16)}`));
     assert.match(listed.stdout, new RegExp(`${victim.id}  victim  revoked`));
@@ -182,7 +189,7 @@ sites:
   const cli = startCli(t, ['start', '--config', file], dir);
   const port = Number((await cli.waitFor(/"https":"127\.0\.0\.1:(\d+)".*"workers":2/))[1]);
   const created = await run(process.execPath, [cliPath, 'keys', 'create', '--name', 'cluster', '--config', file]);
-  assert.match(created.stderr, /API keys applied \(1 entry\): sent to 2 workers/);
+  assert.match(created.stderr, /API keys applied \(1 entry\): applied by 2 workers, in force for every request from now on/);
   const key = created.stdout.trim();
   // separate connections, spread over the workers by the cluster's round robin
   const statuses = async () => {

@@ -364,7 +364,8 @@ sites:
       const added = await deny('add', '--cert', client.certFile, '--note', 'offboarded');
       assert.equal(added.code, 0, added.stderr);
       assert.match(added.stdout, /added to the deny list: sha256:/);
-      assert.match(added.stdout, workers === 1 ? /deny list applied \(2 entries\): 1 open connection\(s\) closed/ : /deny list applied \(2 entries\): sent to 2 workers/);
+      // with workers, "applied" is each worker's confirmation, and the count is theirs
+      assert.match(added.stdout, workers === 1 ? /deny list applied \(2 entries\): 1 open connection\(s\) closed/ : /deny list applied \(2 entries\): applied by 2 workers, 1 open connection\(s\) closed/);
       await closed;
       await cli.waitFor(/"event":"client_cert_rejected".*"reason":"revoked".*"source":"deny-list"/);
 

@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, mock, test } from 'node:test';
-import { ApiKeyRing, newApiKey, presentedApiKey, type ApiKeyRecord } from '../../src/access/index.js';
+import { ApiKeyRing, newApiKey, presentedApiKey, readApiKeys, type ApiKeyRecord } from '../../src/access/index.js';
+import { PortcullisError } from '../../src/errors.js';
 import type { ClientCertificate } from '../../src/trust/index.js';
 
 const record = (key: ReturnType<typeof newApiKey>, extra: Partial<ApiKeyRecord> = {}): ApiKeyRecord => ({
@@ -69,5 +73,30 @@ describe('API keys', () => {
     assert.equal(presentedApiKey({ authorization: 'Basic dXNlcjpwYXNz' }, 'authorization'), null);
     assert.equal(presentedApiKey({ 'x-api-key': ' pck_y ' }, 'x-api-key'), 'pck_y');
     assert.equal(presentedApiKey({ 'x-api-key': '' }, 'x-api-key'), null);
+  });
+
+  test('a store entry that is not a valid record is refused with its index and the fix, never a TypeError', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pcl-keys-'));
+    try {
+      const good = record(newApiKey());
+      const refusal = (keys: unknown[]) => {
+        writeFileSync(join(dir, 'api-keys.json'), JSON.stringify({ version: 1, keys }));
+        try {
+          readApiKeys(dir);
+          return 'read';
+        } catch (err) {
+          assert.ok(err instanceof PortcullisError, String(err));
+          assert.equal(err.code, 'PCL_API_KEYS_INVALID');
+          return err.message.slice(dir.length + '/api-keys.json '.length);
+        }
+      };
+      assert.equal(refusal([good]), 'read');
+      assert.match(refusal([good, null]), /^keys\[1\] is not an object .*; fix or remove that entry$/);
+      assert.match(refusal([7]), /^keys\[0\] is not an object/);
+      assert.equal(refusal([{ ...good, rotatedTo: 'next' }]), 'keys[0]: rotatedTo is not a key id (12 hex digits); fix or remove that entry');
+      assert.equal(refusal([good, { ...good, name: 'copy' }]), `keys[1]: id ${good.id} appears twice; fix or remove that entry`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

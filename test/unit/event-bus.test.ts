@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -96,5 +96,33 @@ describe('the weak-client summary', () => {
         ['no_tls13', '192.0.2.3', 't12d_y', 'api.test', 1, 0, null, 'TLSv1.2'],
       ],
     );
+  });
+
+  test('entries of the wrong shape in a summary file are skipped by the report and at start, not fatal', async () => {
+    const folder = join(dir, 'shapes');
+    const good = { weakness: 'legacy_protocol', address: '192.0.2.9', ja4: null, sni: null, offered: 'TLSv1.0', firstSeen: '2026-01-01T00:00:00.000Z', lastSeen: new Date().toISOString(), count: 2, refused: 2, lastReason: 'unsupported_protocol', sites: [] };
+    mkdirSync(join(folder, 'weak-clients'), { recursive: true });
+    const file = join(weakClientsFolder(folder), 'worker-1.json');
+    writeFileSync(file, JSON.stringify({ version: 1, entries: [null, 7, 'x', { address: '192.0.2.8' }, { ...good, count: '2' }, { ...good, sites: [1] }, good] }));
+    writeFileSync(join(weakClientsFolder(folder), 'worker-2.json'), 'null');
+    assert.deepEqual(readWeakClients(folder), [good]);
+    const log = createLogger('silent');
+    const summary = new WeakClients(file, new EventBus(log), log);
+    assert.deepEqual(summary.entries(), [good]);
+    await summary.stop();
+  });
+
+  test('a summary that could not be written is written at the next flush, with no new event in between', async () => {
+    const file = join(weakClientsFolder(join(dir, 'retry')), 'worker-1.json');
+    mkdirSync(file, { recursive: true }); // a folder where the file goes: the write fails
+    const { log, lines } = capturingLogger('error');
+    const bus = new EventBus(log);
+    const summary = new WeakClients(file, bus, log);
+    bus.publish('info', event('192.0.2.1', 'legacy_protocol', 'unsupported_protocol'), 'm');
+    await summary.flush();
+    assert.equal(lines.filter((l) => l.event === 'summary_write_failed').length, 1);
+    rmSync(file, { recursive: true });
+    await summary.stop();
+    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { entries: unknown[] }).entries.length, 1);
   });
 });
