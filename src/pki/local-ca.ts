@@ -38,10 +38,15 @@ export interface IssuedPair {
   readonly keyPem: string;
 }
 
-/** A positive 128-bit serial number, as hex (RFC 5280 §4.1.2.2 allows up to 20 octets). */
+/**
+ * A positive serial number of exactly 16 octets, as hex (RFC 5280 §4.1.2.2
+ * allows up to 20): the first octet is 0x01–0x7f, so the DER integer needs
+ * no sign octet and drops no leading zero, and the hex we print is the one
+ * openssl prints. 127 random bits remain.
+ */
 function serialNumber(): string {
   const bytes = randomBytes(16);
-  bytes[0] = (bytes[0] as number) & 0x7f;
+  bytes[0] = 1 + ((bytes[0] as number) % 127);
   return bytes.toString('hex');
 }
 
