@@ -16,6 +16,9 @@ function send(message: ToPrimary): void {
   process.send?.(message);
 }
 
+/** Confirms a request to the primary; `closed`: the open connections a deny list closed. */
+const done = (id: number, closed = 0): void => send({ type: 'done', id, closed });
+
 /**
  * A cluster worker: serves the config text its primary validated, with the
  * primary's session-ticket keys (so a session resumes on any worker); reloads
@@ -71,27 +74,23 @@ export async function runWorker(source: FileSource, levelOverride: Level | undef
       case 'reload':
         void reload(message.text).then((result) => send({ type: 'reloaded', id: message.id, result }));
         return;
-      case 'deny-list': {
-        const closed = proxy ? proxy.setDenyList(message.entries) : 0;
-        if (!proxy) denyList = message.entries;
-        send({ type: 'done', id: message.id, closed });
-        return;
-      }
+      case 'deny-list':
+        if (proxy) return done(message.id, proxy.setDenyList(message.entries));
+        denyList = message.entries;
+        return done(message.id);
       case 'api-keys':
         if (proxy) proxy.setApiKeys(message.records);
         else apiKeys = message.records;
-        send({ type: 'done', id: message.id, closed: 0 });
-        return;
+        return done(message.id);
       case 'acme-challenges':
         if (proxy) proxy.setAcmeChallenges(message.set);
         else challenges = message.set;
-        send({ type: 'done', id: message.id, closed: 0 });
-        return;
+        return done(message.id);
       case 'metrics':
         void (proxy ? proxy.metrics.registry.getMetricsAsJSON() : Promise.resolve([])).then((metrics) => send({ type: 'metrics', id: message.id, metrics }));
         return;
       case 'flush':
-        void (proxy ? proxy.flushSummaries() : Promise.resolve()).then(() => send({ type: 'done', id: message.id, closed: 0 }));
+        void (proxy ? proxy.flushSummaries() : Promise.resolve()).then(() => done(message.id));
         return;
       case 'drain':
         stop();
