@@ -146,11 +146,29 @@ export async function startUpstream(t: Scope, opts: UpstreamOptions = {}): Promi
   return { port, origin: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`, server };
 }
 
-/** A port that refuses connections: bound, then closed. */
+/**
+ * A port that refuses connections: free now, and below the kernel's
+ * ephemeral range, so no listener that a test later opens on port 0 (the
+ * proxy, an upstream) can be handed it — one that was, answered the
+ * "refusing" upstream with its own 400.
+ */
 export async function closedPort(): Promise<number> {
-  const server = createHttpServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  let ephemeralLow = 32768;
+  try {
+    ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || ephemeralLow;
+  } catch {
+    // not Linux: the usual default
+  }
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = ephemeralLow - 1 - Math.floor(Math.random() * Math.min(10_000, ephemeralLow - 1025));
+    const server = createHttpServer();
+    const bound = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => resolve(true));
+    });
+    if (!bound) continue;
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    return port;
+  }
+  throw new Error('no free port below the ephemeral range');
 }
