@@ -120,6 +120,9 @@ export const reasonCatalog = {
   blocked: { status: 0, text: 'the source address is blocked by the detector after repeated failed handshakes or client certificates; closed at accept' },
   ip_denied: { status: 0, text: 'the source address is outside the ipAccess lists: the global ones close it at accept, a site\'s refuse its ClientHello before TLS' },
   handshake_timeout: { status: 0, text: 'the TLS handshake did not finish within timeouts.handshake' },
+  // established connections the proxy ends (never an HTTP answer: HTTP/2 GOAWAY with ENHANCE_YOUR_CALM, then the TCP connection is closed)
+  rapid_reset: { status: 0, text: 'an HTTP/2 client reset more streams before their answer began than the per-connection budget allows (rapid reset, CVE-2023-44487)' },
+  control_frame_flood: { status: 0, text: 'an HTTP/2 client sent more PING and SETTINGS frames than the per-connection budget allows' },
 } as const;
 
 export type Reason = keyof typeof reasonCatalog;

@@ -117,6 +117,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     },
     clientCertificate: (info, site) => verdicts.judged(info, site),
     connectionAccepted: (info, handshakeMs) => events.accepted(info, handshakeMs),
+    connectionClosed: (info, reason, detail) => events.closed(info, reason, detail),
     handshakeFailed: (err, socket, site, hello) => {
       const failure = classifyHandshakeFailure(err);
       events.refused(failure.reason, socket.remoteAddress ?? '', hello, { site: site.id, detail: failure.detail }, 'TLS handshake refused');

@@ -1,6 +1,6 @@
 import type { AccessLog } from '../telemetry/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
-import type { ProxyState, RequestContext } from './request-context.js';
+import { responseCompleted, type ProxyState, type RequestContext } from './request-context.js';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
@@ -51,7 +51,7 @@ const json = (v: string | null | undefined): string => (v === null || v === unde
 
 function writeRecord(ctx: RequestContext, log: AccessLog, now: number): void {
   // a WebSocket tunnel is complete when it ended without error; other responses when fully written
-  const completed = ctx.tunnelClosedCleanly ?? ctx.res.writableFinished;
+  const completed = ctx.tunnelClosedCleanly ?? responseCompleted(ctx.req, ctx.res);
   const upstreamMs = ctx.upstreamOrigin === null ? 'null' : String(round((ctx.upstreamEndedAt || now) - ctx.upstreamStartedAt));
   log.write(
     `"requestId":"${ctx.id}","site":${json((ctx.site ?? ctx.conn.site)?.id)},"route":${json(ctx.route?.path)},` +

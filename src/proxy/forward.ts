@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici';
 import { ServerResponse, type IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import { clientResponseHeaders } from './header-hygiene.js';
-import { requestHasBody, type RequestContext } from './request-context.js';
+import { clientLeft, requestHasBody, type RequestContext } from './request-context.js';
 import { sendError } from './responses.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Target, UpstreamGroup } from './upstreams.js';
@@ -61,9 +61,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#controller?.abort(clientStalled);
     this.ctx.res.destroy();
   };
+  // Removed once the exchange ends, so a 'close' heard here always means the client left first.
+  // (Node 20's HTTP/2 compat response reports writableFinished even after a client reset: no flag is asked.)
   readonly #onClientClose = (): void => {
     if (this.#stall) clearTimeout(this.#stall);
-    if (!this.ctx.res.writableFinished) this.#controller?.abort(clientGone);
+    this.#controller?.abort(clientGone);
   };
 
   constructor(
@@ -78,7 +80,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    if (this.ctx.res.destroyed) controller.abort(clientGone);
+    if (clientLeft(this.ctx.req, this.ctx.res)) controller.abort(clientGone);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { connectionOf } from '../tls/index.js';
 import { recordWhenDone } from './access-record.js';
 import { runPipeline } from './pipeline.js';
-import { RequestContext, type ProxyRequest, type ProxyResponse, type ProxyState } from './request-context.js';
+import { clientLeft, RequestContext, type ProxyRequest, type ProxyResponse, type ProxyState } from './request-context.js';
 import { sendError } from './responses.js';
 
 /** The server's 'request' listener (HTTP/1.1 and HTTP/2 alike). */
@@ -18,9 +18,19 @@ export function handleRequest(state: ProxyState, req: ProxyRequest, res: ProxyRe
   }
   const ctx = new RequestContext(req, res, conn, state, null);
   recordWhenDone(ctx, state);
-  if (state.draining && req.httpVersionMajor === 1) (res as ServerResponse).shouldKeepAlive = false;
-  if (req.httpVersionMajor === 2 && !(req as Http2ServerRequest).stream.endAfterHeaders) armBodyDeadline(ctx, req as Http2ServerRequest);
-  run(ctx);
+  if (req.httpVersionMajor === 1) {
+    if (state.draining) (res as ServerResponse).shouldKeepAlive = false;
+    run(ctx);
+    return;
+  }
+  if (!(req as Http2ServerRequest).stream.endAfterHeaders) armBodyDeadline(ctx, req as Http2ServerRequest);
+  // A client may reset a stream in the same packet that opened it (rapid reset, CVE-2023-44487).
+  // Starting once that packet has been processed means such a stream costs no upstream request.
+  setImmediate(runUnlessGone, ctx);
+}
+
+function runUnlessGone(ctx: RequestContext): void {
+  if (!clientLeft(ctx.req, ctx.res)) run(ctx);
 }
 
 /**
@@ -55,9 +65,7 @@ function armBodyDeadline(ctx: RequestContext, req: Http2ServerRequest): void {
 function run(ctx: RequestContext): void {
   const pending = ctx.conn.pending;
   if (pending) {
-    void pending.then(() => {
-      if (!ctx.req.destroyed) run(ctx);
-    });
+    void pending.then(() => runUnlessGone(ctx));
     return;
   }
   try {

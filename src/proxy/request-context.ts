@@ -2,7 +2,7 @@ import type { RateBuckets } from '../state/index.js';
 import type { ApiKeyRing } from '../access/index.js';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { constants as http2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Logger } from 'pino';
 import type { Config, Route, Site } from '../config/index.js';
 import type { Reason } from '../errors.js';
@@ -37,6 +37,25 @@ export function requestHasBody(req: ProxyRequest): boolean {
   if (req.httpVersionMajor === 2) return !(req as Http2ServerRequest).stream.endAfterHeaders;
   const length = req.headers['content-length'];
   return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/**
+ * Whether the client has already gone: its connection closed, or (HTTP/2) it
+ * reset the stream. Node 20's HTTP/2 compat response has no `destroyed`, so
+ * the stream is asked.
+ */
+export function clientLeft(req: ProxyRequest, res: ProxyResponse): boolean {
+  return req.httpVersionMajor === 2 ? (req as Http2ServerRequest).stream.destroyed : (res as ServerResponse).destroyed;
+}
+
+/**
+ * Whether the whole response was handed to the connection. HTTP/2: we ended it
+ * and the stream closed without an error code (Node 20's compat response
+ * reports itself finished even when the client reset the stream).
+ */
+export function responseCompleted(req: ProxyRequest, res: ProxyResponse): boolean {
+  if (req.httpVersionMajor !== 2) return res.writableFinished;
+  return res.writableEnded && (req as Http2ServerRequest).stream.rstCode === http2.NGHTTP2_NO_ERROR;
 }
 
 /**

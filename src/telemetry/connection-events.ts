@@ -4,8 +4,12 @@ import type { ConnectionInfo } from '../tls/index.js';
 import type { EventBus, TelemetryEvent } from './event-bus.js';
 import type { Metrics } from './metrics.js';
 
-/** The events that account for a connection: every TCP connection gets one of the first two; mutual-TLS refusals add the third. */
-export type ConnectionEventName = 'connection_accepted' | 'handshake_failed' | 'client_cert_rejected';
+/**
+ * The events that account for a connection: every TCP connection gets one of
+ * the first two; mutual-TLS refusals add the third; a connection the proxy
+ * ends because its client abused it adds the fourth.
+ */
+export type ConnectionEventName = 'connection_accepted' | 'handshake_failed' | 'client_cert_rejected' | 'connection_closed';
 
 /** The fields every connection event has, whatever else it carries. */
 export interface ConnectionEvent extends TelemetryEvent {
@@ -25,7 +29,7 @@ export interface ConnectionEvent extends TelemetryEvent {
 /** Refusals the operator decided on (the detector's blocks, the ipAccess lists): counted and on the bus, logged at debug. */
 const quiet: ReadonlySet<Reason> = new Set<Reason>(['blocked', 'ip_denied']);
 
-const names: ReadonlySet<string> = new Set<ConnectionEventName>(['connection_accepted', 'handshake_failed', 'client_cert_rejected']);
+const names: ReadonlySet<string> = new Set<ConnectionEventName>(['connection_accepted', 'handshake_failed', 'client_cert_rejected', 'connection_closed']);
 
 export const isConnectionEvent = (e: TelemetryEvent): e is ConnectionEvent => names.has(e.event);
 
@@ -79,6 +83,12 @@ export class ConnectionEvents {
       },
       'TLS connection accepted',
     );
+  }
+
+  /** An established connection ended by the proxy because its client exceeded a per-connection limit (counted by the detector too). */
+  closed(conn: ConnectionInfo, reason: Reason, detail: string): void {
+    this.metrics.closedConnections.inc({ reason });
+    this.bus.publish('warn', { event: 'connection_closed', reason, detail, ...tlsFields(conn) }, `connection closed: ${reason} (${detail})`);
   }
 
   /** A client certificate refused (or missing where one is required), with what was presented. */

@@ -17,6 +17,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Established connections the proxy ended because the client abused them, by reason code. */
+  readonly closedConnections = new Counter<'reason'>({
+    name: 'portcullis_connections_closed_total',
+    help: 'Established connections closed by the proxy because the client exceeded a per-connection limit (rapid_reset, control_frame_flood), by reason',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
+
   /** Client certificates refused (or missing where required), by reason code. */
   readonly clientAuthFailures = new Counter<'reason'>({
     name: 'portcullis_client_auth_failures_total',

@@ -30,9 +30,11 @@ export interface ConnectionInfo {
 }
 
 const kConnection = Symbol('portcullis.connection');
+const kTlsSocket = Symbol('portcullis.tlsSocket');
 
 interface Tagged {
   [kConnection]?: ConnectionInfo;
+  [kTlsSocket]?: TLSSocket;
 }
 
 /** Reads the negotiated parameters of a finished handshake. */
@@ -57,12 +59,20 @@ export function describeConnection(socket: TLSSocket, site: Site | null, hello: 
 
 export function tagSocket(socket: TLSSocket, info: ConnectionInfo): void {
   (socket as Tagged)[kConnection] = info;
+  // an HTTP/2 session shows its socket only through a proxy that refuses to close it
+  (socket as Tagged)[kTlsSocket] = socket;
 }
 
-/** HTTP/2 requests reach their connection through the session; tag it when it is created. */
-export function tagSession(session: ServerHttp2Session): void {
+/** HTTP/2 requests reach their connection through the session; tag it when it is created. Returns the connection. */
+export function tagSession(session: ServerHttp2Session): ConnectionInfo | undefined {
   const info = (session.socket as unknown as Tagged)[kConnection];
   if (info) (session as unknown as Tagged)[kConnection] = info;
+  return info;
+}
+
+/** The TLS socket under an HTTP/2 session (tagged by `tagSocket`), which the proxy may close. */
+export function tlsSocketOf(session: ServerHttp2Session): TLSSocket {
+  return (session.socket as unknown as Tagged)[kTlsSocket] as TLSSocket;
 }
 
 /** The connection of a TLS socket that finished its handshake. */

@@ -4,7 +4,9 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Config, Site } from '../config/index.js';
-import { connectionOfSocket, describeConnection, tagSession, tagSocket, type ConnectionInfo } from './connection-info.js';
+import { connectionOfSocket, describeConnection, tagSession, tagSocket, tlsSocketOf, type ConnectionInfo } from './connection-info.js';
+import { guardHttp2Session } from './http2-guard.js';
+import type { Reason } from '../errors.js';
 import type { TicketKeyRing } from './ticket-keys.js';
 import { createSiteServer, updateSiteServer } from './tls-server.js';
 import { helloSummaryOf, type HelloSummary } from '../edge/fingerprints.js';
@@ -16,6 +18,8 @@ export interface TlsHandlers {
   handshakeFailed(err: Error & { code?: string }, socket: TLSSocket, site: Site, hello: HelloSummary | null): void;
   /** A finished handshake, described; `handshakeMs` from TCP accept (null when the edge did not see it). */
   connectionAccepted(info: ConnectionInfo, handshakeMs: number | null): void;
+  /** An established connection the proxy ended because its client exceeded a per-connection limit. */
+  connectionClosed(info: ConnectionInfo, reason: Reason, detail: string): void;
   /** A connection to a mutual-TLS site whose client certificate was judged. */
   clientCertificate(info: ConnectionInfo, site: Site): void;
   /** An HTTP/1.1 request the parser refused. */
@@ -163,10 +167,16 @@ export class SiteServers {
       socket.once('close', () => entry.sockets.delete(socket));
     });
     server.on('session', (session) => {
-      tagSession(session);
+      const info = tagSession(session);
+      const socket = tlsSocketOf(session);
+      // an undescribed connection was refused and its socket destroyed already
+      if (!info || !socket) {
+        session.destroy();
+        return;
+      }
       entry.sessions.add(session);
       session.once('close', () => entry.sessions.delete(session));
-      session.setTimeout(this.#config.timeouts.idleMs, () => session.close());
+      guardHttp2Session(session, socket, this.#config.timeouts.idleMs, (reason, detail) => this.#handlers.connectionClosed(info, reason, detail));
     });
     server.on('request', this.#handlers.request);
     server.on('upgrade', this.#handlers.upgrade);
