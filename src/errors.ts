@@ -63,7 +63,7 @@ export const reasonCatalog = {
   malformed_request: { status: 400, text: 'the HTTP request could not be parsed' },
   request_timeout: { status: 408, text: 'the request headers or body did not arrive within timeouts.headers / timeouts.request' },
   send_timeout: { status: 0, text: 'the client read nothing of the response within timeouts.send and was disconnected' },
-  headers_too_large: { status: 431, text: 'the request header list is larger than limits.maxHeaderBytes' },
+  headers_too_large: { status: 431, text: 'the request header list is larger than limits.maxHeaderBytes, or has more fields than limits.maxHeaderFields' },
   method_not_allowed: { status: 405, text: 'the method cannot be proxied (CONNECT, TRACE)' },
   unsupported_upgrade: { status: 400, text: 'a request asking for a protocol upgrade other than WebSocket carried a body' },
   // client certificates (mutual TLS)

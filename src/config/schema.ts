@@ -300,6 +300,7 @@ export const configSchema = z.strictObject({
   limits: z
     .strictObject({
       maxHeaderBytes: z.int({ error: 'use a number of bytes' }).min(1024, { error: 'use at least 1024' }).max(1_048_576, { error: 'use at most 1048576' }).default(16_384),
+      maxHeaderFields: z.int({ error: 'use a number of header fields' }).min(16, { error: 'use at least 16' }).max(10_000, { error: 'use at most 10000' }).default(100),
       maxConcurrentStreams: z.int({ error: 'use a number of streams' }).min(1, { error: 'use at least 1' }).max(1000, { error: 'use at most 1000' }).default(100),
       maxUpstreamConnections: z.int({ error: 'use a number of connections' }).min(1, { error: 'use at least 1' }).max(10_000, { error: 'use at most 10000' }).default(256),
     })

@@ -62,7 +62,10 @@ export interface Config {
     readonly access: string;
   };
   readonly limits: {
+    /** The request's header list as RFC 9113 §6.5.2 counts it (name + value + 32 per field), the same for HTTP/1.1 and HTTP/2. */
     readonly maxHeaderBytes: number;
+    /** Header fields a request may carry (pseudo-header fields not counted; every cookie field together counts as one). */
+    readonly maxHeaderFields: number;
     /** HTTP/2 streams one client connection may have open at once. */
     readonly maxConcurrentStreams: number;
     /** Connections the proxy opens to one upstream at most; further requests wait for one. */

@@ -18,17 +18,41 @@ import { sendError } from './responses.js';
 type Phase = (ctx: RequestContext) => Reason | null;
 
 /**
- * HTTP/1.1 header size is enforced by Node's parser (maxHeaderSize). HTTP/2
- * advertises SETTINGS_MAX_HEADER_LIST_SIZE but Node does not enforce it, so
- * the header list is measured here the way RFC 9113 §6.5.2 counts it.
+ * One rule for both protocols (limits.maxHeaderBytes, limits.maxHeaderFields):
+ * the header list size as RFC 9113 §6.5.2 counts it, name + value + 32 bytes
+ * per field, where HTTP/2 counts its pseudo-header fields and HTTP/1.1 its
+ * request line as the :method and :path fields it stands for; and the number
+ * of fields, pseudo-header fields not counted and every cookie field together
+ * counting as one (HTTP/2 clients split cookies into a field each, RFC 9113
+ * §8.2.3). Node's own limits sit above these (tls-server.ts), so what they
+ * would refuse silently is answered 431 here.
  */
-function limitHeaderSize(ctx: RequestContext): Reason | null {
-  if (ctx.req.httpVersionMajor !== 2) return null;
-  const raw = ctx.req.rawHeaders;
-  let size = 0;
-  for (let i = 0; i < raw.length; i += 2) size += (raw[i] as string).length + (raw[i + 1] as string).length + 32;
-  return size > ctx.state.config.limits.maxHeaderBytes ? 'headers_too_large' : null;
+function limitHeaders(ctx: RequestContext): Reason | null {
+  const req = ctx.req;
+  const raw = req.rawHeaders;
+  let size = req.httpVersionMajor === 2 ? 0 : requestLineSize;
+  if (req.httpVersionMajor !== 2) size += (req.method as string).length + (req.url as string).length;
+  let fields = 0;
+  let cookies = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    size += name.length + (raw[i + 1] as string).length + 32;
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    if (name.length === 6 && name.toLowerCase() === 'cookie') {
+      if (cookies) continue;
+      cookies = true;
+    }
+    fields++;
+  }
+  const limits = ctx.state.config.limits;
+  if (size > limits.maxHeaderBytes) ctx.detail = `${size} bytes; limits.maxHeaderBytes is ${limits.maxHeaderBytes}`;
+  else if (fields > limits.maxHeaderFields) ctx.detail = `${fields} fields; limits.maxHeaderFields is ${limits.maxHeaderFields}`;
+  else return null;
+  return 'headers_too_large';
 }
+
+/** What an HTTP/1.1 request line adds besides its method and target: the names of :method and :path, and 32 bytes for each. */
+const requestLineSize = ':method'.length + ':path'.length + 64;
 
 /** Normalises the target and finds the site from Host/:authority, bound to the TLS server name. */
 function resolveSite(ctx: RequestContext): Reason | null {
@@ -194,14 +218,14 @@ function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
   return null;
 }
 
-const phases: readonly Phase[] = [limitHeaderSize, resolveSite, requireClientCertificate, matchRoute, authorizeClient, checkApiKey, limitRate, prepareUpstreamRequest];
+const phases: readonly Phase[] = [limitHeaders, resolveSite, requireClientCertificate, matchRoute, authorizeClient, checkApiKey, limitRate, prepareUpstreamRequest];
 
 /** Runs the phases, then forwards; the first reason ends the request with its JSON answer. */
 export function runPipeline(ctx: RequestContext): void {
   for (const phase of phases) {
     const reason = phase(ctx);
     if (reason !== null) {
-      sendError(ctx, reason);
+      sendError(ctx, reason, ctx.detail);
       return;
     }
   }
