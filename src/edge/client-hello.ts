@@ -30,8 +30,20 @@ export type HelloParse =
   | { readonly kind: 'incomplete'; readonly need: number }
   /** Not a TLS handshake record: `firstBytes` tells what it looked like. */
   | { readonly kind: 'not_tls'; readonly looksLikeHttp: boolean }
-  | { readonly kind: 'malformed'; readonly why: string }
+  /** `alert`: what OpenSSL answers the same bytes with (a TLS alert description), or null where it just closes. */
+  | { readonly kind: 'malformed'; readonly why: string; readonly alert: TlsAlert | null }
   | { readonly kind: 'too_large' };
+
+/** TLS alert descriptions (RFC 8446 §6) the edge sends for a ClientHello it refuses. */
+export const tlsAlert = {
+  handshakeFailure: 40,
+  unexpectedMessage: 10,
+  recordOverflow: 22,
+  illegalParameter: 47,
+  decodeError: 50,
+  unrecognizedName: 112,
+} as const;
+export type TlsAlert = (typeof tlsAlert)[keyof typeof tlsAlert];
 
 /** Upper bound for a ClientHello (post-quantum key shares make them a few KiB; 32 KiB leaves room). */
 export const maxClientHelloBytes = 32 * 1024;
@@ -42,7 +54,10 @@ const clientHelloType = 1;
 const httpMethodStart = /^(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PRI) /;
 
 const incomplete = (need: number) => ({ kind: 'incomplete', need }) as const;
-const malformed = (why: string) => ({ kind: 'malformed', why }) as const;
+/** Answered like OpenSSL (hence nginx) answers the same bytes; syntax errors are decode_error. */
+const malformed = (why: string, alert: TlsAlert | null = tlsAlert.decodeError) => ({ kind: 'malformed', why, alert }) as const;
+/** TLS content types other than handshake (RFC 8446 §5.1): change_cipher_spec, alert, application_data, heartbeat. */
+const otherRecordTypes: ReadonlySet<number> = new Set([20, 21, 23, 24]);
 
 /** The highest TLS version a ClientHello offers: supported_versions when present, else legacy_version. */
 export function highestOfferedVersion(hello: ClientHello): number {
@@ -64,6 +79,10 @@ export function versionName(version: number): string {
 export function parseClientHello(data: Buffer): HelloParse {
   if (data.length === 0) return incomplete(1);
   if (data[0] !== handshakeType) {
+    if (otherRecordTypes.has(data[0] as number)) {
+      if (data.length < 2) return incomplete(2);
+      if (data[1] === 3) return malformed(`a record of type ${data[0]} arrived before any ClientHello`, tlsAlert.unexpectedMessage);
+    }
     if (data.length < 8 && /^[A-Z]+$/.test(data.toString('latin1'))) return incomplete(8);
     return { kind: 'not_tls', looksLikeHttp: httpMethodStart.test(data.subarray(0, 8).toString('latin1')) };
   }
@@ -76,19 +95,20 @@ export function parseClientHello(data: Buffer): HelloParse {
   while (offset + recordHeader <= data.length) {
     // tiny records cost 5 header bytes each: bound the raw bytes too
     if (offset > 2 * maxClientHelloBytes) return { kind: 'too_large' };
-    if (data[offset] !== handshakeType) return malformed('a non-handshake record arrived before the ClientHello was complete');
+    if (data[offset] !== handshakeType) return malformed('a non-handshake record arrived before the ClientHello was complete', tlsAlert.unexpectedMessage);
     const version = data.readUInt16BE(offset + 1);
     if (offset === 0) recordVersion = version;
-    if (version >> 8 !== 3) return malformed(`record version 0x${version.toString(16)} is not TLS`);
+    if (version >> 8 !== 3) return malformed(`record version 0x${version.toString(16)} is not TLS`, null);
     const length = data.readUInt16BE(offset + 3);
-    if (length === 0 || length > 16384 + 2048) return malformed(`record length ${length} is out of range`);
+    if (length === 0) return malformed('empty handshake record', null);
+    if (length > 16384 + 2048) return malformed(`record length ${length} is over 18432`, tlsAlert.recordOverflow);
     if (offset + recordHeader + length > data.length) return incomplete(offset + recordHeader + length);
     parts.push(data.subarray(offset + recordHeader, offset + recordHeader + length));
     handshakeBytes += length;
     offset += recordHeader + length;
     if (needed < 0 && handshakeBytes >= 4) {
       const head = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts);
-      if (head[0] !== clientHelloType) return malformed(`handshake message type ${head[0]} is not ClientHello`);
+      if (head[0] !== clientHelloType) return malformed(`handshake message type ${head[0]} is not ClientHello`, tlsAlert.unexpectedMessage);
       needed = 4 + head.readUIntBE(1, 3);
       if (needed > maxClientHelloBytes) return { kind: 'too_large' };
     }
@@ -146,7 +166,8 @@ function parseBody(body: Buffer, recordVersion: number): HelloParse {
   if (legacyVersion < 0 || !r.take(32)) return malformed('truncated ClientHello header');
   if (!r.vector(1)) return malformed('bad session_id');
   const cipherSuites = u16List(r.vector(2));
-  if (!cipherSuites || cipherSuites.length === 0) return malformed('bad cipher_suites');
+  if (!cipherSuites) return malformed('bad cipher_suites');
+  if (cipherSuites.length === 0) return malformed('no cipher_suites', tlsAlert.illegalParameter);
   if (!r.vector(1)) return malformed('bad compression_methods');
   const hello = {
     recordVersion,
@@ -169,10 +190,12 @@ function parseBody(body: Buffer, recordVersion: number): HelloParse {
     if (type < 0 || !data) return malformed('truncated extension');
     hello.extensions.push(type);
     const problem = readExtension(type, data, hello);
-    if (problem) return malformed(problem);
+    if (problem) return malformed(problem, problem === notHostName ? tlsAlert.unrecognizedName : tlsAlert.decodeError);
   }
   return { kind: 'hello', hello };
 }
+
+const notHostName = 'server_name is not a host name';
 
 function readExtension(
   type: number,
@@ -190,7 +213,7 @@ function readExtension(
         if (nameType === 0 && hello.serverName === null) {
           const text = name.buf.toString('latin1', name.pos, name.end);
           // host names are LDH ASCII (RFC 6066 §3); anything else cannot name a site
-          if (!/^[A-Za-z0-9._-]{1,253}$/.test(text)) return 'server_name is not a host name';
+          if (!/^[A-Za-z0-9._-]{1,253}$/.test(text)) return notHostName;
           hello.serverName = text.toLowerCase().replace(/\.$/, '');
         }
       }

@@ -1,10 +1,10 @@
 import type { Socket } from 'node:net';
-import { parseClientHello, type ClientHello } from './client-hello.js';
+import { parseClientHello, type ClientHello, type TlsAlert } from './client-hello.js';
 
 export type PeekOutcome =
   | { readonly kind: 'hello'; readonly hello: ClientHello }
   | { readonly kind: 'not_tls'; readonly looksLikeHttp: boolean }
-  | { readonly kind: 'malformed'; readonly why: string }
+  | { readonly kind: 'malformed'; readonly why: string; readonly alert: TlsAlert | null }
   | { readonly kind: 'too_large' }
   | { readonly kind: 'timeout' }
   | { readonly kind: 'closed' };

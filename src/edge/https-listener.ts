@@ -3,7 +3,7 @@ import type { Server as TlsServer } from 'node:tls';
 import type { ListenAddress } from '../config/index.js';
 import type { Reason } from '../errors.js';
 import type { ConnectionEvents } from '../telemetry/index.js';
-import type { ClientHello } from './client-hello.js';
+import { maxClientHelloBytes, tlsAlert, type ClientHello, type TlsAlert } from './client-hello.js';
 import { HelloPeek, type PeekOutcome } from './hello-peek.js';
 import { helloSummaryOf, summarizeHello } from './fingerprints.js';
 import { bindServer } from './bind.js';
@@ -32,9 +32,10 @@ export interface HttpsListenerOptions {
   readonly fingerprintBlocked: (ja4: string, address: string) => boolean;
 }
 
-// TLS alert records (RFC 8446 §6): fatal, sent before any TLS state exists.
-const alertHandshakeFailure = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 40]);
-const alertUnrecognizedName = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112]);
+/** A fatal TLS alert record (RFC 8446 §6), sent before any TLS state exists; one buffer per description. */
+const alertRecords = new Map(Object.values(tlsAlert).map((description) => [description, Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description])]));
+const alertRecord = (description: TlsAlert): Buffer => alertRecords.get(description) as Buffer;
+const alertHandshakeFailure = alertRecord(tlsAlert.handshakeFailure);
 
 const plaintextBody = 'This port speaks HTTPS only. Use an https:// URL.\n';
 const plaintextAnswer = Buffer.from(
@@ -98,7 +99,7 @@ export class HttpsListener {
           return;
         }
         const name = outcome.hello.serverName;
-        this.#refuse(socket, name ? 'unknown_sni' : 'missing_sni', name ? alertUnrecognizedName : alertHandshakeFailure, {});
+        this.#refuse(socket, name ? 'unknown_sni' : 'missing_sni', alertRecord(name ? tlsAlert.unrecognizedName : tlsAlert.handshakeFailure), {});
         return;
       }
       case 'not_tls':
@@ -106,10 +107,11 @@ export class HttpsListener {
         else this.#refuse(socket, 'malformed_client_hello', null, { why: 'not a TLS handshake record' });
         return;
       case 'malformed':
-        this.#refuse(socket, 'malformed_client_hello', alertHandshakeFailure, { why: outcome.why });
+        this.#refuse(socket, 'malformed_client_hello', outcome.alert === null ? null : alertRecord(outcome.alert), { why: outcome.why });
         return;
       case 'too_large':
-        this.#refuse(socket, 'malformed_client_hello', alertHandshakeFailure, { why: 'ClientHello larger than the limit' });
+        // OpenSSL's answer at its own, larger, limit (excessive message size)
+        this.#refuse(socket, 'malformed_client_hello', alertRecord(tlsAlert.illegalParameter), { why: `ClientHello larger than ${maxClientHelloBytes} bytes` });
         return;
       case 'timeout':
         this.#refuse(socket, 'handshake_timeout', null, {});

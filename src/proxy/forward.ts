@@ -1,10 +1,11 @@
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ServerResponse, type IncomingHttpHeaders } from 'node:http';
+import { constants as http2 } from 'node:http2';
 import type { Socket } from 'node:net';
 import { clientResponseHeaders } from './header-hygiene.js';
 import { clientLeft, requestHasBody, type RequestContext } from './request-context.js';
-import { sendError } from './responses.js';
+import { cutResponse, sendError } from './responses.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 import type { Target, UpstreamGroup } from './upstreams.js';
 import { countedBody } from './access-record.js';
@@ -59,7 +60,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #onStall = (): void => {
     this.#stall = null;
     this.#controller?.abort(clientStalled);
-    this.ctx.res.destroy();
+    cutResponse(this.ctx, http2.NGHTTP2_CANCEL);
   };
   // Removed once the exchange ends, so a 'close' heard here always means the client left first.
   // (Node 20's HTTP/2 compat response reports writableFinished even after a client reset: no flag is asked.)

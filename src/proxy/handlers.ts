@@ -1,14 +1,31 @@
 import { ServerResponse, type IncomingMessage } from 'node:http';
-import { constants as http2, type Http2ServerRequest } from 'node:http2';
+import { constants as http2, Http2ServerRequest } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { connectionOf } from '../tls/index.js';
+import type { TLSSocket } from 'node:tls';
+import { connectionOf, connectionOfSocket } from '../tls/index.js';
 import { recordWhenDone } from './access-record.js';
 import { runPipeline } from './pipeline.js';
 import { clientLeft, RequestContext, type ProxyRequest, type ProxyResponse, type ProxyState } from './request-context.js';
-import { sendError } from './responses.js';
+import { answerClientError, cutResponse, sendError } from './responses.js';
+
+/**
+ * Node's HTTP/1 parser also takes "HTTP/0.9" and "HTTP/2.0" request lines,
+ * and the code below tells HTTP/2 from HTTP/1.1 by httpVersionMajor: such a
+ * request was read as an HTTP/2 stream and threw outside any try (an
+ * uncaught exception, the process exited; found by scripts/fuzz.ts). It is
+ * refused as the parser refuses other versions: 400 malformed_request, closed.
+ */
+function refusedVersion(req: ProxyRequest, socket: Duplex): boolean {
+  if (req instanceof Http2ServerRequest || req.httpVersionMajor === 1) return false;
+  const site = connectionOfSocket(req.socket as TLSSocket)?.site;
+  if (site) answerClientError(Object.assign(new Error(`HTTP/${req.httpVersion} is not HTTP/1.x`), { code: 'HPE_INVALID_VERSION' }), socket, site);
+  else socket.destroy();
+  return true;
+}
 
 /** The server's 'request' listener (HTTP/1.1 and HTTP/2 alike). */
 export function handleRequest(state: ProxyState, req: ProxyRequest, res: ProxyResponse): void {
+  if (refusedVersion(req, req.socket)) return;
   const conn = connectionOf(req);
   if (!conn) {
     // every TLS socket is described before its first request; anything else is a bug
@@ -43,7 +60,7 @@ function armBodyDeadline(ctx: RequestContext, req: Http2ServerRequest): void {
   const timer = setTimeout(() => {
     ctx.state.log.info({ requestId: ctx.id, reason: 'request_timeout', remoteAddress: ctx.conn.remoteAddress }, 'request body too slow');
     if (ctx.res.headersSent) {
-      ctx.res.destroy();
+      cutResponse(ctx, http2.NGHTTP2_CANCEL);
       return;
     }
     // Once our answer is flushed (the stream's own 'finish'; the compat response's comes only at
@@ -83,6 +100,7 @@ function run(ctx: RequestContext): void {
 export function handleUpgrade(state: ProxyState, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   // Node hands the socket over without its error listener; a reset must not become an uncaught error.
   socket.on('error', () => socket.destroy());
+  if (refusedVersion(req, socket)) return;
   const conn = connectionOf(req);
   if (!conn) {
     socket.destroy();

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES } from 'node:http';
+import { constants as http2, type Http2ServerRequest } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Site } from '../config/index.js';
 import { endWithLinger } from '../edge/index.js';
@@ -34,15 +35,27 @@ export function sendJson(ctx: RequestContext, status: number, body: unknown): vo
 }
 
 /**
+ * Cuts a response that cannot be finished, so that the client knows it is
+ * incomplete: HTTP/1.1 closes the connection; HTTP/2 resets the stream with
+ * `code` (Node's own destroy resets with NO_ERROR, which a client may take for
+ * a complete response when no Content-Length tells it otherwise): INTERNAL_ERROR
+ * when the upstream failed, CANCEL when we gave up on the client.
+ */
+export function cutResponse(ctx: RequestContext, code: number = http2.NGHTTP2_INTERNAL_ERROR): void {
+  if (ctx.req.httpVersionMajor === 2) (ctx.req as Http2ServerRequest).stream.close(code);
+  else ctx.res.destroy();
+}
+
+/**
  * Ends a request with its reason: `{error, reason, requestId[, detail]}` and the
  * reason's status. Once response headers went out nothing can be said any more,
- * so the stream is cut instead and the client sees a truncated response.
+ * so the response is cut instead and the client sees a truncated one.
  */
 export function sendError(ctx: RequestContext, reason: Reason, detail: string | null = null): void {
   ctx.reason = reason;
   ctx.detail = detail;
   if (ctx.res.headersSent) {
-    ctx.res.destroy();
+    cutResponse(ctx);
     return;
   }
   const { status, text } = errorBody(reason, ctx.id, detail);

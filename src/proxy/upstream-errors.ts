@@ -34,11 +34,15 @@ const byCode: Record<string, { reason: Reason; beforeRequest: boolean }> = {
   UND_ERR_HEADERS_TIMEOUT: { reason: 'upstream_timeout', beforeRequest: false },
   UND_ERR_BODY_TIMEOUT: { reason: 'upstream_timeout', beforeRequest: false },
   UND_ERR_INFO: { reason: 'upstream_bad_response', beforeRequest: false },
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: { reason: 'upstream_bad_response', beforeRequest: false },
   PCL_UPSTREAM_BAD_HEADERS: { reason: 'upstream_bad_response', beforeRequest: false },
 };
 
 /** Maps an undici/TLS/socket error to its reason code. */
 export function classifyUpstreamError(err: Error & { code?: string; cause?: unknown }): UpstreamFailure {
+  // undici's llhttp errors carry no code, only their name and the parser's words:
+  // "Response does not match the HTTP/1.1 protocol (Invalid status code)"
+  if (err.name === 'HTTPParserError') return { reason: 'upstream_bad_response', detail: `HTTPParserError: ${/\(([^)]*)\)\s*$/.exec(err.message)?.[1] ?? err.message}`, beforeRequest: false };
   // undici wraps socket errors; the TLS verification code sits on the cause
   const inner = (err.cause as { code?: string } | undefined)?.code;
   const code = (err.code && err.code !== 'UND_ERR_SOCKET' ? err.code : inner ?? err.code) ?? 'UNKNOWN';

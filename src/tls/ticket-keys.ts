@@ -123,9 +123,11 @@ export class TicketKeyRing {
   #onTicket(name: Buffer, _iv: Buffer, encrypt: boolean): unknown[] {
     const current = this.#current;
     if (encrypt) return [ticketOk, current.hmac, current.aes, current.name, randomBytes(16)];
-    if (name.equals(current.name)) return [ticketOk, current.hmac, current.aes];
+    // Accepted, and OpenSSL issues a fresh ticket: a client that reuses one ticket makes its
+    // connections linkable (RFC 8446 §C.4), and under TLS 1.3 OpenSSL issues none after a
+    // resumption unless asked to. A ticket of the previous key is renewed under the current one.
+    if (name.equals(current.name)) return [ticketOkRenew, current.hmac, current.aes];
     const previous = this.#previous;
-    // Accepted, and OpenSSL issues a fresh ticket under the current key.
     if (previous && name.equals(previous.name)) return [ticketOkRenew, previous.hmac, previous.aes];
     return [ticketUnknown, zeroKey, zeroKey];
   }

@@ -184,7 +184,12 @@ function judge(socket: TLSSocket, policy: ClientCertPolicy): ClientCertificate {
   const { leaf, identity } = reading;
   if (!socket.authorized || socket.authorizationError) {
     const code = failureCode(socket);
-    const reason = byOpenSslCode[code] ?? 'bad_certificate';
+    // OpenSSL reports the last problem it met, so a server-only or expired certificate of a foreign
+    // CA came out as wrong_key_usage or expired: the most fundamental failure is named first, and
+    // nothing about a chain matters before it leads to a CA of the site (unless a resumed session
+    // lost the intermediates that would show it does)
+    const untrusted = reading.chain === null && !socket.isSessionReused();
+    const reason = untrusted ? 'unknown_ca' : (byOpenSslCode[code] ?? 'bad_certificate');
     return { status: 'invalid', reason: reason === 'unknown_ca' && forgedUnder(leaf, policy.caCerts) ? 'bad_signature' : reason, detail: code, identity };
   }
   if (reading.usageProblem) return { status: 'invalid', reason: 'wrong_key_usage', detail: reading.usageProblem, identity };

@@ -52,6 +52,9 @@ describe('mutual TLS', () => {
       goodLeafOnly: leafOf(good, false),
       other: leafOf(other),
       foreign: leafOf(pki.leaf('foreign-client', foreign, { eku: 'clientAuth' })),
+      foreignServerOnly: leafOf(pki.leaf('foreign-server-only-client', foreign, { eku: 'serverAuth' })),
+      foreignServerOnlyWithRoot: { cert: join(dir, 'foreign-server-only-with-root.pem'), key: '' },
+      foreignExpired: leafOf(pki.leaf('foreign-expired-client', foreign, { eku: 'clientAuth', notBefore: new Date(Date.now() - 30 * day), notAfter: new Date(Date.now() - day) })),
       selfSigned: { cert: selfSigned, key: selfSignedKey },
       expired: leafOf(pki.leaf('expired-client', inter, { eku: 'clientAuth', notBefore: new Date(Date.now() - 30 * day), notAfter: new Date(Date.now() - day) })),
       future: leafOf(pki.leaf('future-client', inter, { eku: 'clientAuth', notBefore: new Date(Date.now() + 10 * day), notAfter: new Date(Date.now() + 40 * day) })),
@@ -59,6 +62,10 @@ describe('mutual TLS', () => {
       deep: leafOf(deep),
       badSignature: { cert: join(dir, 'bad-signature.pem'), key: forged.keyFile },
     };
+    // a client that sends its foreign root along: OpenSSL meets SELF_SIGNED_CERT_IN_CHAIN, then INVALID_PURPOSE
+    const foreignServerOnly = pki.leaf('foreign-server-only-client-2', foreign, { eku: 'serverAuth' });
+    writeFileSync(clients.foreignServerOnlyWithRoot!.cert, foreignServerOnly.certPem + readFileSync(foreign.certFile, 'utf8'));
+    clients.foreignServerOnlyWithRoot = { cert: clients.foreignServerOnlyWithRoot!.cert, key: foreignServerOnly.keyFile };
     // signed by an impostor CA with the real intermediate's name: sent with the real intermediate,
     // the chain builds by name and the leaf's signature does not verify
     writeFileSync(clients.badSignature!.cert, forged.certPem + readFileSync(inter.certFile, 'utf8'));
@@ -130,6 +137,10 @@ sites:
     const rejections: [string, string | null, number, string, string][] = [
       ['no certificate', null, 401, 'no_certificate', 'api.test'],
       ['a certificate from a foreign CA', 'foreign', 403, 'unknown_ca', 'api.test'],
+      // the most fundamental failure first: OpenSSL reports the last one it met
+      ['a serverAuth-only certificate from a foreign CA', 'foreignServerOnly', 403, 'unknown_ca', 'api.test'],
+      ['an expired certificate from a foreign CA', 'foreignExpired', 403, 'unknown_ca', 'api.test'],
+      ['a serverAuth-only certificate sent with its foreign root', 'foreignServerOnlyWithRoot', 403, 'unknown_ca', 'api.test'],
       ['a self-signed certificate', 'selfSigned', 403, 'unknown_ca', 'api.test'],
       ['an expired certificate', 'expired', 403, 'expired', 'api.test'],
       ['a certificate not valid yet', 'future', 403, 'not_yet_valid', 'api.test'],

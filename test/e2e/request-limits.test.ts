@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -31,13 +30,8 @@ describe('request deadlines and header limits, the same for HTTP/1.1 and HTTP/2'
   let root: Ca;
   let p: RunningProxy;
   let upstream: Upstream;
-  let accessLog: string;
 
-  const lastAccessLine = async (path: string) => {
-    await p.flushAccessLog();
-    const lines = readFileSync(accessLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-    return lines.reverse().find((l) => String(l.path).startsWith(path));
-  };
+  const lastAccessLine = (path: string) => p.waitForAccess((l) => String(l.path).startsWith(path));
   const curlWith = (version: '--http1.1' | '--http2', headers: readonly [string, string][], path: string) =>
     curl([...resolveTo('api.test', p.port), '--cacert', root.certFile, version, ...headers.flatMap(([n, v]) => ['-H', `${n}: ${v}`]), '-w', '\n%{http_code}', `https://api.test:${p.port}${path}`]);
   const statusOf = (r: { stdout: string }) => r.stdout.slice(r.stdout.lastIndexOf('\n') + 1);
@@ -48,7 +42,7 @@ describe('request deadlines and header limits, the same for HTTP/1.1 and HTTP/2'
     const leaf = pki.leaf('api', root, { dns: ['api.test'] });
     upstream = await startUpstream(scope);
     const dir = tempDir(scope);
-    accessLog = join(dir, 'access.log');
+    const accessLog = join(dir, 'access.log');
     p = await startProxy(
       scope,
       `

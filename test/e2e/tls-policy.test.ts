@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { curl, resolveTo, run, sClient, sClientRequest } from '../helpers/clients.js';
@@ -174,6 +175,23 @@ describe('TLS policy of the intermediate profile', () => {
       assert.match(second.stdout, /"resumed": true/);
     });
   }
+});
+
+describe('session tickets', () => {
+  test('a TLS 1.3 resumption gets a fresh ticket, with which the client resumes again: one ticket is never reused (RFC 8446 §C.4)', async (t) => {
+    root ??= pki.root('tls-policy-root');
+    const p = await startProxy(t, siteYaml());
+    const dir = tempDir(t);
+    const tickets = (stdout: string) => (stdout.match(/Post-Handshake New Session Ticket arrived/g) ?? []).length;
+    const first = await sClientRequest(p.port, 'api.test', ['-tls1_3', '-CAfile', root.certFile, '-sess_out', join(dir, '1.pem')]);
+    assert.equal(first.reused, false);
+    const second = await sClientRequest(p.port, 'api.test', ['-tls1_3', '-CAfile', root.certFile, '-sess_in', join(dir, '1.pem'), '-sess_out', join(dir, '2.pem')]);
+    assert.equal(second.reused, true);
+    assert.ok(tickets(second.stdout) >= 1, 'no ticket after the resumption');
+    const third = await sClientRequest(p.port, 'api.test', ['-tls1_3', '-CAfile', root.certFile, '-sess_in', join(dir, '2.pem')]);
+    assert.equal(third.reused, true, 'the fresh ticket resumes');
+    assert.notEqual(readFileSync(join(dir, '1.pem'), 'utf8'), readFileSync(join(dir, '2.pem'), 'utf8'));
+  });
 });
 
 describe('sessions and sites', () => {

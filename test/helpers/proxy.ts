@@ -7,7 +7,7 @@ import { after } from 'node:test';
 import { pino } from 'pino';
 import { loadConfigFile } from '../../src/config/index.js';
 import { startPortcullis, type Portcullis } from '../../src/portcullis.js';
-import { createAccessLog } from '../../src/telemetry/index.js';
+import { createAccessLog, type AccessLog } from '../../src/telemetry/index.js';
 
 export interface RunningProxy {
   readonly proxy: Portcullis;
@@ -19,6 +19,8 @@ export interface RunningProxy {
   flushAccessLog(): Promise<void>;
   /** Resolves with the first log line (already written or to come) that `match` accepts after skipping `after` lines; rejects after `timeoutMs`. */
   waitForLog(match: (line: Record<string, unknown>) => boolean, opts?: { after?: number; timeoutMs?: number }): Promise<Record<string, unknown>>;
+  /** The same for access-log records (when the config names an access-log file), as they are handed to the access log. */
+  waitForAccess(match: (record: Record<string, unknown>) => boolean, opts?: { timeoutMs?: number }): Promise<Record<string, unknown>>;
 }
 
 /** Something that runs clean-ups when its test or suite ends: a TestContext, or `suiteScope()`. */
@@ -56,29 +58,43 @@ export async function startProxy(t: Scope, yaml: string, dir = tempDir(t)): Prom
       done();
     },
   });
-  const waitForLog: RunningProxy['waitForLog'] = (match, opts = {}) =>
-    new Promise((resolve, reject) => {
-      const check = () => {
-        const found = logs.slice(opts.after ?? 0).find(match);
-        if (!found) return false;
-        clearTimeout(timer);
-        written.off('line', check);
-        resolve(found);
-        return true;
-      };
-      const timer = setTimeout(() => {
-        written.off('line', check);
-        reject(new Error(`no matching log line within ${opts.timeoutMs ?? 10_000} ms; last lines:\n${logs.slice(-5).map((l) => JSON.stringify(l)).join('\n')}`));
-      }, opts.timeoutMs ?? 10_000);
-      if (!check()) written.on('line', check);
-    });
+  const waitIn =
+    (lines: Record<string, unknown>[], what: string) =>
+    (match: (line: Record<string, unknown>) => boolean, opts: { after?: number; timeoutMs?: number } = {}): Promise<Record<string, unknown>> =>
+      new Promise((resolve, reject) => {
+        const check = () => {
+          const found = lines.slice(opts.after ?? 0).find(match);
+          if (!found) return false;
+          clearTimeout(timer);
+          written.off('line', check);
+          resolve(found);
+          return true;
+        };
+        const timer = setTimeout(() => {
+          written.off('line', check);
+          reject(new Error(`no matching ${what} within ${opts.timeoutMs ?? 10_000} ms; last ones:\n${lines.slice(-5).map((l) => JSON.stringify(l)).join('\n')}`));
+        }, opts.timeoutMs ?? 10_000);
+        if (!check()) written.on('line', check);
+      });
+  const waitForLog = waitIn(logs, 'log line');
+  const accessRecords: Record<string, unknown>[] = [];
   const log = pino({ level: 'debug' }, sink);
   // as the CLI does: an access log when the config names a file
-  const access = config.log.access.startsWith('/') ? createAccessLog(config.log.access) : null;
+  const accessFile = config.log.access.startsWith('/') ? createAccessLog(config.log.access) : null;
+  // each record is also kept here, parsed, for waitForAccess
+  const access: AccessLog | null = accessFile && {
+    write(fields) {
+      accessFile.write(fields);
+      accessRecords.push(JSON.parse(`{${fields}}`) as Record<string, unknown>);
+      written.emit('line');
+    },
+    reopen: () => accessFile.reopen(),
+    flush: (timeoutMs) => accessFile.flush(timeoutMs),
+  };
   const proxy = await startPortcullis(config, log, { accessLog: access });
   t.after(async () => {
     await proxy.close();
     await access?.flush();
   });
-  return { proxy, port: proxy.address.port, logs, dir, flushAccessLog: async () => access?.flush(), waitForLog };
+  return { proxy, port: proxy.address.port, logs, dir, flushAccessLog: async () => access?.flush(), waitForLog, waitForAccess: waitIn(accessRecords, 'access record') };
 }
