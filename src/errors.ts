@@ -19,6 +19,8 @@ export const errorCatalog = {
   PCL_ADMIN_TOKEN_INVALID: 'the admin token file under dataDir exists but cannot be read or holds no token',
   PCL_API_KEYS_INVALID: 'the API key store under dataDir exists but cannot be read; the instance refuses to start without it rather than refuse every key without saying why',
   PCL_DENY_LIST_INVALID: 'the deny list under dataDir exists but cannot be read; the instance refuses to start without it rather than readmit blocked certificates',
+  PCL_STATE_WRITE_FAILED: 'a file under dataDir (or another state file) could not be written: full disk, read-only filesystem, permissions; nothing was changed',
+  PCL_STATE_NOT_PERSISTED: 'a security-tightening change (deny add, keys revoke) could not be saved; the running instance applied it and keeps retrying to save it',
 } as const;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -5,7 +5,7 @@ import { readDenyList, writeDenyList, denyListPath } from '../state/index.js';
 import { denyEntry, denyKey, type DenyEntry } from '../trust/index.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
-import { notifyRunningInstance } from './instance-io.js';
+import { notifyRunningInstance, writeOrHandOver } from './instance-io.js';
 
 export interface DenyTarget {
   readonly config?: string;
@@ -27,21 +27,28 @@ function targetEntry(opts: DenyTarget): DenyEntry {
       throw new PortcullisError('PCL_CLI_USAGE', `--cert ${opts.cert}: not a readable PEM or DER certificate (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
     }
   }
+  // bounded so that an entry always fits a control request, which also carries it when the list cannot be saved
+  if (opts.note !== undefined && opts.note.length > 1024) throw new PortcullisError('PCL_CLI_USAGE', `--note is ${opts.note.length} characters long; keep it to 1024 (a ticket number and a few words)`);
   const entry = denyEntry({ fingerprint, serial: opts.serial, issuer: opts.issuer }, opts.note ?? null, new Date());
   if (typeof entry === 'string') throw new PortcullisError('PCL_CLI_USAGE', entry);
   return entry;
 }
 
+/** The certificate(s) an entry blocks, as the commands print it. */
+const blocked = (e: DenyEntry): string => ('fingerprint' in e ? e.fingerprint : `serial ${e.serial} issuer "${e.issuer}"`);
+
 function describe(e: DenyEntry): string {
-  const what = 'fingerprint' in e ? e.fingerprint : `serial ${e.serial} issuer "${e.issuer}"`;
-  return `${what}  added ${e.addedAt}${e.note ? `  (${e.note})` : ''}`;
+  return `${blocked(e)}  added ${e.addedAt}${e.note ? `  (${e.note})` : ''}`;
 }
 
 /**
  * `portcullis deny add|remove|list`: the instant deny list, persisted in
  * dataDir/deny-list.json. add and remove rewrite the file atomically and ask
  * the running instance (control socket) to apply it: connections presenting
- * a newly blocked certificate are closed at once.
+ * a newly blocked certificate are closed at once. When the file cannot be
+ * written (full disk, read-only filesystem), add still hands the entry to the
+ * running instance, which applies it and keeps trying to save it; remove
+ * changes nothing: an unblock that is not saved is never applied.
  */
 export async function runDeny(action: 'add' | 'remove' | 'list', opts: DenyTarget): Promise<void> {
   const dataDir = dataDirOf(configFileFor(opts.config));
@@ -57,13 +64,15 @@ export async function runDeny(action: 'add' | 'remove' | 'list', opts: DenyTarge
   if (action === 'add') {
     if (present) process.stdout.write(`already on the deny list: ${describe(entry)}\n`);
     else {
-      writeDenyList(dataDir, [...entries, entry]);
+      // a block must not wait for disk space: unsaved, it still goes to the running instance
+      const how = await writeOrHandOver(() => writeDenyList(dataDir, [...entries, entry]), dataDir, { command: 'deny-list', unpersisted: { deny: entry } }, `deny list entry ${blocked(entry)}`);
       process.stdout.write(`added to the deny list: ${describe(entry)}\n`);
+      if (how === 'handed over') return;
     }
   } else {
-    if (!present) throw new PortcullisError('PCL_CLI_USAGE', `not on the deny list: ${describe(entry).split('  added')[0]}; see portcullis deny list`);
+    if (!present) throw new PortcullisError('PCL_CLI_USAGE', `not on the deny list: ${blocked(entry)}; see portcullis deny list`);
     writeDenyList(dataDir, entries.filter((e) => denyKey(e) !== key));
-    process.stdout.write(`removed from the deny list: ${describe(entry).split('  added')[0]}\n`);
+    process.stdout.write(`removed from the deny list: ${blocked(entry)}\n`);
   }
   await notifyRunningInstance(dataDir, 'deny-list', 'list');
 }

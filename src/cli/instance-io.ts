@@ -1,6 +1,7 @@
 import { durationMs, durationPattern } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
-import { controlSocketPath, sendControl } from '../supervisor/index.js';
+import { StateWriteError } from '../state/index.js';
+import { controlSocketPath, sendControl, unsavedRetryMs, type ControlRequest } from '../supervisor/index.js';
 
 /** A duration flag such as `--since 7d` in milliseconds; null when not given. */
 export function durationFlag(flag: string, value: string | undefined): number | null {
@@ -23,6 +24,64 @@ export async function notifyRunningInstance(dataDir: string, command: 'deny-list
   } catch (err) {
     if (!(err instanceof PortcullisError && err.code === 'PCL_CONTROL_UNREACHABLE')) throw err;
     out.write(`no running instance answers on ${controlSocketPath(dataDir)}; the ${what} applies when Portcullis starts with dataDir ${dataDir}\n`);
+  }
+}
+
+/** A control request carrying a change a command could not save. */
+type TighteningRequest = Extract<ControlRequest, { command: 'deny-list' | 'api-keys' }>;
+
+/**
+ * A tightening change (a deny entry, a key revocation) that `failure` kept
+ * the command from saving: hands it to the running instance, which applies
+ * it on top of what is in force (a block must not wait for disk space) and
+ * keeps trying to save it itself. Returns only when the instance could save
+ * it (its answer printed on `out`); otherwise throws PCL_STATE_NOT_PERSISTED
+ * when the instance applied it, PCL_STATE_WRITE_FAILED when nothing could
+ * be applied.
+ */
+async function applyUnsaved(dataDir: string, request: TighteningRequest, change: string, failure: StateWriteError, out: NodeJS.WritableStream): Promise<void> {
+  const socket = controlSocketPath(dataDir);
+  let result;
+  try {
+    result = await sendControl(socket, request, 10_000);
+  } catch (err) {
+    if (!(err instanceof PortcullisError && err.code === 'PCL_CONTROL_UNREACHABLE')) throw err;
+    throw new PortcullisError('PCL_STATE_WRITE_FAILED', `${failure.message}. Nothing was applied (${change}): no running instance answers on ${socket}.`, { cause: failure });
+  }
+  const why = `${change}: cannot write ${failure.file}: ${failure.problem} (${failure.errno})`;
+  if (!result.ok) {
+    throw new PortcullisError('PCL_STATE_WRITE_FAILED', `NOT persisted: ${why}. The running instance did not confirm applying it: ${result.code}: ${result.message}. To retry: ${failure.fix}, then run the command again.`, { cause: failure });
+  }
+  if (result.unsaved === 0) {
+    out.write(`${result.message}\n`);
+    process.stderr.write(`portcullis: this command could not write ${failure.file} (${failure.errno}); the running instance saved it\n`);
+    return;
+  }
+  throw new PortcullisError(
+    'PCL_STATE_NOT_PERSISTED',
+    `NOT persisted: ${why}.\n` +
+      `Applied to the running instance only: ${result.message}.\n` +
+      `The instance saves it by itself once the file can be written (${failure.fix}): it retries every ${unsavedRetryMs / 1000} s and at every control request (e.g. portcullis reload). It is lost if the instance stops before then.`,
+    { cause: failure },
+  );
+}
+
+/**
+ * Saves a tightening change with `write`; when the store cannot be written,
+ * hands `request` to the running instance instead (see applyUnsaved, which
+ * throws unless the instance saved it). `change` names it in messages
+ * ("deny list entry sha256:…"). Resolves with 'written' (the caller then
+ * notifies the instance as usual) or 'handed over' (the instance has it
+ * already).
+ */
+export async function writeOrHandOver(write: () => void, dataDir: string, request: TighteningRequest, change: string, out: NodeJS.WritableStream = process.stdout): Promise<'written' | 'handed over'> {
+  try {
+    write();
+    return 'written';
+  } catch (err) {
+    if (!(err instanceof StateWriteError)) throw err;
+    await applyUnsaved(dataDir, request, change, err, out);
+    return 'handed over';
   }
 }
 

@@ -3,7 +3,7 @@ import { normalisePath } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { normaliseFingerprint } from '../trust/index.js';
 import { dataDirOf } from './data-dir.js';
-import { durationFlag, notifyRunningInstance } from './instance-io.js';
+import { durationFlag, notifyRunningInstance, writeOrHandOver } from './instance-io.js';
 import { configFileFor } from './start-command.js';
 
 export interface KeyCreateOptions {
@@ -70,7 +70,11 @@ function find(keys: readonly ApiKeyRecord[], id: string): ApiKeyRecord {
 /**
  * `portcullis keys create|list|revoke|rotate`: API keys, kept as hashes in
  * dataDir/api-keys.json. Changes are applied by the running instance at once
- * (control socket); without one, at the next start.
+ * (control socket); without one, at the next start. When the store cannot be
+ * written (full disk, read-only filesystem), revoke still hands the
+ * revocation to the running instance, which applies it and keeps trying to
+ * save it; create and rotate change nothing (PCL_STATE_WRITE_FAILED): a key
+ * that is not saved would vanish at the next start.
  */
 export async function runKeys(action: 'create' | 'list' | 'revoke' | 'rotate', id: string | undefined, opts: KeyCreateOptions & KeyRotateOptions): Promise<void> {
   const dataDir = dataDirOf(configFileFor(opts.config));
@@ -93,8 +97,10 @@ export async function runKeys(action: 'create' | 'list' | 'revoke' | 'rotate', i
   } else if (action === 'revoke') {
     const key = find(keys, id);
     if (key.revokedAt) throw usage(`API key ${id} was revoked already, at ${key.revokedAt}`);
-    writeApiKeys(dataDir, keys.map((k) => (k.id === id ? { ...k, revokedAt: at } : k)));
+    // a revocation must not wait for disk space: unsaved, it still goes to the running instance
+    const how = await writeOrHandOver(() => writeApiKeys(dataDir, keys.map((k) => (k.id === id ? { ...k, revokedAt: at } : k))), dataDir, { command: 'api-keys', unpersisted: { revoke: { id, at } } }, `revocation of API key ${id} (${key.name})`, process.stderr);
     process.stdout.write(`revoked API key ${id} (${key.name})\n`);
+    if (how === 'handed over') return;
   } else {
     const old = find(keys, id);
     if (old.revokedAt) throw usage(`API key ${id} is revoked; create a new key instead`);

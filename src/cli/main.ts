@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { PortcullisError } from '../errors.js';
+import { PortcullisError, type ErrorCode } from '../errors.js';
 import type { Level } from '../telemetry/index.js';
 import { runSchema } from './schema-command.js';
 import { runReload } from './reload-command.js';
@@ -11,11 +11,20 @@ import { runClients, type ClientsOptions } from './clients-command.js';
 import { runReport, type ReportOptions } from './report-command.js';
 import { runCaCrl, runCaEnrollToken, runCaInit, runCaIssue, runCaList, runCaRevoke, type CaOptions, type EnrollTokenOptions, type IssueOptions } from './ca-command.js';
 
-/** Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage. */
+/**
+ * Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 a
+ * tightening change (deny add, keys revoke) applied by the running instance
+ * but not saved under dataDir.
+ */
+function exitCodeOf(code: ErrorCode): number {
+  if (code === 'PCL_CONFIG_INVALID' || code === 'PCL_CONFIG_YAML' || code === 'PCL_CONFIG_NOT_FOUND' || code === 'PCL_CLI_USAGE') return 2;
+  return code === 'PCL_STATE_NOT_PERSISTED' ? 3 : 1;
+}
+
 function fail(err: unknown): never {
   if (err instanceof PortcullisError) {
-    process.stderr.write(`portcullis: ${err.message}\n`);
-    process.exit(err.code === 'PCL_CONFIG_INVALID' || err.code === 'PCL_CONFIG_YAML' || err.code === 'PCL_CONFIG_NOT_FOUND' || err.code === 'PCL_CLI_USAGE' ? 2 : 1);
+    process.stderr.write(`portcullis: ${err.code}: ${err.message}\n`);
+    process.exit(exitCodeOf(err.code));
   }
   process.stderr.write(`portcullis: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`);
   process.exit(1);

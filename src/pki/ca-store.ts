@@ -3,7 +3,7 @@ import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:f
 import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import { PortcullisError } from '../errors.js';
-import { writeFileAtomic } from '../state/index.js';
+import { StateWriteError, writeFileAtomic } from '../state/index.js';
 import { ensureIntermediate, ensureLocalCa, issueCertificate, signCertificate, type CaKeyPair, type IssuedLeaf, type LeafRequest, type LocalCa, type SignedLeaf } from './local-ca.js';
 import { x509 } from './x509.js';
 
@@ -260,11 +260,18 @@ export class CaStore {
     for (let attempt = 0; ; attempt++) {
       try {
         const fd = openSync(lock, 'wx', 0o600);
-        writeSync(fd, String(process.pid));
-        closeSync(fd);
+        try {
+          writeSync(fd, String(process.pid));
+        } catch (err) {
+          // a full disk creates the file but not its content: leave no empty lock behind
+          unlinkSync(lock);
+          throw err;
+        } finally {
+          closeSync(fd);
+        }
         break;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateWriteError(lock, err);
         const holder = Number(readFileSync(lock, 'utf8') || 0);
         if (!holder || !alive(holder)) {
           unlinkSync(lock);

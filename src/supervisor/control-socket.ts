@@ -3,36 +3,73 @@ import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { PortcullisError } from '../errors.js';
 import type { ReloadResult } from './reloader.js';
+import { parseDenyChange, parseKeyRevocation, type DenyChange, type KeyRevocation } from './store-changes.js';
 
 /**
  * The local control channel of a running instance: a Unix socket at
  * `dataDir/control.sock`, mode 0600, so only the user running Portcullis can
  * use it. One JSON request per connection, one JSON answer. It also marks the
  * dataDir as taken: a second instance on the same dataDir is refused.
+ * Requests are validated strictly: anything malformed gets a usage answer,
+ * never a crash or a partial effect.
  */
 
 export const controlSocketPath = (dataDir: string) => join(dataDir, 'control.sock');
 
 export interface ControlHandlers {
   reload(): Promise<ReloadResult>;
-  /** Re-reads the deny list under dataDir and applies it. */
-  denyList(): Promise<ReloadResult>;
-  /** Re-reads the API keys under dataDir and applies them. */
-  apiKeys(): Promise<ReloadResult>;
+  /** Re-reads the deny list under dataDir and applies it; with `change`, a deny entry the command could not save, applied on top and kept until saved. */
+  denyList(change: DenyChange | null): Promise<ReloadResult>;
+  /** Re-reads the API keys under dataDir and applies them; with `change`, a revocation the command could not save, applied on top and kept until saved. */
+  apiKeys(change: KeyRevocation | null): Promise<ReloadResult>;
   /** Writes every process's summaries under dataDir (client inventory, weak clients), for a report to read. */
   flush(): Promise<ReloadResult>;
 }
 
-type Command = 'reload' | 'deny-list' | 'api-keys' | 'flush';
+/**
+ * What a client may send. `unpersisted` carries a tightening change a
+ * command could not save under dataDir (full disk, read-only filesystem):
+ * the instance applies it and keeps trying to save it.
+ */
+export type ControlRequest =
+  | { readonly command: 'reload' | 'flush' }
+  | { readonly command: 'deny-list'; readonly unpersisted?: DenyChange }
+  | { readonly command: 'api-keys'; readonly unpersisted?: KeyRevocation };
 
-interface Request {
-  readonly command: Command;
+type Run = (handlers: ControlHandlers) => Promise<ReloadResult>;
+
+const commandNames: readonly string[] = ['reload', 'deny-list', 'api-keys', 'flush'] satisfies ControlRequest['command'][];
+
+/** The longest request line read; past it the socket hangs up. A deny entry with its longest note fits. */
+const maxRequestChars = 16_384;
+
+/** Validates one request; returns what to run, or the usage message to answer. */
+function parseRequest(request: unknown): Run | string {
+  const fields = typeof request === 'object' && request !== null && !Array.isArray(request) ? (request as Record<string, unknown>) : null;
+  const command = fields?.command;
+  if (!fields || typeof command !== 'string' || !commandNames.includes(command)) return `unknown command; send {"command": one of ${commandNames.join(', ')}}`;
+  const takesChange = command === 'deny-list' || command === 'api-keys';
+  const extra = Object.keys(fields).find((k) => k !== 'command' && !(takesChange && k === 'unpersisted'));
+  if (extra !== undefined) return `"${extra}" is not a field of the ${command} request`;
+  const raw = fields.unpersisted;
+  switch (command) {
+    case 'reload':
+      return (h) => h.reload();
+    case 'flush':
+      return (h) => h.flush();
+    case 'deny-list': {
+      const change = raw === undefined ? null : parseDenyChange(raw);
+      return typeof change === 'string' ? change : (h) => h.denyList(change);
+    }
+    default: {
+      const change = raw === undefined ? null : parseKeyRevocation(raw);
+      return typeof change === 'string' ? change : (h) => h.apiKeys(change);
+    }
+  }
 }
 
-const handlerNames: Readonly<Record<Command, keyof ControlHandlers>> = { reload: 'reload', 'deny-list': 'denyList', 'api-keys': 'apiKeys', flush: 'flush' };
-
 /** Asks the instance behind `path` something; rejects with PCL_CONTROL_UNREACHABLE when nobody answers. */
-export function sendControl(path: string, request: Request, timeoutMs = 60_000): Promise<ReloadResult> {
+export function sendControl(path: string, request: ControlRequest, timeoutMs = 60_000): Promise<ReloadResult> {
   return new Promise((resolve, reject) => {
     const socket = connect(path);
     let text = '';
@@ -56,8 +93,13 @@ export function sendControl(path: string, request: Request, timeoutMs = 60_000):
   });
 }
 
-/** Serves the control socket; rejects with PCL_CONTROL_IN_USE when a live instance already holds it. */
-export async function openControlSocket(dataDir: string, handlers: ControlHandlers): Promise<{ close(): Promise<void> }> {
+/**
+ * Serves the control socket; rejects with PCL_CONTROL_IN_USE when a live
+ * instance already holds it. `beforeEach` runs before every valid request
+ * (the instance tries again to save the changes it holds in memory only);
+ * it must not reject.
+ */
+export async function openControlSocket(dataDir: string, handlers: ControlHandlers, beforeEach: () => Promise<void> = async () => {}): Promise<{ close(): Promise<void> }> {
   const path = controlSocketPath(dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const alive = await new Promise<boolean>((resolve) => {
@@ -84,8 +126,8 @@ export async function openControlSocket(dataDir: string, handlers: ControlHandle
     const answer = (result: ReloadResult) => socket.end(`${JSON.stringify(result)}\n`);
     const onData = (d: Buffer) => {
       text += d.toString();
-      if (text.length > 4096) return socket.destroy();
       const end = text.indexOf('\n');
+      if (end > maxRequestChars || (end < 0 && text.length > maxRequestChars)) return socket.destroy();
       if (end < 0) return;
       // one request per connection: whatever follows the first line is ignored
       socket.off('data', onData);
@@ -95,11 +137,12 @@ export async function openControlSocket(dataDir: string, handlers: ControlHandle
       } catch {
         return answer({ ok: false, code: 'PCL_CLI_USAGE', message: 'not a JSON request' });
       }
-      const command = typeof request === 'object' && request !== null ? (request as Partial<Request>).command : undefined;
-      const name = typeof command === 'string' && Object.hasOwn(handlerNames, command) ? handlerNames[command] : null;
-      if (!name) return answer({ ok: false, code: 'PCL_CLI_USAGE', message: `unknown command; send {"command": one of ${Object.keys(handlerNames).join(', ')}}` });
+      const run = parseRequest(request);
+      if (typeof run === 'string') return answer({ ok: false, code: 'PCL_CLI_USAGE', message: run });
       socket.setTimeout(0);
-      handlers[name]().then(answer, (err: Error) => answer({ ok: false, code: err instanceof PortcullisError ? err.code : 'PCL_RELOAD_FAILED', message: err.message }));
+      beforeEach()
+        .then(() => run(handlers))
+        .then(answer, (err: Error) => answer({ ok: false, code: err instanceof PortcullisError ? err.code : 'PCL_RELOAD_FAILED', message: err.message }));
     };
     socket.on('data', onData);
   });

@@ -10,7 +10,7 @@ import type { FileSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
 import type { ToPrimary, ToWorker, WorkerMetrics } from './messages.js';
 import { Reloader, type ReloadResult } from './reloader.js';
-import { apiKeyStore, applyStore, denyListStore } from './store-sync.js';
+import { apiKeyStore, denyListStore, StoreSync } from './store-sync.js';
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
 import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
 import { openAdmin } from './admin-for.js';
@@ -220,37 +220,44 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
     metrics,
     () => accepted.config,
   );
+  // the stores under dataDir as every worker keeps them in force (a replacement worker starts with them), with the changes a command could not save on top
+  const denyListSync = new StoreSync(
+    () => denyListStore(accepted.config.dataDir),
+    denyList,
+    async (entries) => {
+      denyList = entries;
+      const closed = await askAll([...members.values()], (id) => ({ type: 'deny-list', id, entries }));
+      return `applied by ${closed.length} workers, ${closed.reduce((a, b) => a + b, 0)} open connection(s) closed`;
+    },
+    log,
+  );
+  const apiKeySync = new StoreSync(
+    () => apiKeyStore(accepted.config.dataDir),
+    apiKeys,
+    async (records) => {
+      apiKeys = records;
+      const answers = await askAll([...members.values()], (id) => ({ type: 'api-keys', id, records }));
+      return `applied by ${answers.length} workers, in force for every request from now on`;
+    },
+    log,
+  );
+  /** Before every control request: another attempt to save what commands could not. */
+  const retryUnsaved = async () => {
+    await Promise.all([denyListSync.retry(), apiKeySync.retry()]);
+  };
   let control: { close(): Promise<void> } | null = null;
   let admin: AdminListener | null = null;
   try {
     control = await openControlSocket(accepted.config.dataDir, {
       reload: () => reloader.reload('control socket'),
-      denyList: async () =>
-        applyStore(
-          denyListStore(accepted.config.dataDir),
-          async (entries) => {
-            denyList = entries;
-            const closed = await askAll([...members.values()], (id) => ({ type: 'deny-list', id, entries }));
-            return `applied by ${closed.length} workers, ${closed.reduce((a, b) => a + b, 0)} open connection(s) closed`;
-          },
-          log,
-        ),
-      apiKeys: async () =>
-        applyStore(
-          apiKeyStore(accepted.config.dataDir),
-          async (records) => {
-            apiKeys = records;
-            const answers = await askAll([...members.values()], (id) => ({ type: 'api-keys', id, records }));
-            return `applied by ${answers.length} workers, in force for every request from now on`;
-          },
-          log,
-        ),
+      denyList: (change) => denyListSync.sync(change),
+      apiKeys: (change) => apiKeySync.sync(change),
       flush: () =>
         askAll(serving(), (id) => ({ type: 'flush', id })).then(
           (answers): ReloadResult => ({ ok: true, message: `summaries written by ${answers.length} workers` }),
           (err: PortcullisError): ReloadResult => ({ ok: false, code: err.code, message: `summaries ${err.message}` }),
         ),
-    });
+    }, retryUnsaved);
     admin = await openAdmin(accepted.config, log, metrics, scrape);
   } catch (err) {
     watcher.close();
@@ -281,7 +288,7 @@ export async function runPrimary(source: FileSource, initial: { config: Config; 
     const killer = setTimeout(() => {
       for (const w of members.keys()) w.process.kill('SIGKILL');
     }, drainMs + exitGraceMs);
-    await Promise.all([allExited, control?.close(), admin?.close()]);
+    await Promise.all([allExited, control?.close(), admin?.close(), denyListSync.stop(), apiKeySync.stop()]);
     clearTimeout(killer);
     log.info({ event: 'stopped' }, 'stopped');
   });

@@ -7,7 +7,10 @@ import { replacements } from '../tls/index.js';
 export type ReloadTrigger = 'SIGHUP' | 'control socket' | 'certificate files changed' | 'acme certificate issued';
 const triggerLabel: Record<ReloadTrigger, string> = { SIGHUP: 'signal', 'control socket': 'control', 'certificate files changed': 'files', 'acme certificate issued': 'acme' };
 
-export type ReloadResult = { readonly ok: true; readonly message: string } | { readonly ok: false; readonly code: string; readonly message: string };
+export type ReloadResult =
+  /** `unsaved`: in answers to deny-list and api-keys, the changes the instance holds in memory only (not saved under dataDir yet). */
+  | { readonly ok: true; readonly message: string; readonly unsaved?: number }
+  | { readonly ok: false; readonly code: string; readonly message: string };
 
 /**
  * Runs reloads one at a time, whatever triggered them (signal, control

@@ -9,7 +9,7 @@ import type { ConfigSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
 import { Reloader } from './reloader.js';
 import { onStopSignals } from './stop-signals.js';
-import { apiKeyStore, applyStore, denyListStore } from './store-sync.js';
+import { apiKeyStore, denyListStore, StoreSync } from './store-sync.js';
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
 import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
 import { openAdmin } from './admin-for.js';
@@ -24,7 +24,20 @@ import { readApiKeys } from '../access/index.js';
  */
 export async function runSingle(source: ConfigSource, config: Config, log: Logger): Promise<{ port: number }> {
   const access = accessLogFor(config, log);
-  const proxy = await startPortcullis(config, log, { accessLog: access, denyList: readDenyList(config.dataDir), apiKeys: readApiKeys(config.dataDir) });
+  const initialDenyList = readDenyList(config.dataDir);
+  const initialApiKeys = readApiKeys(config.dataDir);
+  const proxy = await startPortcullis(config, log, { accessLog: access, denyList: initialDenyList, apiKeys: initialApiKeys });
+  // the stores under dataDir as the instance keeps them in force, with the changes a command could not save on top
+  const denyList = new StoreSync(() => denyListStore(proxy.config.dataDir), initialDenyList, async (entries) => `${proxy.setDenyList(entries)} open connection(s) closed`, log);
+  const apiKeys = new StoreSync(
+    () => apiKeyStore(proxy.config.dataDir),
+    initialApiKeys,
+    async (records) => {
+      proxy.setApiKeys(records);
+      return 'in force for every request from now on';
+    },
+    log,
+  );
   const metrics = new SupervisorMetrics();
   let acme: AcmeManager | null = null;
   // certificate files replaced on disk (renewal tooling, cert-manager) are picked up by a reload
@@ -46,26 +59,22 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
     () => proxy.config,
   );
   await watcher.watch(watchedFilesOf(config));
+  /** Before every control request: another attempt to save what commands could not. */
+  const retryUnsaved = async () => {
+    await Promise.all([denyList.retry(), apiKeys.retry()]);
+  };
   let control: { close(): Promise<void> } | null = null;
   let admin: AdminListener | null = null;
   try {
     control = await openControlSocket(config.dataDir, {
       reload: () => reloader.reload('control socket'),
-      denyList: async () => applyStore(denyListStore(proxy.config.dataDir), async (entries) => `${proxy.setDenyList(entries)} open connection(s) closed`, log),
-      apiKeys: async () =>
-        applyStore(
-          apiKeyStore(proxy.config.dataDir),
-          async (records) => {
-            proxy.setApiKeys(records);
-            return 'in force for every request from now on';
-          },
-          log,
-        ),
+      denyList: (change) => denyList.sync(change),
+      apiKeys: (change) => apiKeys.sync(change),
       flush: async () => {
         await proxy.flushSummaries();
         return { ok: true, message: 'summaries written' };
       },
-    });
+    }, retryUnsaved);
     admin = await openAdmin(config, log, metrics, () => Registry.merge([metrics.registry, proxy.metrics.registry]).metrics());
   } catch (err) {
     watcher.close();
@@ -84,7 +93,7 @@ export async function runSingle(source: ConfigSource, config: Config, log: Logge
     stopRenewal();
     acme?.stop();
     await reloader.stop();
-    await Promise.all([proxy.drain(drainMs), control?.close(), admin?.close()]);
+    await Promise.all([proxy.drain(drainMs), control?.close(), admin?.close(), denyList.stop(), apiKeys.stop()]);
     await access?.flush();
     log.info({ event: 'stopped' }, 'stopped');
   });
