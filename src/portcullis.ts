@@ -119,8 +119,9 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     connectionAccepted: (info, handshakeMs) => events.accepted(info, handshakeMs),
     connectionClosed: (info, reason, detail) => events.closed(info, reason, detail),
     handshakeFailed: (err, socket, site, hello) => {
-      const failure = classifyHandshakeFailure(err);
-      events.refused(failure.reason, socket.remoteAddress ?? '', hello, { site: site.id, detail: failure.detail }, 'TLS handshake refused');
+      const failure = classifyHandshakeFailure(err, socket);
+      if (failure.clientCertificate) metrics.clientAuthFailures.inc({ reason: failure.reason });
+      events.refused(failure.reason, socket.remoteAddress ?? '', hello, { site: site.id, detail: failure.detail }, failure.clientCertificate ? `client certificate refused in the handshake: ${failure.reason}` : 'TLS handshake refused');
     },
   });
   const acmeHttp = new Map<string, string>();

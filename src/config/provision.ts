@@ -318,12 +318,13 @@ function provisionClientAuth(raw: NonNullable<RawSite['clientAuth']>, at: string
       cert = issuer;
     }
   });
+  if (raw.refuseAt === 'handshake' && raw.mode !== 'require') issue(`${at}.refuseAt`, 'refusing in the handshake needs mode: require (with optional, routes decide after the handshake); set mode: require, or remove refuseAt');
   const revocation = provisionRevocation(raw, at, file, caCerts, issue);
   const key = createHash('sha256')
-    .update([raw.mode, raw.verifyDepth, ...caCerts.map((c) => c.fingerprint256), JSON.stringify(revocation)].join('|'))
+    .update([raw.mode, raw.refuseAt, raw.verifyDepth, ...caCerts.map((c) => c.fingerprint256), JSON.stringify(revocation)].join('|'))
     .digest('hex')
     .slice(0, 16);
-  return { mode: raw.mode, caFiles: raw.ca.map(file), caPem, caCerts, verifyDepth: raw.verifyDepth, revocation, key };
+  return { mode: raw.mode, refuseAt: raw.refuseAt, caFiles: raw.ca.map(file), caPem, caCerts, verifyDepth: raw.verifyDepth, revocation, key };
 }
 
 /**

@@ -178,6 +178,9 @@ const site = z.strictObject({
   clientAuth: z
     .strictObject({
       mode: z.enum(['require', 'optional'], { error: 'use "require" (no valid certificate, no service) or "optional" (routes decide)' }),
+      refuseAt: z
+        .enum(['http', 'handshake'], { error: 'use "http" (the handshake completes and each request gets 401/403 with the reason) or "handshake" (no certificate: the handshake fails with certificate_required; an invalid one: closed before any request)' })
+        .default('http'),
       ca: z.array(path, { error: 'list the CA certificate files that issue client certificates' }).min(1, { error: 'list at least one CA certificate file' }),
       verifyDepth: z.int({ error: 'use a whole number' }).min(1, { error: 'use at least 1' }).max(10, { error: 'use at most 10' }).default(4),
       forwardHeader: z

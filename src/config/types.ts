@@ -160,6 +160,13 @@ export interface RateLimit {
 export interface ClientAuth {
   /** require: a connection without a valid certificate gets no service; optional: routes decide. */
   readonly mode: 'require' | 'optional';
+  /**
+   * With `require`, where a connection without a valid certificate is refused:
+   * `http`, each request is answered 401/403 with the reason; `handshake`, a
+   * missing certificate fails the handshake (certificate_required) and an
+   * invalid one is closed before any request.
+   */
+  readonly refuseAt: 'http' | 'handshake';
   /** The files they were read from (watched for changes). */
   readonly caFiles: readonly string[];
   /** Trusted roots and intermediates, PEM (for OpenSSL) and parsed (for our own checks). */

@@ -36,6 +36,10 @@ interface Entry {
   readonly sockets: Set<TLSSocket>;
 }
 
+function closeIfRefused(socket: TLSSocket, info: ConnectionInfo): void {
+  if (info.client?.status !== 'valid') socket.destroy();
+}
+
 /**
  * One TLS server per site, kept in line with the current config, and the
  * lookup from a ClientHello to the site that serves it: exact host, then a
@@ -162,7 +166,14 @@ export class SiteServers {
       tagSocket(socket, info);
       const hello = atAccept(socket)?.hello;
       this.#handlers.connectionAccepted(info, hello ? performance.now() - hello.acceptedAt : null);
-      if (info.client) this.#handlers.clientCertificate(info, info.site as Site);
+      if (info.client) {
+        this.#handlers.clientCertificate(info, info.site as Site);
+        // refuseAt: handshake: a certificate found invalid (now, or once its revocation check answers) ends the connection before any request
+        if (info.site?.clientAuth?.refuseAt === 'handshake') {
+          if (info.pending) void info.pending.then(() => closeIfRefused(socket, info));
+          else closeIfRefused(socket, info);
+        }
+      }
       entry.sockets.add(socket);
       socket.once('close', () => entry.sockets.delete(socket));
     });

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createSecureServer, type Http2SecureServer, type SecureServerOptions } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 import type { Config, Site } from '../config/index.js';
 import { siteContextOptions } from './context-options.js';
 
@@ -7,9 +8,10 @@ import { siteContextOptions } from './context-options.js';
 function siteServerOptions(config: Config, site: Site): SecureServerOptions {
   return {
     ...siteContextOptions(site, config.tls.profile),
-    // Mutual TLS: ask for a certificate and verify it against the site's CAs, but let the
-    // handshake finish either way, so that the proxy knows (and can say) why it refuses one.
-    ...(site.clientAuth ? { requestCert: true, rejectUnauthorized: false, ca: [...site.clientAuth.caPem] } : { requestCert: false }),
+    // Mutual TLS: ask for a certificate and verify it against the site's CAs. By default the handshake
+    // finishes either way, so that the proxy can answer each request with the reason; refuseAt: handshake
+    // has OpenSSL fail a handshake without a certificate (certificate_required).
+    ...(site.clientAuth ? { requestCert: true, rejectUnauthorized: site.clientAuth.refuseAt === 'handshake', ca: [...site.clientAuth.caPem] } : { requestCert: false }),
     // Sessions resume only on the site, and under the client-certificate policy, that made them
     // (OpenSSL compares this context): a reload that changes the CAs makes clients show a certificate again.
     sessionIdContext: createHash('sha256').update(`${site.id} ${site.clientAuth?.key ?? 'none'}`).digest('hex').slice(0, 32),
@@ -35,6 +37,7 @@ const maxHeaderListPairs = (2 * 1_048_576) / 32 + 8;
 export function createSiteServer(config: Config, site: Site): Http2SecureServer {
   const server = createSecureServer({
     ...siteServerOptions(config, site),
+    SNICallback: judgeCertificatesOurselves as unknown as SecureServerOptions['SNICallback'],
     allowHTTP1: true,
     maxHeaderListPairs,
     handshakeTimeout: config.timeouts.handshakeMs,
@@ -49,6 +52,20 @@ export function createSiteServer(config: Config, site: Site): Http2SecureServer 
 }
 
 /**
+ * With rejectUnauthorized (refuseAt: handshake) Node also closes a connection
+ * whose certificate failed verification, silently, before the proxy could read
+ * the certificate and say why. Node calls the SNI hook during the handshake
+ * with the socket as `this`: it hands that decision back to the proxy, which
+ * closes such a connection before any request and logs the certificate and
+ * the reason. A client that sends no server name skips the hook; its refusal
+ * is logged from OpenSSL's code alone.
+ */
+function judgeCertificatesOurselves(this: TLSSocket, _servername: string, keepContext: (err: Error | null) => void): void {
+  (this as TLSSocket & { _rejectUnauthorized: boolean })._rejectUnauthorized = false;
+  keepContext(null);
+}
+
+/**
  * Applies a reloaded config to a running site server. New handshakes get the
  * new certificates; open connections keep theirs. `setSecureContext` also
  * replaces the session-ticket keys, so the caller re-installs them.
@@ -59,7 +76,7 @@ export function updateSiteServer(server: Http2SecureServer, config: Config, site
   // per-connection settings the server reads from itself, not from its context
   const perConnection = server as unknown as { requestCert: boolean; rejectUnauthorized: boolean };
   perConnection.requestCert = options.requestCert === true;
-  perConnection.rejectUnauthorized = false;
+  perConnection.rejectUnauthorized = options.rejectUnauthorized === true;
   server.updateSettings(options.settings ?? {});
   (server as unknown as { handshakeTimeout: number }).handshakeTimeout = config.timeouts.handshakeMs;
   applyHttpLimits(server, config);

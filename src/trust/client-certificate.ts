@@ -49,6 +49,11 @@ const byOpenSslCode: Record<string, ClientCertReason> = {
   CERT_REVOKED: 'revoked',
 };
 
+/** The reason for an OpenSSL verification code (X509_V_ERR_*, as Node names it). */
+export function clientCertReasonOf(code: string): ClientCertReason {
+  return byOpenSslCode[code] ?? 'bad_certificate';
+}
+
 /** An identity header longer than this would be refused by most upstreams: the SAN lists are left out. */
 const maxHeaderBytes = 8192;
 
@@ -189,7 +194,7 @@ function judge(socket: TLSSocket, policy: ClientCertPolicy): ClientCertificate {
     // nothing about a chain matters before it leads to a CA of the site (unless a resumed session
     // lost the intermediates that would show it does)
     const untrusted = reading.chain === null && !socket.isSessionReused();
-    const reason = untrusted ? 'unknown_ca' : (byOpenSslCode[code] ?? 'bad_certificate');
+    const reason = untrusted ? 'unknown_ca' : clientCertReasonOf(code);
     return { status: 'invalid', reason: reason === 'unknown_ca' && forgedUnder(leaf, policy.caCerts) ? 'bad_signature' : reason, detail: code, identity };
   }
   if (reading.usageProblem) return { status: 'invalid', reason: 'wrong_key_usage', detail: reading.usageProblem, identity };

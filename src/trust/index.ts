@@ -1,4 +1,4 @@
-export { verifyClientCertificate, type ClientCertificate, type ClientCertReason } from './client-certificate.js';
+export { clientCertReasonOf, verifyClientCertificate, type ClientCertificate, type ClientCertReason } from './client-certificate.js';
 export { identityOf, fingerprintOf, parseSubjectAltName, rfc4514, type ClientIdentity } from './identity.js';
 export { compileAllowList, normaliseFingerprint, parseSubjectPattern, type AllowList, type RawAllowList } from './allow-list.js';
 export { identityHeaderValue, quoteValue } from './identity-header.js';
