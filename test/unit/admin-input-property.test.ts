@@ -1,0 +1,5 @@
+import { adminProperties } from '../properties/admin.js';
+import { describeProperties } from '../properties/node-test.js';
+
+// The properties live in test/properties/ so that scripts/fuzz.ts runs them for longer.
+describeProperties(adminProperties);
