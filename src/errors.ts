@@ -125,6 +125,7 @@ export const reasonCatalog = {
   // established connections the proxy ends (never an HTTP answer: HTTP/2 GOAWAY with ENHANCE_YOUR_CALM, then the TCP connection is closed)
   rapid_reset: { status: 0, text: 'an HTTP/2 client reset more streams before their answer began than the per-connection budget allows (rapid reset, CVE-2023-44487)' },
   control_frame_flood: { status: 0, text: 'an HTTP/2 client sent more PING and SETTINGS frames than the per-connection budget allows' },
+  http2_protocol_error: { status: 0, text: 'Node ended an HTTP/2 connection because the client broke the protocol (a CONTINUATION flood, a flow-control window pushed past its maximum, too many invalid frames …)' },
 } as const;
 
 export type Reason = keyof typeof reasonCatalog;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { formatHostPort, sameAddress, type Config, type ListenAddress } from './config/index.js';
 import { PortcullisError } from './errors.js';
 import { HttpsListener, RedirectListener } from './edge/index.js';
-import { answerClientError, ClientVerdicts, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
+import { ClientVerdicts, refuseUnparsable, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
 import { ClientInventory, ConnectionEvents, EventBus, inventoryFolder, Metrics, ProbeGuard, WeakClients, weakClientsFolder, type AccessLog, type Logger } from './telemetry/index.js';
 import { RevocationChecker, type DenyEntry } from './trust/index.js';
 import { AlpnChallengeServers, ExpiryMonitor, OcspStapler, SiteServers, TicketKeyRing, acmeAlpnProtocol, checkRotation, classifyHandshakeFailure, replacements } from './tls/index.js';
@@ -111,10 +111,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
     ocspRequest: (site, certificate, callback) => stapler.respond(site.id, certificate, callback),
     request: (req, res) => handleRequest(state, req, res),
     upgrade: (req, socket, head) => handleUpgrade(state, req, socket, head),
-    clientError: (err, socket, site) => {
-      const answered = answerClientError(err, socket, site);
-      if (answered) log.info({ event: 'request_refused', ...answered, site: site.id, detail: err.code }, 'HTTP request refused by the parser');
-    },
+    clientError: (err, socket, site) => refuseUnparsable(state, err, socket, site),
     clientCertificate: (info, site) => verdicts.judged(info, site),
     connectionAccepted: (info, handshakeMs) => events.accepted(info, handshakeMs),
     connectionClosed: (info, reason, detail) => events.closed(info, reason, detail),

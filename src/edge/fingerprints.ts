@@ -65,9 +65,18 @@ export interface HelloSummary {
 
 const summaries = new WeakMap<Socket, HelloSummary>();
 
+/** Most connections come from a few kinds of client: one copy of each fingerprint (bounded) instead of one per connection. */
+const fingerprints = new Map<string, string>();
+function intern(value: string): string {
+  const known = fingerprints.get(value);
+  if (known !== undefined) return known;
+  if (fingerprints.size < 1024) fingerprints.set(value, value);
+  return value;
+}
+
 /** Fingerprints and classifies a connection's ClientHello once, for every layer above to read. */
 export function summarizeHello(socket: Socket, hello: ClientHello, acceptedAt: number): HelloSummary {
-  const summary: HelloSummary = { sni: hello.serverName, ja4: ja4(hello), ja3: ja3(hello).hash, weakness: weakOfferOf(hello), offered: versionName(highestOfferedVersion(hello)), acceptedAt };
+  const summary: HelloSummary = { sni: hello.serverName, ja4: intern(ja4(hello)), ja3: intern(ja3(hello).hash), weakness: weakOfferOf(hello), offered: versionName(highestOfferedVersion(hello)), acceptedAt };
   summaries.set(socket, summary);
   return summary;
 }

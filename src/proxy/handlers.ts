@@ -6,7 +6,7 @@ import { connectionOf, connectionOfSocket } from '../tls/index.js';
 import { recordWhenDone } from './access-record.js';
 import { runPipeline } from './pipeline.js';
 import { clientLeft, RequestContext, type ProxyRequest, type ProxyResponse, type ProxyState } from './request-context.js';
-import { answerClientError, cutResponse, sendError } from './responses.js';
+import { cutResponse, refuseUnparsable, rememberContext, sendError } from './responses.js';
 
 /**
  * Node's HTTP/1 parser also takes "HTTP/0.9" and "HTTP/2.0" request lines,
@@ -15,17 +15,17 @@ import { answerClientError, cutResponse, sendError } from './responses.js';
  * uncaught exception, the process exited; found by scripts/fuzz.ts). It is
  * refused as the parser refuses other versions: 400 malformed_request, closed.
  */
-function refusedVersion(req: ProxyRequest, socket: Duplex): boolean {
+function refusedVersion(state: ProxyState, req: ProxyRequest, socket: Duplex): boolean {
   if (req instanceof Http2ServerRequest || req.httpVersionMajor === 1) return false;
   const site = connectionOfSocket(req.socket as TLSSocket)?.site;
-  if (site) answerClientError(Object.assign(new Error(`HTTP/${req.httpVersion} is not HTTP/1.x`), { code: 'HPE_INVALID_VERSION' }), socket, site);
+  if (site) refuseUnparsable(state, Object.assign(new Error(`HTTP/${req.httpVersion} is not HTTP/1.x`), { code: 'HPE_INVALID_VERSION' }), socket, site);
   else socket.destroy();
   return true;
 }
 
 /** The server's 'request' listener (HTTP/1.1 and HTTP/2 alike). */
 export function handleRequest(state: ProxyState, req: ProxyRequest, res: ProxyResponse): void {
-  if (refusedVersion(req, req.socket)) return;
+  if (refusedVersion(state, req, req.socket)) return;
   const conn = connectionOf(req);
   if (!conn) {
     // every TLS socket is described before its first request; anything else is a bug
@@ -36,6 +36,7 @@ export function handleRequest(state: ProxyState, req: ProxyRequest, res: ProxyRe
   const ctx = new RequestContext(req, res, conn, state, null);
   recordWhenDone(ctx, state);
   if (req.httpVersionMajor === 1) {
+    rememberContext(ctx);
     if (state.draining) (res as ServerResponse).shouldKeepAlive = false;
     run(ctx);
     return;
@@ -100,7 +101,7 @@ function run(ctx: RequestContext): void {
 export function handleUpgrade(state: ProxyState, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   // Node hands the socket over without its error listener; a reset must not become an uncaught error.
   socket.on('error', () => socket.destroy());
-  if (refusedVersion(req, socket)) return;
+  if (refusedVersion(state, req, socket)) return;
   const conn = connectionOf(req);
   if (!conn) {
     socket.destroy();

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { Site } from '../config/index.js';
 import { endWithLinger } from '../edge/index.js';
 import { reasonCatalog, type Reason } from '../errors.js';
-import type { HeaderMap, RequestContext } from './request-context.js';
+import type { HeaderMap, ProxyState, RequestContext } from './request-context.js';
 
 /** Fields of every response the proxy writes itself. */
 function ownHeaders(requestId: string, hsts: string | null, contentType: string, length: number): HeaderMap {
@@ -71,24 +71,43 @@ const clientErrorReasons: Record<string, Reason> = {
   ERR_HTTP_REQUEST_TIMEOUT: 'request_timeout',
 };
 
+const kContext = Symbol('portcullis.requestContext');
+
+/** Lets a refusal of the parser find the request it interrupts (a body that stalled). */
+export function rememberContext(ctx: RequestContext): void {
+  (ctx.res as ProxyResponseWithContext)[kContext] = ctx;
+}
+
+type ProxyResponseWithContext = RequestContext['res'] & { [kContext]?: RequestContext };
+
 /**
  * Answers an HTTP/1.1 request the parser refused (too large, too slow,
  * malformed) and closes the connection with a bounded linger, so the answer
  * is not lost in a reset as with Node's default handler (write + destroy).
- * Returns the reason and request id it answered with, or null when the
- * connection was past answering.
+ * Anything else Node reports as a client error (a TLS handshake that timed
+ * out, a reset) is not an HTTP exchange: the socket is destroyed. Logged as
+ * request_refused and counted like any answered request; when the refusal
+ * interrupts a request in flight (a body that stalled), that request's
+ * record carries the answer instead.
  */
-export function answerClientError(err: Error & { code?: string }, socket: Duplex, site: Site): { reason: Reason; requestId: string } | null {
-  if (!socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten) {
+export function refuseUnparsable(state: ProxyState, err: Error & { code?: string }, socket: Duplex, site: Site): void {
+  const code = err.code ?? '';
+  const http = code.startsWith('HPE_') || code in clientErrorReasons;
+  if (!http || !socket.writable || (socket as Duplex & { bytesWritten?: number }).bytesWritten) {
     socket.destroy();
-    return null;
+    return;
   }
-  const reason = clientErrorReasons[err.code ?? ''] ?? 'malformed_request';
-  const requestId = randomUUID();
+  const reason = clientErrorReasons[code] ?? 'malformed_request';
+  const inFlight = ((socket as Duplex & { _httpMessage?: ProxyResponseWithContext | null })._httpMessage ?? undefined)?.[kContext];
+  const requestId = inFlight?.id ?? randomUUID();
   const { status, text } = errorBody(reason, requestId, null);
   const headers = ownHeaders(requestId, site.hsts, 'application/json', Buffer.byteLength(text));
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\n`;
   for (const name in headers) head += `${name}: ${headers[name] as string}\r\n`;
   endWithLinger(socket, `${head}\r\n${text}`);
-  return { reason, requestId };
+  state.log.info({ event: 'request_refused', reason, requestId, site: site.id, detail: code }, 'HTTP request refused by the parser');
+  if (inFlight) {
+    inFlight.status = status;
+    inFlight.reason = reason;
+  } else state.metrics.requestDone(site.id, '', status, 0, null);
 }

@@ -20,7 +20,7 @@ export class Metrics {
   /** Established connections the proxy ended because the client abused them, by reason code. */
   readonly closedConnections = new Counter<'reason'>({
     name: 'portcullis_connections_closed_total',
-    help: 'Established connections closed by the proxy because the client exceeded a per-connection limit (rapid_reset, control_frame_flood), by reason',
+    help: 'Established connections ended because the client exceeded a per-connection limit or broke the protocol (rapid_reset, control_frame_flood, http2_protocol_error), by reason',
     labelNames: ['reason'],
     registers: [this.registry],
   });

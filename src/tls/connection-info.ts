@@ -37,6 +37,19 @@ interface Tagged {
   [kTlsSocket]?: TLSSocket;
 }
 
+/**
+ * The negotiated parameters take a handful of values: one copy of each is kept
+ * rather than one per connection (each read from the TLS socket is a new string).
+ * Bounded, so names a client chooses cannot grow it without end.
+ */
+const interned = new Map<string, string>();
+function intern(value: string): string {
+  const known = interned.get(value);
+  if (known !== undefined) return known;
+  if (interned.size < 256) interned.set(value, value);
+  return value;
+}
+
 /** Reads the negotiated parameters of a finished handshake. */
 export function describeConnection(socket: TLSSocket, site: Site | null, hello: HelloSummary | null): ConnectionInfo {
   const clientAuth = site?.clientAuth ?? null;
@@ -44,10 +57,10 @@ export function describeConnection(socket: TLSSocket, site: Site | null, hello: 
   return {
     remoteAddress: socket.remoteAddress ?? '',
     remotePort: socket.remotePort ?? 0,
-    tlsVersion: socket.getProtocol() ?? 'unknown',
-    cipher: socket.getCipher()?.standardName ?? 'unknown',
-    serverName: servername ? servername.toLowerCase() : null,
-    alpn: socket.alpnProtocol || 'http/1.1',
+    tlsVersion: intern(socket.getProtocol() ?? 'unknown'),
+    cipher: intern(socket.getCipher()?.standardName ?? 'unknown'),
+    serverName: servername ? intern(servername.toLowerCase()) : null,
+    alpn: intern(socket.alpnProtocol || 'http/1.1'),
     resumed: socket.isSessionReused(),
     hello,
     site,
@@ -68,6 +81,11 @@ export function tagSession(session: ServerHttp2Session): ConnectionInfo | undefi
   const info = (session.socket as unknown as Tagged)[kConnection];
   if (info) (session as unknown as Tagged)[kConnection] = info;
   return info;
+}
+
+/** Forgets a closed session's connection: Node may keep a closed session reachable for a while (see http2-guard.ts). */
+export function untagSession(session: ServerHttp2Session): void {
+  (session as unknown as Tagged)[kConnection] = undefined;
 }
 
 /** The TLS socket under an HTTP/2 session (tagged by `tagSocket`), which the proxy may close. */

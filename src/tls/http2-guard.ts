@@ -2,7 +2,15 @@ import { constants, type ServerHttp2Session, type ServerHttp2Stream } from 'node
 import type { TLSSocket } from 'node:tls';
 
 /** Why the guard ended an HTTP/2 connection: reason codes of the catalog (errors.ts). */
-export type Http2Abuse = 'rapid_reset' | 'control_frame_flood';
+export type Http2Abuse = 'rapid_reset' | 'control_frame_flood' | 'http2_protocol_error';
+
+/**
+ * Session errors by which Node reports that it ended a connection because the
+ * client broke the protocol (nghttp2's errors: a CONTINUATION flood, a window
+ * pushed past 2^31-1, a HEADERS block that does not decompress …; Node's own
+ * limit on invalid frames). Sockets that reset or vanish are not abuse.
+ */
+const protocolErrors: ReadonlySet<string> = new Set(['ERR_HTTP2_ERROR', 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES']);
 
 /**
  * Per-connection HTTP/2 budgets, fixed rather than configured: they only ever
@@ -48,10 +56,11 @@ class Budget {
 export type AbuseReport = (why: Http2Abuse, detail: string) => void;
 
 interface Guard {
-  readonly socket: TLSSocket;
+  /** Null once the session has closed (see onSessionClose). */
+  socket: TLSSocket | null;
   readonly resets: Budget;
   readonly controlFrames: Budget;
-  readonly report: AbuseReport;
+  report: AbuseReport;
   openStreams: number;
   ended: boolean;
 }
@@ -72,6 +81,30 @@ function end(session: Guarded, why: Http2Abuse, detail: string): void {
 /** Closes the socket once a last frame had a moment to leave, also when the client does not read. */
 function closeSoon(socket: TLSSocket): void {
   if (!socket.destroyed) setTimeout(() => socket.destroy(), goawayLingerMs).unref();
+}
+
+const reportNothing: AbuseReport = () => {};
+
+function onSessionError(this: Guarded, err: Error & { code?: string }): void {
+  const guard = this[kGuard];
+  if (!guard.ended && protocolErrors.has(err.code ?? '')) {
+    guard.ended = true;
+    guard.report('http2_protocol_error', err.message);
+  }
+  if (guard.socket) closeSoon(guard.socket);
+}
+
+/**
+ * Node (20 to 24) leaves a closed session's idle timer running: closeSession() marks the
+ * session destroyed before it calls setTimeout(0), which then returns early. The timer keeps
+ * the session reachable until timeouts.idle has passed, so from here on the session must not
+ * keep the connection's objects (TLS socket, raw socket, connection info) alive with it.
+ */
+function onSessionClose(this: Guarded): void {
+  const guard = this[kGuard];
+  if (guard.socket) closeSoon(guard.socket);
+  guard.socket = null;
+  guard.report = reportNothing;
 }
 
 type GuardedStream = ServerHttp2Stream & { [kGuard]: Guard };
@@ -126,12 +159,17 @@ export function guardHttp2Session(session: ServerHttp2Session, socket: TLSSocket
   session.on('ping', onControlFrame);
   session.on('remoteSettings', onControlFrame);
   // an error or the end of the session ends the connection: never a socket left behind
-  session.on('error', () => closeSoon(socket));
-  session.once('close', () => closeSoon(socket));
+  session.on('error', onSessionError);
+  session.once('close', onSessionClose);
   session.setTimeout(idleMs, () => {
-    // idle HTTP/2 sessions are closed (GOAWAY); streams still open may finish on their own timeouts
-    session.close();
-    if (guard.openStreams === 0 || session.destroyed) return;
+    // an idle session is closed (GOAWAY); one with streams open (a long poll, a slow upstream) is
+    // asked for a PING instead: a live client answers at once, a vanished one cannot, nor can a
+    // session Node stopped serving after a protocol error. The streams keep their own deadlines.
+    if (guard.openStreams === 0) {
+      session.close();
+      return;
+    }
+    if (session.destroyed) return;
     const dead = setTimeout(() => session.destroy(), idleMs).unref();
     try {
       session.ping((err) => {

@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Config, Site } from '../config/index.js';
-import { connectionOfSocket, describeConnection, tagSession, tagSocket, tlsSocketOf, type ConnectionInfo } from './connection-info.js';
+import { connectionOfSocket, describeConnection, tagSession, tagSocket, tlsSocketOf, untagSession, type ConnectionInfo } from './connection-info.js';
 import { guardHttp2Session } from './http2-guard.js';
 import type { Reason } from '../errors.js';
 import type { TicketKeyRing } from './ticket-keys.js';
@@ -144,27 +144,46 @@ export class SiteServers {
     // The site as it was when the connection arrived: its handshake runs on the secure context of
     // that moment, so it is judged by that policy even if a reload lands before the handshake ends.
     // What the edge read of the ClientHello travels with it: the TLS socket does not expose its raw socket.
-    const siteAtAccept = new Map<string, { site: Site; hello: HelloSummary | null }>();
-    const atAccept = (socket: TLSSocket) => siteAtAccept.get(`${socket.remoteAddress}|${socket.remotePort}`);
+    const siteAtAccept = new Map<string, { raw: Socket; site: Site; hello: HelloSummary | null }>();
+    const keyOf = (socket: Socket | TLSSocket) => `${socket.remoteAddress}|${socket.remotePort}`;
+    // read once, when the handshake ends either way, so that an idle connection keeps no entry
+    const takeAtAccept = (socket: TLSSocket) => {
+      const key = keyOf(socket);
+      const accepted = siteAtAccept.get(key);
+      siteAtAccept.delete(key);
+      return accepted;
+    };
+    // Shared listeners (`this` is the emitter): a closure per connection would cost each idle one a few hundred bytes.
+    // A raw socket that closes before its handshake ends removes its own entry, not a later connection's from the same port.
+    const forgetRaw = function (this: Socket) {
+      const key = keyOf(this);
+      if (siteAtAccept.get(key)?.raw === this) siteAtAccept.delete(key);
+    };
+    const forgetSocket = function (this: TLSSocket) {
+      entry.sockets.delete(this);
+    };
+    const forgetSession = function (this: ServerHttp2Session) {
+      entry.sessions.delete(this);
+      untagSession(this);
+    };
     server.prependListener('connection', (raw: Socket) => {
-      const key = `${raw.remoteAddress}|${raw.remotePort}`;
-      siteAtAccept.set(key, { site: entry.site, hello: helloSummaryOf(raw) });
-      raw.once('close', () => siteAtAccept.delete(key));
+      siteAtAccept.set(keyOf(raw), { raw, site: entry.site, hello: helloSummaryOf(raw) });
+      raw.on('close', forgetRaw);
     });
     // Runs before the HTTP layer sees the socket, so every request finds its connection described.
     server.prependListener('secureConnection', (socket: TLSSocket) => {
+      const accepted = takeAtAccept(socket);
       let info: ConnectionInfo;
       try {
-        const accepted = atAccept(socket);
         info = describeConnection(socket, accepted?.site ?? entry.site, accepted?.hello ?? null);
       } catch (err) {
         // nothing a client sends may take the process down
-        this.#handlers.handshakeFailed(Object.assign(err as Error, { code: 'PCL_TLS_UNREADABLE_CONNECTION' }), socket, entry.site, atAccept(socket)?.hello ?? null);
+        this.#handlers.handshakeFailed(Object.assign(err as Error, { code: 'PCL_TLS_UNREADABLE_CONNECTION' }), socket, entry.site, accepted?.hello ?? null);
         socket.destroy();
         return;
       }
       tagSocket(socket, info);
-      const hello = atAccept(socket)?.hello;
+      const hello = accepted?.hello;
       this.#handlers.connectionAccepted(info, hello ? performance.now() - hello.acceptedAt : null);
       if (info.client) {
         this.#handlers.clientCertificate(info, info.site as Site);
@@ -175,7 +194,7 @@ export class SiteServers {
         }
       }
       entry.sockets.add(socket);
-      socket.once('close', () => entry.sockets.delete(socket));
+      socket.on('close', forgetSocket);
     });
     server.on('session', (session) => {
       const info = tagSession(session);
@@ -186,13 +205,13 @@ export class SiteServers {
         return;
       }
       entry.sessions.add(session);
-      session.once('close', () => entry.sessions.delete(session));
+      session.on('close', forgetSession);
       guardHttp2Session(session, socket, this.#config.timeouts.idleMs, (reason, detail) => this.#handlers.connectionClosed(info, reason, detail));
     });
     server.on('request', this.#handlers.request);
     server.on('upgrade', this.#handlers.upgrade);
     server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => this.#handlers.clientError(err, socket, entry.site));
-    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => this.#handlers.handshakeFailed(err, socket, entry.site, atAccept(socket)?.hello ?? null));
+    server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => this.#handlers.handshakeFailed(err, socket, entry.site, takeAtAccept(socket)?.hello ?? null));
     // OCSP stapling (RFC 6066 §8): Node asks only when the client sent status_request
     server.on('OCSPRequest', (certificate: Buffer, _issuer: Buffer | null, callback: (err: Error | null, response?: Buffer) => void) => this.#handlers.ocspRequest(entry.site, certificate, callback));
     return entry;

@@ -22,12 +22,17 @@ function siteServerOptions(config: Config, site: Site): SecureServerOptions {
 }
 
 /**
- * Node's cap on HTTP/2 header fields per request (128 by default: a browser
- * sending its cookies as separate fields met it). The header list size
- * bounds the count anyway (32 bytes per field), so it is set from the
- * largest size allowed, and the pipeline applies limits.maxHeaderFields.
+ * Node's cap on HTTP/2 header fields per request, pseudo-header fields and
+ * each cookie crumb included (128 by default: a browser sending its cookies
+ * as separate fields met it). Four times limits.maxHeaderFields leaves room
+ * for cookies (browsers keep at most 180 per site) and lets the pipeline answer
+ * 431 to anything plausible; beyond it the stream is reset. It also bounds an
+ * HPACK bomb before the client has acknowledged our SETTINGS (until then Node
+ * does not apply the header list size): each field decodes to at most the
+ * 4 KiB dynamic table. Read when the site's server starts (a restart applies
+ * a changed maxHeaderFields to it; the 431 rule applies at once).
  */
-const maxHeaderListPairs = (2 * 1_048_576) / 32 + 8;
+const maxHeaderListPairs = (config: Config): number => 4 * config.limits.maxHeaderFields + 8;
 
 /**
  * The TLS + HTTP server of one site: HTTP/2 and HTTP/1.1 on one port chosen
@@ -39,7 +44,7 @@ export function createSiteServer(config: Config, site: Site): Http2SecureServer 
     ...siteServerOptions(config, site),
     SNICallback: judgeCertificatesOurselves as unknown as SecureServerOptions['SNICallback'],
     allowHTTP1: true,
-    maxHeaderListPairs,
+    maxHeaderListPairs: maxHeaderListPairs(config),
     handshakeTimeout: config.timeouts.handshakeMs,
     maxSessionMemory: 10,
   });

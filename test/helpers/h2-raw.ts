@@ -34,12 +34,38 @@ export function requestBlock(authority: string, path = '/', method: 'GET' | 'POS
     // literal without indexing, indexed name (4-bit prefix), then a length with a 7-bit prefix
     return Buffer.concat([hpackInt(nameIndex, 4, 0x00), hpackInt(v.length, 7, 0x00), v]);
   };
-  const named = (name: string, value: string) => {
-    const n = Buffer.from(name);
-    const v = Buffer.from(value);
-    return Buffer.concat([Buffer.from([0x00]), hpackInt(n.length, 7, 0x00), n, hpackInt(v.length, 7, 0x00), v]);
-  };
-  return Buffer.concat([Buffer.from([method === 'GET' ? 0x82 : 0x83, 0x87]), literal(4, path), literal(1, authority), ...extra.map(([n, v]) => named(n, v))]);
+  return Buffer.concat([Buffer.from([method === 'GET' ? 0x82 : 0x83, 0x87]), literal(4, path), literal(1, authority), ...extra.map(([n, v]) => hpack.literal(n, v))]);
+}
+
+/**
+ * HPACK representations a request encoder never needs, for hostile header
+ * blocks (RFC 7541): dynamic-table bombs and table size updates.
+ */
+export const hpack = {
+  /** §6.2.2: literal without indexing, new name (what requestBlock sends for its extra fields). */
+  literal: (name: string, value: string): Buffer => Buffer.concat([Buffer.from([0x00]), hpackString(name), hpackString(value)]),
+  /** §6.1: a reference to a static (1–61) or dynamic (62 = newest entry) table entry; one byte up to index 126. */
+  indexed: (index: number): Buffer => hpackInt(index, 7, 0x80),
+  /** §6.2.1: literal with incremental indexing, new name: decoded, and added to the dynamic table as entry 62 (name + value + 32 bytes of the table's 4,096). */
+  literalWithIndexing: (name: string, value: string): Buffer => Buffer.concat([Buffer.from([0x40]), hpackString(name), hpackString(value)]),
+  /** §6.3: dynamic table size update, valid only at the start of a block and up to the decoder's SETTINGS_HEADER_TABLE_SIZE (4,096 by default). */
+  tableSizeUpdate: (size: number): Buffer => hpackInt(size, 5, 0x20),
+};
+
+/** A WINDOW_UPDATE frame (RFC 9113 §6.9): `increment` bytes more for the stream, or for the connection on stream 0. */
+export function windowUpdate(stream: number, increment: number): Buffer {
+  const payload = Buffer.alloc(4);
+  payload.writeUInt32BE(increment);
+  return frame(frameType.windowUpdate, 0, stream, payload);
+}
+
+/** Acknowledges the server's SETTINGS (RFC 9113 §6.5.3): only then do its advertised limits bind the server's own HTTP/2 stack. */
+export const settingsAck: Buffer = frame(frameType.settings, flag.ack, 0);
+
+/** RFC 7541 §5.2 string literal, without Huffman coding. */
+function hpackString(value: string): Buffer {
+  const v = Buffer.from(value);
+  return Buffer.concat([hpackInt(v.length, 7, 0x00), v]);
 }
 
 /** RFC 7541 §5.1 integer with an N-bit prefix. */
