@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { durationMs, durationPattern } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
-import { buildPkcs12, CaStore, revocationReasons, type IssuedLeaf, type RevocationReason } from '../pki/index.js';
+import { buildPkcs12, CaStore, commonNameProblem, revocationReasons, type IssuedLeaf, type RevocationReason } from '../pki/index.js';
 import { writeFileAtomic } from '../state/index.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
@@ -22,6 +22,12 @@ export interface IssueOptions extends CaOptions {
 }
 
 const open = (opts: CaOptions) => CaStore.open(dataDirOf(configFileFor(opts.config)));
+
+/** Refuses a `--name` the CA would not certify exactly as given, before anything is created. */
+function checkName(name: string): void {
+  const problem = commonNameProblem(name);
+  if (problem) throw new PortcullisError('PCL_CLI_USAGE', `--name ${JSON.stringify(name)} ${problem}`);
+}
 
 function days(value: string | undefined, fallback: number, max: number): number {
   if (value === undefined) return fallback;
@@ -64,7 +70,8 @@ export async function runCaIssue(usage: 'server' | 'client', opts: IssueOptions)
   const store = await open(opts);
   const hosts = usage === 'server' ? [...(opts.host ?? [])] : [...(opts.dns ?? [])];
   if (usage === 'server' && hosts.length === 0) throw new PortcullisError('PCL_CLI_USAGE', 'give at least one --host');
-  if (usage === 'client' && !opts.name) throw new PortcullisError('PCL_CLI_USAGE', 'give --name, the client\'s common name');
+  if (usage === 'client' && opts.name === undefined) throw new PortcullisError('PCL_CLI_USAGE', 'give --name, the client\'s common name');
+  if (usage === 'client') checkName(opts.name as string);
   const name = usage === 'server' ? (hosts[0] as string) : (opts.name as string);
   const leaf = await store.issue({ commonName: name, hosts, uris: opts.uri ?? [], usage, lifetimeDays: days(opts.days, usage === 'server' ? 90 : 30, usage === 'server' ? 397 : 825) });
   const files = await writeOutputs(store, leaf, name, opts);
@@ -85,6 +92,7 @@ export async function runCaEnrollToken(opts: EnrollTokenOptions): Promise<void> 
   if (!durationPattern.test(expires) || durationMs(expires) < 60_000 || durationMs(expires) > 30 * 86_400_000) {
     throw new PortcullisError('PCL_CLI_USAGE', `--expires ${expires}: use a duration from 1m to 30d, e.g. 24h`);
   }
+  checkName(opts.name);
   const store = await open(opts);
   const { token, record } = await store.createEnrollment({ commonName: opts.name, uris: opts.uri ?? [], dns: opts.dns ?? [], lifetimeDays: days(opts.days, 30, 825), validForMs: durationMs(expires) });
   const names = [...record.uris, ...record.dns].join(' ');

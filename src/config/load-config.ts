@@ -36,8 +36,67 @@ export function parseConfigText(text: string, source: string): Config {
       cause: first,
     });
   }
-  // a bounded alias count keeps a "billion laughs" document from expanding without limit
-  return buildConfig(doc.toJS({ maxAliasCount: 50 }) ?? {}, source, dirname(source));
+  let value: unknown;
+  try {
+    // a bounded alias count keeps a "billion laughs" document from expanding without limit
+    value = doc.toJS({ maxAliasCount });
+  } catch (err) {
+    throw valueError(doc, text, source, err);
+  }
+  return buildConfig(value ?? {}, source, dirname(source));
+}
+
+const maxAliasCount = 50;
+
+/**
+ * The YAML library checks aliases (and merge keys) only while it builds the
+ * values, and throws plain errors without a position (a ReferenceError for
+ * an alias): turned into PCL_CONFIG_YAML here, so that the CLI prints one
+ * line and a reload keeps the old config with a coded reason. An alias
+ * without an anchor is found again in the document, for its line.
+ */
+function valueError(doc: YAML.Document, text: string, source: string, err: unknown): PortcullisError {
+  const alias = unresolvedAlias(doc);
+  if (alias) {
+    return new PortcullisError('PCL_CONFIG_YAML', `${source}: YAML alias *${alias.source} at ${positionOf(text, alias.range?.[0])} has no anchor &${alias.source} before it; define the anchor above the alias, or write the value out`, { cause: err });
+  }
+  const detail = ((err as Error)?.message ?? String(err)).split('\n')[0];
+  if (err instanceof ReferenceError) {
+    return new PortcullisError('PCL_CONFIG_YAML', `${source}: YAML aliases expand to more than ${maxAliasCount} copies, the limit that stops "billion laughs" documents (${detail}); write the repeated values out, or use fewer aliases`, { cause: err });
+  }
+  return new PortcullisError('PCL_CONFIG_YAML', `${source}: YAML document cannot be read (${detail}); fix the YAML`, { cause: err });
+}
+
+/** The first alias with no anchor of its name before it (in document order, as the library resolves them). */
+function unresolvedAlias(doc: YAML.Document): YAML.Alias | null {
+  const anchors = new Set<string>();
+  let found: YAML.Alias | null = null;
+  YAML.visit(doc, {
+    Node(_key, node) {
+      if (YAML.isAlias(node)) {
+        if (!anchors.has(node.source)) {
+          found = node;
+          return YAML.visit.BREAK;
+        }
+      } else if (node.anchor) {
+        anchors.add(node.anchor);
+      }
+      return undefined;
+    },
+  });
+  return found;
+}
+
+/** "line 3, column 7" of a character offset (1-based, as the library's own errors count). */
+function positionOf(text: string, offset: number | undefined): string {
+  if (offset === undefined) return 'unknown position';
+  let line = 1;
+  let start = 0;
+  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
+    line++;
+    start = i + 1;
+  }
+  return `line ${line}, column ${offset - start + 1}`;
 }
 
 /** Validates and provisions an already parsed config object. */

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { durationMs, durationPattern } from './durations.js';
 import { normaliseSiteHost, parseListenAddress } from './addresses.js';
-import { normaliseFingerprint, parseSubjectPattern } from '../trust/index.js';
+import { hasAmbiguousEncoding, normaliseFingerprint, parseSubjectPattern } from '../trust/index.js';
 import { normalisePath } from './url-path.js';
 
 /**
@@ -91,6 +91,10 @@ const uriPattern = z
   .string({ error: 'use a URI, optionally ending in *' })
   .refine((v) => /^[a-z][a-z0-9+.-]*:[^*]*(\/\*)?$/i.test(v) && !/\/\.\.?(\/|\*?$)/.test(v), {
     error: 'use a URI such as "spiffe://example.test/billing/api"; "*" may only end it, right after "/" ("…/billing/*"), as a prefix match over whole path segments',
+  })
+  // such a pattern could match nothing: client certificate URIs holding these are refused (docs/mtls.md)
+  .refine((v) => !hasAmbiguousEncoding(v), {
+    error: 'a URI with %2E, %2F or %5C (an encoded ".", "/" or "\\") or a backslash matches no client certificate (such URIs are refused as suspicious); write the URI with plain characters',
   });
 
 const dnsPattern = z

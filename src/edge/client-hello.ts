@@ -52,6 +52,7 @@ const recordHeader = 5;
 const handshakeType = 22;
 const clientHelloType = 1;
 const httpMethodStart = /^(?:GET|POST|PUT|HEAD|DELETE|OPTIONS|PATCH|CONNECT|TRACE|PRI) /;
+const upperCaseRun = /^[A-Z]+$/;
 
 const incomplete = (need: number) => ({ kind: 'incomplete', need }) as const;
 /** Answered like OpenSSL (hence nginx) answers the same bytes; syntax errors are decode_error. */
@@ -83,7 +84,10 @@ export function parseClientHello(data: Buffer): HelloParse {
       if (data.length < 2) return incomplete(2);
       if (data[1] === 3) return malformed(`a record of type ${data[0]} arrived before any ClientHello`, tlsAlert.unexpectedMessage);
     }
-    if (data.length < 8 && /^[A-Z]+$/.test(data.toString('latin1'))) return incomplete(8);
+    // a short run of capitals may still become an HTTP method (looksLikeHttp reads 8 bytes); the very
+    // next byte can decide, as anything but a capital letter ends the run: ask for that byte only,
+    // so that "GE\0" is refused at once instead of after the handshake timeout
+    if (data.length < 8 && upperCaseRun.test(data.toString('latin1'))) return incomplete(data.length + 1);
     return { kind: 'not_tls', looksLikeHttp: httpMethodStart.test(data.subarray(0, 8).toString('latin1')) };
   }
   // Reassemble the handshake layer from records.

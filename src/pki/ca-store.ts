@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import { PortcullisError } from '../errors.js';
 import { StateWriteError, writeFileAtomic } from '../state/index.js';
-import { ensureIntermediate, ensureLocalCa, issueCertificate, signCertificate, type CaKeyPair, type IssuedLeaf, type LeafRequest, type LocalCa, type SignedLeaf } from './local-ca.js';
+import { commonNameProblem, ensureIntermediate, ensureLocalCa, issueCertificate, signCertificate, type CaKeyPair, type IssuedLeaf, type LeafRequest, type LocalCa, type SignedLeaf } from './local-ca.js';
 import { x509 } from './x509.js';
 
 /** One certificate the built-in CA issued, as its database keeps it. */
@@ -118,7 +118,9 @@ export class CaStore {
     return this.#read().enrollments ?? [];
   }
 
+  /** Issues and records a leaf. A client certificate's common name must pass `commonNameProblem` (PCL_CLI_USAGE otherwise); a server's is its first host. */
   async issue(request: LeafRequest): Promise<IssuedLeaf> {
+    if (request.usage === 'client') checkCommonName(request.commonName);
     return this.#locked(async () => {
       const leaf = await issueCertificate(this.ca, request);
       const db = this.#read();
@@ -130,9 +132,12 @@ export class CaStore {
   /**
    * Makes a single-use token that lets its holder have one client certificate
    * issued for the names given here (never the names of its request). Returns
-   * the token: it is shown once and only its hash is kept.
+   * the token: it is shown once and only its hash is kept. The common name
+   * must pass `commonNameProblem` (PCL_CLI_USAGE otherwise), so that a token
+   * never promises a certificate the CA will not make.
    */
   async createEnrollment(request: { commonName: string; uris: readonly string[]; dns: readonly string[]; lifetimeDays: number; validForMs: number }): Promise<{ token: string; record: EnrollmentRecord }> {
+    checkCommonName(request.commonName);
     return this.#locked(async () => {
       const id = randomBytes(8).toString('hex');
       const secret = randomBytes(32).toString('base64url');
@@ -287,6 +292,11 @@ export class CaStore {
       unlinkSync(lock);
     }
   }
+}
+
+function checkCommonName(name: string): void {
+  const problem = commonNameProblem(name);
+  if (problem) throw new PortcullisError('PCL_CLI_USAGE', `the common name ${JSON.stringify(name)} ${problem}`);
 }
 
 function issuedRecord(request: LeafRequest, leaf: SignedLeaf, ca: LocalCa): IssuedRecord {

@@ -21,18 +21,22 @@ const acceptedCurves = new Set(['prime256v1', 'secp384r1']);
  * Reads a PKCS#10 certificate request (PEM or DER) and returns the public key
  * it proves possession of: the request's signature must verify with that key.
  * Nothing else of the request is used — its subject and names are ignored, so
- * whoever writes it cannot choose what gets certified.
+ * whoever writes it cannot choose what gets certified. On any input it
+ * resolves or rejects with a `CsrError` (bad_csr, weak_csr_key), never another error.
  */
 export async function requestedPublicKey(body: Buffer): Promise<x509.PublicKey> {
   const pem = pemRequest.exec(body.toString('latin1'));
   const der = pem ? Buffer.from((pem[2] as string).replace(/\s+/g, ''), 'base64') : body;
   let csr: x509.Pkcs10CertificateRequest;
+  let publicKey: x509.PublicKey;
   try {
     csr = new x509.Pkcs10CertificateRequest(der);
+    // a lazy getter: the SubjectPublicKeyInfo is parsed only here, and throws when it does not parse
+    publicKey = csr.publicKey;
   } catch {
-    throw new CsrError('bad_csr', 'the body is not a PKCS#10 certificate request; send the output of openssl req -new (PEM or DER)');
+    throw new CsrError('bad_csr', 'the body is not a PKCS#10 certificate request with a readable public key; send the output of openssl req -new (PEM or DER)');
   }
-  const key = keyDescription(csr.publicKey);
+  const key = keyDescription(publicKey);
   if (!key.ok) throw new CsrError('weak_csr_key', `the request's key is ${key.what}; use ECDSA P-256 or P-384, Ed25519, or RSA of at least 2048 bits`);
   let verified = false;
   try {
@@ -41,7 +45,7 @@ export async function requestedPublicKey(body: Buffer): Promise<x509.PublicKey> 
     verified = false;
   }
   if (!verified) throw new CsrError('bad_csr', 'the request signature does not verify with its key; create the request with the private key it names');
-  return csr.publicKey;
+  return publicKey;
 }
 
 function keyDescription(publicKey: x509.PublicKey): { ok: boolean; what: string } {

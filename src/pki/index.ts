@@ -1,4 +1,4 @@
-export { ensureIntermediate, ensureLocalCa, issueCertificate, issueServerCertificate, signCertificate, type SignedLeaf, type LocalCa, type IssuedPair, type IssuedLeaf, type LeafRequest } from './local-ca.js';
+export { commonNameProblem, ensureIntermediate, ensureLocalCa, issueCertificate, issueServerCertificate, signCertificate, type SignedLeaf, type LocalCa, type IssuedPair, type IssuedLeaf, type LeafRequest } from './local-ca.js';
 export { CaStore, EnrollmentError, revocationReasons, type EnrollmentRecord, type EnrollmentRefusal, type IssuedRecord, type RevocationReason } from './ca-store.js';
 export { x509, pemBlocks } from './x509.js';
 export { loadCertificatePair, certificateCovers, describeKey, type CertificatePair, type CertificateProblem } from './certificate-pair.js';

@@ -178,6 +178,46 @@ export interface SignedLeaf {
 
 export interface IssuedLeaf extends IssuedPair, SignedLeaf {}
 
+/** RFC 5280 ub-common-name: the most characters a common name may have. */
+export const maxCommonNameLength = 64;
+
+/**
+ * Why the built-in CA will not certify `name` as a common name, or null when
+ * it will: empty, longer than RFC 5280 allows, control characters (which
+ * would rewrite lines wherever the name is printed), or text that is not
+ * Unicode (a lone surrogate cannot be encoded as UTF-8). Any other
+ * character is certified as given: "," "=" "+" "#", backslashes and quotes included.
+ */
+export function commonNameProblem(name: string): string | null {
+  if (name.length === 0) return 'is empty; give the name the certificate is for, e.g. billing-api';
+  const length = [...name].length;
+  if (length > maxCommonNameLength) return `has ${length} characters, more than the ${maxCommonNameLength} RFC 5280 allows in a common name; use a shorter name (longer identifiers belong in a URI SAN, --uri)`;
+  const control = controlCharacter.exec(name);
+  if (control) return `holds the control character U+${(control[0].codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0')} at character ${[...name.slice(0, control.index)].length + 1}; use printable characters only`;
+  if (loneSurrogate.test(name)) return 'is not valid Unicode (it holds a lone UTF-16 surrogate); give the name as UTF-8 text';
+  return null;
+}
+
+/** C0, DEL and C1 (Unicode general category Cc). */
+const controlCharacter = /\p{Cc}/u;
+const loneSurrogate = /\p{Surrogate}/u;
+
+/**
+ * The subject of a leaf: one CN holding exactly `commonName`, as a typed
+ * value. A plain string, in a DN text or in the JSON form of @peculiar/x509,
+ * would be read as RFC 4514 text: quotes and backslash escapes undone, a
+ * leading "#" read as hex DER (and "#zz" thrown), "," and "+" starting other
+ * attributes. PrintableString when the name fits it (as the library would
+ * choose), UTF8String otherwise (RFC 5280 §4.1.2.6).
+ */
+function subjectOf(commonName: string): x509.Name {
+  const value = printableString.test(commonName) ? { printableString: commonName } : { utf8String: commonName };
+  return new x509.Name([{ CN: [value] }]);
+}
+
+/** X.680 PrintableString: letters, digits, space and '()+,-./:=? */
+const printableString = /^[A-Za-z0-9 '()+,\-./:=?]+$/;
+
 /** Issues an ECDSA P-256 leaf signed by the CA, with a fresh key, for a server (serverAuth) or a client (clientAuth). */
 export async function issueCertificate(ca: LocalCa, request: LeafRequest): Promise<IssuedLeaf> {
   const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
@@ -195,8 +235,7 @@ export async function signCertificate(ca: LocalCa, request: LeafRequest, publicK
   ];
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial,
-    // structured, not a string: a name with "," or "=" cannot smuggle in other attributes
-    subject: new x509.Name([{ CN: [request.commonName] }]),
+    subject: subjectOf(request.commonName),
     issuer: ca.issuing.cert.subject,
     notBefore: new Date(now - minute),
     notAfter,

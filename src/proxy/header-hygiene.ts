@@ -27,6 +27,15 @@ const hopByHop = new Set([
 const ours = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id']);
 
 /**
+ * Request fields never forwarded, compared in canonical spelling (see
+ * `canonicalName`): the hop-by-hop ones, ours, and `Proxy`, which no client
+ * has a reason to send and which CGI-style stacks turn into the HTTP_PROXY
+ * environment variable, the outgoing proxy of the application's own requests
+ * ("httpoxy", CVE-2016-5385).
+ */
+const neverUpstream: ReadonlySet<string> = new Set([...hopByHop, ...ours, 'proxy']);
+
+/**
  * Claims about the client or the original URL that only a proxy may make;
  * frameworks act on them (Spring reads X-Forwarded-Port/-Prefix, IIS and
  * Symfony route on X-Original-URL). Kept only from a trusted proxy, as is
@@ -45,10 +54,22 @@ const proxyClaims = new Set([
   'x-original-host',
 ]);
 
-function connectionTokens(value: string | string[] | undefined): Set<string> | null {
+/**
+ * A field name as CGI-style stacks (WSGI, Rack, PHP-FPM) see it: they read
+ * `x_client_cert` as `x-client-cert` (both become HTTP_X_CLIENT_CERT), so a
+ * field the proxy drops or owns must be compared in this spelling.
+ */
+function canonicalName(name: string): string {
+  return name.includes('_') ? name.replaceAll('_', '-') : name;
+}
+
+const lowerCase = (token: string) => token.toLowerCase();
+
+/** The field names listed in `Connection`, each passed through `spelling`; null without the field. */
+function connectionTokens(value: string | string[] | undefined, spelling: (token: string) => string): Set<string> | null {
   if (value === undefined) return null;
   const text = Array.isArray(value) ? value.join(',') : value;
-  return new Set(text.split(',').map((t) => t.trim().toLowerCase()));
+  return new Set(text.split(',').map((t) => spelling(t.trim().toLowerCase())));
 }
 
 export interface ForwardingFacts {
@@ -70,16 +91,16 @@ export interface ForwardingFacts {
 
 /** The request fields sent upstream: hop-by-hop fields removed, forwarding fields set by us. */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: ForwardingFacts): HeaderMap {
-  const listed = connectionTokens(incoming.connection);
+  // in canonical spelling, as the fields are compared: "Connection: x_drop" drops x-drop too, and the other way round
+  const listed = connectionTokens(incoming.connection, canonicalName);
   const trusted = isTrusted(facts.clientAddress, facts.trustedProxies);
   const out: HeaderMap = {};
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined || name.charCodeAt(0) === 58 /* ":" pseudo-header */) continue;
-    if (hopByHop.has(name) || listed?.has(name)) continue;
-    // CGI-style stacks (WSGI, Rack, PHP-FPM) read "x_client_cert" as "x-client-cert": compare in that form
-    const canonical = name.includes('_') ? name.replace(/_/g, '-') : name;
-    if (ours.has(canonical) || facts.identityHeaders.has(canonical)) continue;
+    // every check in the spelling a CGI-style upstream reads: proxy_authorization is its Proxy-Authorization
+    const canonical = canonicalName(name);
+    if (neverUpstream.has(canonical) || listed?.has(canonical) || facts.identityHeaders.has(canonical)) continue;
     // a key header the proxy did not judge (a CGI-style spelling) must not reach the upstream either
     if (canonical === facts.apiKeyHeader && facts.keyRoute) continue;
     if ((canonical === facts.apiKeyHeader || canonical === 'authorization') && carriesApiKey(value)) continue;
@@ -98,7 +119,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, facts: For
 
 /** The response fields sent to the client: hop-by-hop fields removed, HSTS ours, request id added. */
 export function clientResponseHeaders(upstream: IncomingHttpHeaders, hsts: string | null, requestId: string): HeaderMap {
-  const listed = connectionTokens(upstream.connection);
+  const listed = connectionTokens(upstream.connection, lowerCase);
   const out: HeaderMap = {};
   for (const name in upstream) {
     const value = upstream[name];

@@ -59,8 +59,44 @@ function nameLines(text: string): string[] {
   return text.split('\n').filter((l) => l.length > 0);
 }
 
-function unescapeDn(value: string): string {
-  return value.replace(/\\(.)/g, '$1');
+const utf8 = new TextDecoder();
+
+const isHex = (c: number) => (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+
+/** The byte of the two hex digits at `at`, or -1. */
+function hexPair(text: string, at: number): number {
+  return at + 2 <= text.length && isHex(text.charCodeAt(at)) && isHex(text.charCodeAt(at + 1)) ? parseInt(text.slice(at, at + 2), 16) : -1;
+}
+
+/**
+ * An attribute value of an RFC 4514 string as the certificate holds it
+ * (RFC 4514 §2.4, §3): "\," and the like stand for the character after the
+ * backslash; "\XX" stands for one byte, and a run of such bytes is UTF-8
+ * ("\C3\A9" is "é"). Node prints control characters this way: a CN of "a",
+ * a newline and "b" is printed "a\0Ab", which must read back with its
+ * newline, not as "a0Ab". Bytes that are not UTF-8 read as U+FFFD; a lone
+ * backslash at the end is kept.
+ */
+export function unescapeDnValue(text: string): string {
+  if (!text.includes('\\')) return text;
+  let out = '';
+  let bytes: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const byte = text[i] === '\\' ? hexPair(text, i + 1) : -1;
+    if (byte >= 0) {
+      bytes.push(byte);
+      i += 2;
+      continue;
+    }
+    if (bytes.length > 0) {
+      out += utf8.decode(Uint8Array.from(bytes));
+      bytes = [];
+    }
+    // "\," → ","; a backslash at the very end stands for itself
+    out += text[i] === '\\' && i + 1 < text.length ? text[++i] : text[i];
+  }
+  if (bytes.length > 0) out += utf8.decode(Uint8Array.from(bytes));
+  return out;
 }
 
 /** RFC 4514 string form of Node's multi-line name ("CN=a\nO=b" → "O=b,CN=a"… most specific first). */
@@ -75,7 +111,7 @@ function attributes(text: string): Map<string, string[]> {
     if (eq < 0) continue;
     const type = line.slice(0, eq).toUpperCase();
     const list = map.get(type) ?? [];
-    list.push(unescapeDn(line.slice(eq + 1)));
+    list.push(unescapeDnValue(line.slice(eq + 1)));
     map.set(type, list);
   }
   return map;

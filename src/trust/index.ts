@@ -1,6 +1,6 @@
 export { clientCertReasonOf, verifyClientCertificate, type ClientCertificate, type ClientCertReason } from './client-certificate.js';
 export { identityOf, fingerprintOf, parseSubjectAltName, rfc4514, type ClientIdentity } from './identity.js';
-export { compileAllowList, normaliseFingerprint, parseSubjectPattern, type AllowList, type RawAllowList } from './allow-list.js';
+export { compileAllowList, hasAmbiguousEncoding, normaliseFingerprint, parseSubjectPattern, type AllowList, type RawAllowList } from './allow-list.js';
 export { identityHeaderValue, quoteValue } from './identity-header.js';
 export { parseCrl, CrlError, normaliseSerial } from './crl.js';
 export { DenyList, denyEntry, denyKey, type DenyEntry } from './deny-list.js';

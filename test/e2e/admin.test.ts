@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { cliPath, startCli } from '../helpers/cli-process.js';
 import { curl, resolveTo, run } from '../helpers/clients.js';
 import { tempDir, type Scope } from '../helpers/proxy.js';
+import { rsaKeyRange } from '../properties/admin.js';
 
 const cli = (dir: string, ...args: string[]) => run(process.execPath, [cliPath, ...args, '--config', join(dir, 'portcullis.yaml')]);
 
@@ -61,6 +62,14 @@ describe('the admin listener', () => {
     writeFileSync(join(dir, 'garbage.csr'), 'hello');
     await enroll(caFile, admin, token, join(dir, 'garbage.csr'), join(dir, 'garbage.out'));
     assert.equal(JSON.parse(readFileSync(join(dir, 'garbage.out'), 'utf8')).reason, 'bad_csr');
+    // a CSR that parses but whose public key does not (its RSAPublicKey SEQUENCE tag zeroed) is bad_csr too, not a 500
+    const broken = await csr(dir, 'broken', ['-newkey', 'rsa:2048', '-outform', 'DER']);
+    const der = readFileSync(broken.csr);
+    der[rsaKeyRange(der).start] = 0x00;
+    writeFileSync(broken.csr, der);
+    const refusedBroken = await enroll(caFile, admin, token, broken.csr, join(dir, 'broken.out'));
+    assert.equal(refusedBroken.stdout, '400 application/json');
+    assert.equal(JSON.parse(readFileSync(join(dir, 'broken.out'), 'utf8')).reason, 'bad_csr');
     const forged = await csr(dir, 'forged');
     await enroll(caFile, admin, token.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A')), forged.csr, join(dir, 'forged.out'));
     assert.equal(JSON.parse(readFileSync(join(dir, 'forged.out'), 'utf8')).reason, 'unknown_enrollment_token');

@@ -38,6 +38,8 @@ describe('mutual TLS', () => {
       subject: '/CN=reporting/O=Example',
     });
     const other = pki.leaf('other-client', inter, { eku: 'clientAuth', uris: ['spiffe://example.test/orders/api'], dns: ['a.b.clients.example.test'], subject: '/CN=other/O=Example' });
+    // under the billing prefix as written, ".../admin" once an upstream decodes %2e (RFC 3986 §2.3)
+    const encodedDots = pki.leaf('encoded-dots-client', inter, { eku: 'clientAuth', uris: ['spiffe://example.test/billing/%2e%2e/admin'], subject: '/CN=encoded/O=Example' });
     let deepCa = root;
     for (let i = 1; i <= 4; i++) deepCa = pki.intermediate(`deep-${i}`, deepCa);
     const deep = pki.leaf('deep-client', deepCa, { eku: 'clientAuth' });
@@ -51,6 +53,7 @@ describe('mutual TLS', () => {
       good: leafOf(good),
       goodLeafOnly: leafOf(good, false),
       other: leafOf(other),
+      encodedDots: leafOf(encodedDots),
       foreign: leafOf(pki.leaf('foreign-client', foreign, { eku: 'clientAuth' })),
       foreignServerOnly: leafOf(pki.leaf('foreign-server-only-client', foreign, { eku: 'serverAuth' })),
       foreignServerOnlyWithRoot: { cert: join(dir, 'foreign-server-only-with-root.pem'), key: '' },
@@ -183,6 +186,7 @@ sites:
   const allowCases: [string, string, string, number][] = [
     ['uri', '/billing/pay', 'good', 200],
     ['uri', '/billing/pay', 'other', 403],
+    ['uri (its URI has percent-encoded dot segments)', '/billing/pay', 'encodedDots', 403],
     ['dns wildcard', '/dns/x', 'good', 200],
     ['dns wildcard, two labels deep', '/dns/x', 'other', 403],
     ['subject', '/subject/x', 'good', 200],

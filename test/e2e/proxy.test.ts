@@ -135,6 +135,23 @@ sites:
     assert.equal(seen['x-kept'], 'yes');
   });
 
+  test('strips hop-by-hop request fields in CGI spelling, fields named in Connection in the other spelling, and Proxy (httpoxy)', async () => {
+    // CGI-style upstreams read proxy_authorization as HTTP_PROXY_AUTHORIZATION and Proxy as HTTP_PROXY (CVE-2016-5385)
+    const r = await get('api.test', '/hop-request-cgi', [
+      '--http1.1',
+      '-H', 'Connection: keep-alive, x_drop_me',
+      '-H', 'X-Drop-Me: 1',
+      '-H', 'proxy_authorization: Basic c2VjcmV0',
+      '-H', 'keep_alive: timeout=5',
+      '-H', 'proxy_connection: keep-alive',
+      '-H', 'Proxy: http://attacker.test:8080',
+      '-H', 'X_Kept: yes',
+    ]);
+    const seen = echo(r).headers;
+    for (const name of ['x-drop-me', 'proxy_authorization', 'keep_alive', 'proxy_connection', 'proxy']) assert.equal(seen[name], undefined, `${name} reached the upstream`);
+    assert.equal(seen.x_kept, 'yes');
+  });
+
   test('strips hop-by-hop response fields and replaces the upstream HSTS with the site policy', async () => {
     const r = await get('api.test', '/hop', ['--http1.1']);
     assert.equal(r.status, 200);

@@ -104,9 +104,9 @@ function checkClassified(r: HelloParse, input: Buffer): void {
  * Checks every prefix of `input` against the answer for the whole: a prefix
  * answers "incomplete" or exactly the final answer, and an "incomplete" never
  * asks for more bytes than the next decision needs (every prefix shorter than
- * `need` is still incomplete). `exempt` skips the need check for a known defect.
+ * `need` is still incomplete).
  */
-function checkPrefixes(input: Buffer, exempt: (prefix: Buffer, need: number) => boolean = () => false): void {
+function checkPrefixes(input: Buffer): void {
   const final = parseClientHello(input);
   // every prefix of short inputs; of long ones about 300 evenly spaced (a violation may then go unseen, never a false one)
   const lengths = new Set<number>();
@@ -123,19 +123,11 @@ function checkPrefixes(input: Buffer, exempt: (prefix: Buffer, need: number) => 
       assert.deepEqual(r, final, `a prefix of ${k} bytes answered differently from the whole ${input.length} bytes`);
       continue;
     }
-    if (firstDecision !== undefined && k < firstDecision && !exempt(input.subarray(0, k), r.need)) {
+    if (firstDecision !== undefined && k < firstDecision) {
       assert.ok(r.need <= firstDecision, `after ${k} bytes the parser asks for ${r.need}, but ${firstDecision} bytes already decide (${(results.get(firstDecision) as HelloParse).kind})`);
     }
   }
 }
-
-/**
- * Known defect F2: after fewer than 8 upper-case letters the parser asks for
- * 8 bytes, although a next byte that is not a letter decides at once
- * ("GE\0" is not_tls). The peek then waits for more bytes or the handshake
- * timeout instead of refusing at once.
- */
-const shortUpperCaseText = (prefix: Buffer, need: number) => prefix[0] !== 0x16 && need === 8 && /^[A-Z]*$/.test(prefix.toString('latin1'));
 
 /** Feeds `stream` in `segments` as HelloPeek does (parsing again once `need` bytes are there) and returns every answer. */
 function feed(stream: Buffer, cuts: readonly number[]): { at: number; result: HelloParse }[] {
@@ -218,15 +210,14 @@ export const clientHelloProperties: PropertySuite<void> = {
       fc.property(fc.oneof(firstFlightArb.filter((b) => b[0] === 0x16), helloSpecArb.map(encodeHello)), (input) => checkPrefixes(input)),
     ),
     propertyCase(
-      'every prefix of any input answers incomplete or the final answer, and need never exceeds the bytes the next decision takes (all inputs, known defect F2 tolerated)',
+      'every prefix of any input answers incomplete or the final answer, and need never exceeds the bytes the next decision takes (all inputs)',
       600,
-      () => fc.property(firstFlightArb, (input) => checkPrefixes(input, shortUpperCaseText)),
+      () => fc.property(firstFlightArb, (input) => checkPrefixes(input)),
     ),
     propertyCase(
-      'need never exceeds the bytes the next decision takes, also for short upper-case text (F2: "GE" asks for 8 bytes, "GE\\0" decides at 3)',
+      'need never exceeds the bytes the next decision takes, also for short upper-case text (F2: "GE" asked for 8 bytes, though "GE\\0" decides at 3)',
       300,
       () => fc.property(textArb, (input) => checkPrefixes(input)),
-      'F2: parseClientHello asks for 8 bytes after a short upper-case prefix although a non-letter byte decides earlier',
     ),
     propertyCase('JA4 and JA3 ignore GREASE values wherever a client puts them', 400, () =>
       fc.property(helloSpecArb, fc.array(fc.nat(), { minLength: 1, maxLength: 24 }), (spec, picks) => {

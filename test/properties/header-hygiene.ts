@@ -34,7 +34,9 @@ const fieldValue: fc.Arbitrary<string | string[]> = fc.oneof({ weight: 4, arbitr
 /** Header names: the special ones, in CGI spelling (underscores) too, and unrelated ones; in any case (lower-cased later, as Node does). */
 const specialName = fc.constantFrom(...special).chain((n) => fc.oneof(fc.constant(n), fc.constant(n.replace(/-/g, '_'))));
 const unrelatedName = fc.stringMatching(/^[a-z][a-z0-9-]{0,15}$/).filter((n) => !special.has(n) && !n.startsWith('x-forwarded-'));
-const headerName = fc.mixedCase(fc.oneof(specialName, unrelatedName, fc.constantFrom(':path', ':authority', ':method')));
+/** An unrelated name in either spelling (a Connection token may name a field in the other one). */
+const unrelatedAnySpelling = unrelatedName.chain((n) => fc.constantFrom(n, n.replace(/-/g, '_')));
+const headerName = fc.mixedCase(fc.oneof(specialName, unrelatedName, unrelatedAnySpelling, fc.constantFrom(':path', ':authority', ':method')));
 
 interface RequestCase {
   readonly incoming: IncomingHttpHeaders;
@@ -49,6 +51,8 @@ const requestCase: fc.Arbitrary<RequestCase> = fc
   .record({
     fields: fc.array(fc.tuple(headerName, fieldValue), { maxLength: 14 }),
     connection: fc.option(fc.array(fc.oneof(headerName, token, fc.constantFrom('close', 'keep-alive', 'Upgrade')), { maxLength: 4 }), { freq: 3 }),
+    /** Fields of the request also listed in Connection, some in the other spelling ("x-a" sent, "x_a" listed). */
+    listFields: fc.array(fc.tuple(fc.nat(), fc.boolean()), { maxLength: 3 }),
     clientAddress: address,
     trusted: fc.constantFrom('none', 'client', 'other'),
     identityHeader: fc.constantFrom(...identityNames),
@@ -61,7 +65,10 @@ const requestCase: fc.Arbitrary<RequestCase> = fc
   .map((r) => {
     const incoming: IncomingHttpHeaders = {};
     for (const [name, value] of r.fields) incoming[name.toLowerCase()] = value;
-    if (r.connection) incoming.connection = r.connection.map((t, i) => (i % 2 ? ` ${t} ` : t)).join(',');
+    const flip = (name: string) => (name.includes('_') ? name.replace(/_/g, '-') : name.replace(/-/g, '_'));
+    const listedFields = r.fields.length ? r.listFields.map(([i, other]) => ((n) => (other ? flip(n) : n))((r.fields[i % r.fields.length] as [string, unknown])[0])) : [];
+    const tokens = [...(r.connection ?? []), ...listedFields];
+    if (r.connection || tokens.length) incoming.connection = tokens.map((t, i) => (i % 2 ? ` ${t} ` : t)).join(',');
     let trustedProxies: BlockList | null = null;
     // an IPv4 client may come as an IPv4-mapped IPv6 address; the list names it in IPv4
     const plain = r.clientAddress.startsWith('::ffff:') && isIPv4(r.clientAddress.slice(7)) ? r.clientAddress.slice(7) : r.clientAddress;
@@ -86,13 +93,13 @@ const requestCase: fc.Arbitrary<RequestCase> = fc
     return { incoming, facts, trusted };
   });
 
-const listedIn = (incoming: IncomingHttpHeaders) =>
+const listedIn = (incoming: IncomingHttpHeaders, spelling: (name: string) => string = (n) => n) =>
   new Set(
     [incoming.connection ?? []]
       .flat()
       .join(',')
       .split(',')
-      .map((t) => t.trim().toLowerCase())
+      .map((t) => spelling(t.trim().toLowerCase()))
       .filter(Boolean),
   );
 
@@ -103,13 +110,14 @@ const hasKey = (v: string | string[] | number | undefined) => [v ?? []].flat().s
 
 function checkRequest({ incoming, facts, trusted }: RequestCase): void {
   const out = upstreamRequestHeaders(incoming, facts);
-  const listed = listedIn(incoming);
+  // compared in CGI spelling, as upstreams behind CGI-style stacks read them: "Connection: x_a" names x-a too
+  const listed = listedIn(incoming, canonical);
   const proxySet = setByProxy(facts);
   for (const name of Object.keys(out)) {
     const c = canonical(name);
     assert.ok(!hopByHop.includes(name), `hop-by-hop ${name} forwarded`);
     assert.ok(!name.startsWith(':'), `pseudo-header ${name} forwarded`);
-    if (!proxySet.has(name)) assert.ok(!listed.has(name), `${name} is listed in Connection and was forwarded`);
+    if (!proxySet.has(name)) assert.ok(!listed.has(c), `${name} is listed in Connection (in some spelling) and was forwarded`);
     // identity: only the proxy's own value, in its own spelling
     if (facts.identityHeaders.has(c) && !(name === facts.identityHeader && facts.identity !== null)) assert.fail(`client-supplied identity header ${name} forwarded`);
     if (c === 'authorization' || c === facts.apiKeyHeader) assert.ok(!hasKey(out[name]), `${name} carries a pck_ key upstream`);
@@ -128,7 +136,7 @@ function checkRequest({ incoming, facts, trusted }: RequestCase): void {
   assert.equal(out['x-forwarded-host'], (trusted && first(incoming['x-forwarded-host'])) || facts.authority);
   // unrelated fields pass unchanged (cookies joined into one field, as HTTP/2 allows)
   for (const [name, value] of Object.entries(incoming)) {
-    if (special.has(canonical(name)) || name.startsWith(':') || canonical(name).startsWith('x-forwarded-') || listed.has(name)) continue;
+    if (special.has(canonical(name)) || name.startsWith(':') || canonical(name).startsWith('x-forwarded-') || listed.has(canonical(name))) continue;
     assert.deepEqual(out[name], value, `unrelated field ${name} changed`);
   }
   if (incoming.cookie !== undefined && !listed.has('cookie')) assert.equal(out.cookie, [incoming.cookie].flat().join('; '));
@@ -160,17 +168,19 @@ function checkResponse(r: { fields: [string, string | string[]][]; connection: s
 }
 
 /**
- * Findings F3: hop-by-hop fields in CGI spelling (`proxy_authorization`,
- * `transfer_encoding`) and the `Proxy` field reach the upstream. CGI-style
+ * Finding F3 (fixed): hop-by-hop fields in CGI spelling (`proxy_authorization`,
+ * `transfer_encoding`) and the `Proxy` field reached the upstream. CGI-style
  * stacks read them as HTTP_PROXY_AUTHORIZATION, HTTP_TRANSFER_ENCODING and
  * HTTP_PROXY ("httpoxy", CVE-2016-5385: an HTTP_PROXY environment variable
  * sends the application's own outgoing requests through the client's proxy).
  */
 function checkCgiSpellings({ incoming, facts }: RequestCase): void {
   const out = upstreamRequestHeaders(incoming, facts);
+  const listed = listedIn(incoming, canonical);
   for (const name of Object.keys(out)) {
     assert.ok(!hopByHop.includes(canonical(name)), `${name}, a CGI spelling of a hop-by-hop field, forwarded`);
     assert.notEqual(name, 'proxy', 'the Proxy field (httpoxy) forwarded');
+    if (!setByProxy(facts).has(name)) assert.ok(!listed.has(canonical(name)), `${name} is listed in Connection in another spelling and was forwarded`);
   }
 }
 
@@ -187,10 +197,9 @@ export const headerHygieneProperties: PropertySuite<void> = {
     ),
     propertyCase('response fields to the client never carry hop-by-hop or Connection-listed fields; HSTS is always the site\'s and X-Request-Id the proxy\'s; the rest unchanged', 1000, () => fc.property(responseCase, checkResponse)),
     propertyCase(
-      'hop-by-hop fields in CGI spelling and the Proxy field (httpoxy) never reach the upstream (F3)',
+      'hop-by-hop fields in CGI spelling, fields listed in Connection in either spelling, and the Proxy field (httpoxy) never reach the upstream (F3)',
       500,
       () => fc.property(requestCase, checkCgiSpellings),
-      'F3: proxy_authorization, transfer_encoding … (CGI spelling of hop-by-hop fields) and Proxy (httpoxy) are forwarded upstream',
     ),
   ],
 };

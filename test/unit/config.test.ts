@@ -93,6 +93,7 @@ const cases: { name: string; yaml: string; path: string; message: RegExp }[] = [
   { name: 'an empty allow-list', yaml: configWith(`sites:${site().replace('upstream: "http://127.0.0.1:9000" }', 'upstream: "http://127.0.0.1:9000", allow: {} }')}\n    clientAuth: { mode: require, ca: [${root.certFile}] }`), path: 'sites[0].routes[0].allow', message: /admits nobody/ },
   { name: 'a URI prefix not on a segment boundary', yaml: configWith(`sites:${site().replace('upstream: "http://127.0.0.1:9000" }', 'upstream: "http://127.0.0.1:9000", allow: { uri: ["spiffe://example.test/billing*"] } }')}\n    clientAuth: { mode: require, ca: [${root.certFile}] }`), path: 'sites[0].routes[0].allow.uri[0]', message: /right after "\/"/ },
   { name: 'a URI pattern with an inner wildcard', yaml: configWith(`sites:${site().replace('upstream: "http://127.0.0.1:9000" }', 'upstream: "http://127.0.0.1:9000", allow: { uri: ["spiffe://*/billing"] } }')}\n    clientAuth: { mode: require, ca: [${root.certFile}] }`), path: 'sites[0].routes[0].allow.uri[0]', message: /"\*" may only end it/ },
+  { name: 'a URI pattern with an encoded dot segment', yaml: configWith(`sites:${site().replace('upstream: "http://127.0.0.1:9000" }', 'upstream: "http://127.0.0.1:9000", allow: { uri: ["spiffe://example.test/billing/%2e%2e/admin"] } }')}\n    clientAuth: { mode: require, ca: [${root.certFile}] }`), path: 'sites[0].routes[0].allow.uri[0]', message: /%2E, %2F or %5C .* matches no client certificate/ },
   { name: 'a malformed fingerprint', yaml: configWith(`sites:${site().replace('upstream: "http://127.0.0.1:9000" }', 'upstream: "http://127.0.0.1:9000", allow: { fingerprints: ["md5:00"] } }')}\n    clientAuth: { mode: require, ca: [${root.certFile}] }`), path: 'sites[0].routes[0].allow.fingerprints[0]', message: /64 hex digits/ },
   { name: 'a reserved identity header', yaml: configWith(`sites:${site()}\n    clientAuth: { mode: require, ca: [${root.certFile}], forwardHeader: X-Forwarded-User }`), path: 'sites[0].clientAuth.forwardHeader', message: /set by the proxy/ },
   { name: 'zero workers', yaml: configWith(`workers: 0\nsites:${site()}`), path: 'workers', message: /got 0; use at least 1 worker/ },
@@ -197,6 +198,23 @@ describe('the CLI', () => {
     const r = await run('node', [cli, 'validate', file]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /sites\[0\]\.certificates\[0\]\.cert: file \/nonexistent\/cert.pem does not exist/);
+  });
+
+  test('validate refuses a YAML alias error with PCL_CONFIG_YAML and exit code 2, on one line without a stack', async (t) => {
+    const dir = tempDir(t);
+    for (const [name, yaml, message] of [
+      ['unresolved', `listen: { https: "127.0.0.1:8443" }\nsites: *sites\n`, /alias \*sites at line 2, column 8 has no anchor &sites before it/],
+      ['too-many', `a: &a [x, x]\nb: [${'*a, '.repeat(60)}*a]\n`, /aliases expand to more than 50 copies/],
+    ] as const) {
+      const file = join(dir, `${name}.yaml`);
+      writeFileSync(file, yaml);
+      const r = await run('node', [cli, 'validate', file]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /^portcullis: PCL_CONFIG_YAML: /);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.doesNotMatch(r.stderr, /\n\s+at |ReferenceError|unexpected error/);
+    }
   });
 
   test('validate exits 0 and summarises a valid config', async (t) => {

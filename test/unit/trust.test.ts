@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, webcrypto } from 'node:crypto';
 import { after, describe, test } from 'node:test';
+import { x509 } from '../../src/pki/index.js';
 import { compileAllowList, identityHeaderValue, identityOf, normaliseFingerprint, parseSubjectAltName, parseSubjectPattern, quoteValue } from '../../src/trust/index.js';
 import { TestPki } from '../helpers/pki.js';
 
@@ -55,6 +56,33 @@ describe('allow-lists', () => {
     test(`${expected ? 'matches' : 'does not match'} by ${name}`, () => assert.equal(compileAllowList(raw).matches(identity), expected));
   }
 
+  const uriIdentity = (uri: string) => ({ ...identity, uris: [uri], dnsNames: [], subjectAttributes: new Map(), fingerprint: 'sha256:00' });
+  const refusedUris = [
+    'spiffe://example.test/billing/../admin',
+    'spiffe://example.test/billing/%2e%2e/admin',
+    'spiffe://example.test/billing/%2E%2E/admin',
+    'spiffe://example.test/billing/.%2e/admin',
+    'spiffe://example.test/billing/%2E./admin',
+    'spiffe://example.test/billing/%2e',
+    'spiffe://example.test/billing/a%2Fb',
+    'spiffe://example.test/billing/a%5cb',
+    'spiffe://example.test/billing/a\\b',
+  ];
+  for (const uri of refusedUris) {
+    test(`never admits the URI SAN ${uri}, even by an exact pattern`, () => {
+      assert.equal(compileAllowList({ uri: ['spiffe://example.test/billing/*', uri] }).matches(uriIdentity(uri)), false);
+    });
+  }
+
+  test('reads RFC 4514 escapes in subject patterns as identities read certificates: hex escapes as UTF-8, an escaped trailing space kept', () => {
+    assert.deepEqual(parseSubjectPattern('CN=a\\0Ab, O=\\C3\\A9t\\C3\\A9, OU=x\\ , L=\\2C'), [
+      ['CN', 'a\nb'],
+      ['O', 'été'],
+      ['OU', 'x '],
+      ['L', ','],
+    ]);
+  });
+
   test('reads subject patterns and fingerprints strictly', () => {
     assert.deepEqual(parseSubjectPattern('CN=a\\,b, O=X'), [
       ['CN', 'a,b'],
@@ -73,6 +101,25 @@ describe('the identity header', () => {
       identityHeaderValue(identity),
       `Hash=${identity.fingerprint.slice(7).replace(/:/g, '').toLowerCase()};Subject="CN=reporting,OU=Payments,O=Example\\\\, Inc.,C=DE";Issuer="O=Portcullis Tests,CN=trust-root";URI="spiffe://example.test/billing/api";DNS="svc.clients.example.test";Email="ops@example.test"`,
     );
+  });
+
+  test('carries a subject with a control character as Node prints it (an RFC 4514 hex escape), which reads back as the value and matches an allow-list entry', async () => {
+    const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const cert = await x509.X509CertificateGenerator.createSelfSigned({
+      serialNumber: '01',
+      name: new x509.Name([{ CN: [{ utf8String: 'a\nb é' }] }]),
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 86_400_000),
+      signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+      keys,
+    });
+    const id = identityOf(new X509Certificate(Buffer.from(cert.rawData)));
+    assert.deepEqual(id.subjectAttributes.get('CN'), ['a\nb é']);
+    assert.equal(id.subject, 'CN=a\\0Ab é');
+    assert.match(identityHeaderValue(id), /;Subject="CN=a\\\\0Ab %C3%A9";/);
+    assert.ok(compileAllowList({ subject: ['CN=a\\0Ab é'] }).matches(id));
+    assert.ok(compileAllowList({ subject: ['CN=a\\0Ab \\C3\\A9'] }).matches(id));
+    assert.ok(!compileAllowList({ subject: ['CN=a0Ab é'] }).matches(id));
   });
 
   test('quotes values so that nothing breaks out of them or out of the header', () => {
