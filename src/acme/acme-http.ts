@@ -24,6 +24,8 @@ interface Session {
   readonly agent: Agent;
   /** The problem of the latest failed exchange; cleared by a success (acme-client retries some, such as badNonce). */
   problem: AcmeProblem | null;
+  /** The URL of the latest attempt that ran out of time; cleared when the next attempt starts. */
+  timedOut: string | null;
 }
 
 const sessions = new AsyncLocalStorage<Session>();
@@ -39,8 +41,37 @@ const agentFor = (caPem: string | null): Agent => {
   return agent;
 };
 const prefix = 'urn:ietf:params:acme:error:';
-/** No single request to a CA may take longer. */
+/** No single request to a CA may take longer: connect, TLS handshake, headers and body together. */
 const requestTimeoutMs = 30_000;
+
+/** The running deadline of each attempt, by its axios config (acme-client retries with the same config). */
+const deadlines = new WeakMap<object, NodeJS.Timeout>();
+
+/**
+ * A deadline for one attempt. axios's own `timeout` ends only the wait for
+ * the response headers; after them a server that sends its body a byte at a
+ * time would hold the order until its 10-minute bound. The abort ends the
+ * attempt wherever it is and marks the session, so the failure is reported
+ * as a timeout rather than as acme-client's cancelled request.
+ */
+function startDeadline(config: object, url: string, session: Session | undefined): AbortSignal {
+  endDeadline(config);
+  const controller = new AbortController();
+  if (session) session.timedOut = null;
+  const timer = setTimeout(() => {
+    if (session) session.timedOut = url;
+    controller.abort();
+  }, requestTimeoutMs);
+  timer.unref();
+  deadlines.set(config, timer);
+  return controller.signal;
+}
+
+function endDeadline(config: object | undefined): void {
+  if (!config) return;
+  clearTimeout(deadlines.get(config));
+  deadlines.delete(config);
+}
 
 interface ProblemDocument {
   type?: unknown;
@@ -66,16 +97,29 @@ function install(): void {
     const session = sessions.getStore();
     // outside a session (nothing of ours) the public roots alone apply
     config.httpsAgent = session?.agent ?? agentFor(null);
+    config.signal = startDeadline(config, String(config.url), session);
     return config;
   });
-  acme.axios.interceptors.response.use((response) => {
-    const session = sessions.getStore();
-    if (!session) return response;
-    const data = response.data as (ProblemDocument & { error?: ProblemDocument; status?: unknown }) | undefined;
-    // an error response, or an authorization/challenge that went invalid with its error
-    session.problem = response.status >= 400 ? asProblem(data) : data?.status === 'invalid' ? asProblem(data.error) : null;
-    return response;
-  });
+  acme.axios.interceptors.response.use(
+    (response) => {
+      endDeadline(response.config);
+      return noteProblem(response);
+    },
+    (err: unknown) => {
+      endDeadline((err as { config?: object } | null)?.config);
+      throw err;
+    },
+  );
+}
+
+/** Keeps the problem document of a failed exchange on the session; a success clears it. */
+function noteProblem<R extends { status: number; data?: unknown }>(response: R): R {
+  const session = sessions.getStore();
+  if (!session) return response;
+  const data = response.data as (ProblemDocument & { error?: ProblemDocument; status?: unknown }) | undefined;
+  // an error response, or an authorization/challenge that went invalid with its error
+  session.problem = response.status >= 400 ? asProblem(data) : data?.status === 'invalid' ? asProblem(data.error) : null;
+  return response;
 }
 
 /** Largest JSON answer read from a directory or its renewal info. */
@@ -83,45 +127,62 @@ const maxJsonBytes = 64 * 1024;
 
 const failure = (message: string, code: string) => Object.assign(new Error(message), { code });
 
+/** The bound of one `getJson` exchange: connect, TLS handshake, headers and body together. */
+const jsonTimeoutMs = 10_000;
+
 /**
  * GETs a JSON document from the CA of the current session, in one attempt,
  * bounded in time and size. Used for the directory before an order (so that
  * a CA that is down or not trusted is reported as such: acme-client turns a
  * network failure into a TypeError once its retries are used up) and for
- * renewal information.
+ * renewal information. One deadline covers the whole exchange: a socket
+ * timeout alone measures idleness, which a server that stalls the TLS
+ * handshake or sends its answer a byte at a time never reaches.
  */
 export function getJson(url: string): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const req = get(url, { agent: sessions.getStore()?.agent ?? agentFor(null), timeout: 10_000 }, (res) => {
+    const req = get(url, { agent: sessions.getStore()?.agent ?? agentFor(null) }, (res) => {
       if (res.statusCode !== 200) {
         res.resume();
-        reject(failure(`${url} answered HTTP ${res.statusCode}`, 'BAD_DIRECTORY'));
+        settle(() => reject(failure(`${url} answered HTTP ${res.statusCode}`, 'BAD_DIRECTORY')));
         return;
       }
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > maxJsonBytes) req.destroy(failure(`${url} answered more than ${maxJsonBytes} bytes`, 'BAD_DIRECTORY'));
+        if (size > maxJsonBytes) fail(failure(`${url} answered more than ${maxJsonBytes} bytes`, 'BAD_DIRECTORY'));
         else chunks.push(chunk);
       });
-      res.on('error', reject);
+      res.on('error', (err) => settle(() => reject(err)));
       // a connection that ends before the body does: 'end' never comes
       res.on('close', () => {
-        if (!res.complete) reject(failure(`the connection to ${url} closed in the middle of the answer`, 'ECONNRESET'));
+        if (!res.complete) settle(() => reject(failure(`the connection to ${url} closed in the middle of the answer`, 'ECONNRESET')));
       });
       res.on('end', () => {
         try {
           const value = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
           if (typeof value !== 'object' || value === null) throw new Error('not a JSON object');
-          resolve(value as Record<string, unknown>);
+          settle(() => resolve(value as Record<string, unknown>));
         } catch (err) {
-          reject(failure(`${url} did not answer a JSON object (${(err as Error).message})`, 'BAD_DIRECTORY'));
+          settle(() => reject(failure(`${url} did not answer a JSON object (${(err as Error).message})`, 'BAD_DIRECTORY')));
         }
       });
     });
-    req.on('timeout', () => req.destroy(failure('no answer within 10 s', 'ETIMEDOUT')));
-    req.on('error', reject);
+    let done = false;
+    const settle = (finish: () => void) => {
+      if (done) return;
+      done = true;
+      clearTimeout(deadline);
+      finish();
+    };
+    // rejects first, so the errors destroying the request causes are not what the caller sees
+    const fail = (err: Error) => {
+      settle(() => reject(err));
+      req.destroy(err);
+    };
+    const deadline = setTimeout(() => fail(failure(`no answer within ${jsonTimeoutMs / 1000} s`, 'ETIMEDOUT')), jsonTimeoutMs);
+    req.on('error', (err) => settle(() => reject(err)));
   });
 }
 
@@ -132,11 +193,12 @@ export function getJson(url: string): Promise<Record<string, unknown>> {
  */
 export async function withCa<T>(caPem: string | null, fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; problem: AcmeProblem }> {
   install();
-  const session: Session = { agent: agentFor(caPem), problem: null };
+  const session: Session = { agent: agentFor(caPem), problem: null, timedOut: null };
   try {
     return { ok: true, value: await sessions.run(session, fn) };
   } catch (err) {
-    return { ok: false, problem: session.problem ?? classify(err as Error & { code?: string }) };
+    const timedOut = session.timedOut ? { type: 'unreachable', detail: `the ACME server cannot be reached (ETIMEDOUT): ${session.timedOut} did not answer within ${requestTimeoutMs / 1000} s` } : null;
+    return { ok: false, problem: session.problem ?? timedOut ?? classify(err as Error & { code?: string }) };
   }
 }
 

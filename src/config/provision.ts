@@ -1,12 +1,12 @@
 import type { IpRules } from '../access/index.js';
-import { X509Certificate, createHash } from 'node:crypto';
+import { createHash, type X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { BlockList, isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import type { ConfigIssue } from '../errors.js';
-import { certificateCovers, internalCertificateFiles, loadCertificatePair, pemBlocks, x509 } from '../pki/index.js';
+import { certificateCovers, decodeCertificate, internalCertificateFiles, loadCertificatePair, PemError, pemBlocks, x509 } from '../pki/index.js';
 import { normaliseSiteHost, parseListenAddress } from './addresses.js';
 import { durationMs } from './durations.js';
 import { HostTable } from './host-table.js';
@@ -224,7 +224,10 @@ function provisionAcme(
       issue(`${path}.acme.ca`, `cannot read ${caFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the PEM CA certificate that signs the ACME server's own TLS certificate`);
       return null;
     }
-    if (!pemBlocks(caPem).some((b) => b.label === 'CERTIFICATE')) {
+    const read = certificatesIn(caPem, caFile);
+    for (const problem of read.problems) issue(`${path}.acme.ca`, problem);
+    if (read.problems.length > 0) return null;
+    if (read.certificates.length === 0) {
       issue(`${path}.acme.ca`, `${caFile} holds no PEM certificate; give the CA certificate of the ACME server's TLS in PEM`);
       return null;
     }
@@ -272,54 +275,80 @@ function finishSite(raw: RawSite, index: number, at: string, hosts: string[], ce
   return { id: hosts[0] as string, index, hosts, isDefault: raw.default, certificates, acme, hsts, clientAuth, identityHeader, routes, ipAccess: ipRulesOf(raw.ipAccess) };
 }
 
+/**
+ * The certificates of a CA file, each parsed and its public key decoded; a
+ * file cut off inside a block, or a certificate that does not decode, is a
+ * problem naming the file (never a silently shorter bundle). The caller says
+ * what an empty file should have held.
+ */
+function certificatesIn(text: string, file: string): { certificates: { pem: string; cert: X509Certificate }[]; problems: string[] } {
+  let blocks;
+  try {
+    blocks = pemBlocks(text, file).filter((b) => b.label === 'CERTIFICATE');
+  } catch (err) {
+    if (err instanceof PemError) return { certificates: [], problems: [err.message] };
+    throw err;
+  }
+  const certificates: { pem: string; cert: X509Certificate }[] = [];
+  const problems: string[] = [];
+  for (const [i, b] of blocks.entries()) {
+    const decoded = decodeCertificate(b.pem);
+    if (decoded.ok) certificates.push({ pem: b.pem, cert: decoded.cert });
+    else problems.push(`certificate #${i + 1} in ${file} ${decoded.problem}; write the file again from its source`);
+  }
+  return { certificates, problems };
+}
+
 function provisionClientAuth(raw: NonNullable<RawSite['clientAuth']>, at: string, file: (p: string) => string, issue: Issue): ClientAuth {
   const caPem: string[] = [];
   const caCerts: X509Certificate[] = [];
+  // a CA entry with a problem leaves the list incomplete: checks against it would only add follow-on noise
+  let caListComplete = true;
+  const caIssue = (k: number, message: string) => {
+    caListComplete = false;
+    issue(`${at}.ca[${k}]`, message);
+  };
   raw.ca.forEach((p, k) => {
     const caFile = file(p);
     let text: string;
     try {
       text = readFileSync(caFile, 'utf8');
     } catch (err) {
-      issue(`${at}.ca[${k}]`, `cannot read ${caFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the CA certificate file that issues your client certificates`);
+      caIssue(k, `cannot read ${caFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the CA certificate file that issues your client certificates`);
       return;
     }
-    const blocks = pemBlocks(text).filter((b) => b.label === 'CERTIFICATE');
-    if (blocks.length === 0) issue(`${at}.ca[${k}]`, `${caFile} holds no PEM certificate; give the client CA certificate in PEM`);
-    for (const b of blocks) {
-      let cert: X509Certificate;
-      try {
-        cert = new X509Certificate(b.pem);
-      } catch (err) {
-        issue(`${at}.ca[${k}]`, `a certificate in ${caFile} does not parse (${(err as Error).message})`);
-        continue;
-      }
+    const read = certificatesIn(text, caFile);
+    for (const problem of read.problems) caIssue(k, problem);
+    if (read.certificates.length === 0 && read.problems.length === 0) caIssue(k, `${caFile} holds no PEM certificate; give the client CA certificate in PEM`);
+    for (const { pem, cert } of read.certificates) {
       if (!cert.ca) {
-        issue(`${at}.ca[${k}]`, `${caFile} holds ${cert.subject.split('\n').join(', ')}, which is not a CA certificate; list the CA that issued the client certificates, not a client certificate`);
+        caIssue(k, `${caFile} holds ${cert.subject.split('\n').join(', ')}, which is not a CA certificate; list the CA that issued the client certificates, not a client certificate`);
         continue;
       }
-      caPem.push(b.pem);
+      caPem.push(pem);
       caCerts.push(cert);
     }
   });
   // OpenSSL accepts a chain only up to a self-signed root in the list: an intermediate
   // listed without its issuers would silently admit nobody
-  caCerts.forEach((ca) => {
-    let cert = ca;
-    for (let hops = 0; cert.subject !== cert.issuer && hops < 10; hops++) {
-      const issuer = caCerts.find((c) => c.subject === cert.issuer && cert.verify(c.publicKey));
-      if (!issuer) {
-        issue(
-          `${at}.ca`,
-          `${cert.subject.split('\n').join(', ')} is issued by ${cert.issuer.split('\n').join(', ')}, which is not listed; list the root CA too (OpenSSL needs the whole path to a root). To admit only one intermediate's clients, add an allow-list to the routes`,
-        );
-        return;
+  if (caListComplete) {
+    caCerts.forEach((ca) => {
+      let cert = ca;
+      for (let hops = 0; cert.subject !== cert.issuer && hops < 10; hops++) {
+        const issuer = caCerts.find((c) => c.subject === cert.issuer && cert.verify(c.publicKey));
+        if (!issuer) {
+          issue(
+            `${at}.ca`,
+            `${cert.subject.split('\n').join(', ')} is issued by ${cert.issuer.split('\n').join(', ')}, which is not listed; list the root CA too (OpenSSL needs the whole path to a root). To admit only one intermediate's clients, add an allow-list to the routes`,
+          );
+          return;
+        }
+        cert = issuer;
       }
-      cert = issuer;
-    }
-  });
+    });
+  }
   if (raw.refuseAt === 'handshake' && raw.mode !== 'require') issue(`${at}.refuseAt`, 'refusing in the handshake needs mode: require (with optional, routes decide after the handshake); set mode: require, or remove refuseAt');
-  const revocation = provisionRevocation(raw, at, file, caCerts, issue);
+  const revocation = provisionRevocation(raw, at, file, caListComplete ? caCerts : null, issue);
   const key = createHash('sha256')
     .update([raw.mode, raw.refuseAt, raw.verifyDepth, ...caCerts.map((c) => c.fingerprint256), JSON.stringify(revocation)].join('|'))
     .digest('hex')
@@ -332,7 +361,7 @@ function provisionClientAuth(raw: NonNullable<RawSite['clientAuth']>, at: string
  * "revocation unavailable" later; their signatures and freshness are checked
  * by the running instance, which re-reads them when they change.
  */
-function provisionRevocation(raw: NonNullable<RawSite['clientAuth']>, at: string, file: (p: string) => string, caCerts: readonly X509Certificate[], issue: Issue): RevocationPolicy | null {
+function provisionRevocation(raw: NonNullable<RawSite['clientAuth']>, at: string, file: (p: string) => string, caCerts: readonly X509Certificate[] | null, issue: Issue): RevocationPolicy | null {
   if (raw.crl === undefined && !raw.ocsp) {
     if (raw.ocspResponder !== undefined) issue(`${at}.ocspResponder`, 'ocspResponder is used only with ocsp: true; add ocsp: true or remove it');
     return null;
@@ -355,7 +384,8 @@ function provisionRevocation(raw: NonNullable<RawSite['clientAuth']>, at: string
     try {
       const crl = parseCrl(readFileSync(path), path);
       const issuerName = Buffer.from(crl.issuerName.toArrayBuffer());
-      const issuerKnown = caCerts.some((c) => Buffer.from(new x509.X509Certificate(c.raw).subjectName.toArrayBuffer()).equals(issuerName));
+      // null: clientAuth.ca has a problem of its own, reported already; its CRL cannot be judged against a partial list
+      const issuerKnown = caCerts === null || caCerts.some((c) => Buffer.from(new x509.X509Certificate(c.raw).subjectName.toArrayBuffer()).equals(issuerName));
       if (!issuerKnown) issue(`${at}.crl[${k}]`, `${path} is issued by ${crl.issuer}, which is not in clientAuth.ca; list the CA that signs it in clientAuth.ca, or remove the CRL`);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
@@ -392,15 +422,17 @@ function provisionUpstreamTls(r: RawRoute, at: string, file: (p: string) => stri
   const ca = [...rootCertificates];
   if (opts.ca !== undefined) {
     const caFile = file(opts.ca);
+    let text: string | null = null;
     try {
-      const blocks = pemBlocks(readFileSync(caFile, 'utf8')).filter((b) => b.label === 'CERTIFICATE');
-      if (blocks.length === 0) issue(`${at}.ca`, `${caFile} holds no PEM certificate; give the upstream's CA certificate in PEM`);
-      for (const b of blocks) {
-        new X509Certificate(b.pem);
-        ca.push(b.pem);
-      }
+      text = readFileSync(caFile, 'utf8');
     } catch (err) {
-      issue(`${at}.ca`, `cannot use ${caFile}: ${(err as Error).message}; give a readable PEM CA certificate file`);
+      issue(`${at}.ca`, `cannot read ${caFile} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give the PEM CA certificate file of the upstream's TLS`);
+    }
+    if (text !== null) {
+      const read = certificatesIn(text, caFile);
+      for (const problem of read.problems) issue(`${at}.ca`, problem);
+      if (read.certificates.length === 0 && read.problems.length === 0) issue(`${at}.ca`, `${caFile} holds no PEM certificate; give the upstream's CA certificate in PEM`);
+      ca.push(...read.certificates.map((c) => c.pem));
     }
   }
   let clientCertificate: CertificatePair | undefined;

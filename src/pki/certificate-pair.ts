@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import { pemBlocks, x509 } from './x509.js';
+import { decodeCertificate, PemError, pemBlocks, x509, type PemBlock } from './x509.js';
 
 /** A certificate chain and its private key, read and checked. */
 export interface CertificatePair {
@@ -79,6 +79,17 @@ function readText(file: string): { text?: string; error?: string } {
   }
 }
 
+/** The PEM blocks of a certificate or key file; null when it is cut off inside a block, which is reported. */
+function readBlocks(text: string, file: string, report: (message: string) => void): PemBlock[] | null {
+  try {
+    return pemBlocks(text, file);
+  } catch (err) {
+    if (!(err instanceof PemError)) throw err;
+    report(err.message);
+    return null;
+  }
+}
+
 /** True when `cert` carries exactly this name: wildcard hosts need the wildcard SAN itself. */
 export function certificateCovers(cert: X509Certificate, host: string): boolean {
   if (isIP(host)) return cert.checkIP(host) !== undefined;
@@ -107,7 +118,8 @@ export function loadCertificatePair(certFile: string, keyFile: string, purpose: 
   if (keyText.error) key(keyText.error);
   if (certText.text === undefined || keyText.text === undefined) return { ok: false, problems };
 
-  const blocks = pemBlocks(certText.text);
+  const blocks = readBlocks(certText.text, certFile, cert);
+  if (!blocks) return { ok: false, problems };
   const certBlocks = blocks.filter((b) => b.label === 'CERTIFICATE');
   if (blocks.some((b) => b.label.includes('PRIVATE KEY'))) {
     cert(`${certFile} contains a private key; keep only certificates in cert: and point key: at the key file`);
@@ -118,18 +130,33 @@ export function loadCertificatePair(certFile: string, keyFile: string, purpose: 
   }
   const chain: X509Certificate[] = [];
   for (const [i, block] of certBlocks.entries()) {
-    try {
-      chain.push(new X509Certificate(block.pem));
-    } catch (err) {
-      cert(`certificate #${i + 1} in ${certFile} does not parse (${(err as Error).message}); re-export the chain as PEM`);
+    const decoded = decodeCertificate(block.pem);
+    if (!decoded.ok) {
+      cert(`certificate #${i + 1} in ${certFile} ${decoded.problem}; write the chain again from its source (PEM, leaf first), or reissue the certificate`);
       return { ok: false, problems };
     }
+    chain.push(decoded.cert);
   }
   const leaf = chain[0] as X509Certificate;
 
   let privateKey: KeyObject | undefined;
-  const keyBlocks = pemBlocks(keyText.text).filter((b) => b.label.includes('PRIVATE KEY'));
-  if (keyBlocks.length !== 1) {
+  let keyBlocks: PemBlock[] = [];
+  let keyCutOff = false;
+  try {
+    keyBlocks = pemBlocks(keyText.text, keyFile).filter((b) => b.label.includes('PRIVATE KEY'));
+  } catch (err) {
+    if (!(err instanceof PemError)) throw err;
+    keyCutOff = true;
+    const complete = err.blocks.filter((b) => b.label.includes('PRIVATE KEY')).length;
+    key(
+      err.label.includes('PRIVATE KEY')
+        ? `${keyFile} must hold exactly one PEM private key, found ${complete}: it stops inside ${complete > 0 ? 'another' : 'one'} (${err.detail}), so the file is truncated; write the whole file again`
+        : err.message,
+    );
+  }
+  if (keyCutOff) {
+    // reported above
+  } else if (keyBlocks.length !== 1) {
     key(`${keyFile} must hold exactly one PEM private key, found ${keyBlocks.length}`);
   } else if ((keyBlocks[0] as { label: string }).label === 'ENCRYPTED PRIVATE KEY' || /Proc-Type: 4,ENCRYPTED/.test(keyText.text)) {
     key(`${keyFile} is encrypted with a passphrase; store it unencrypted with mode 0600 (openssl pkey -in KEY -out KEY.plain)`);
@@ -154,9 +181,16 @@ export function loadCertificatePair(certFile: string, keyFile: string, purpose: 
   for (let i = 0; i + 1 < chain.length; i++) {
     const child = chain[i] as X509Certificate;
     const parent = chain[i + 1] as X509Certificate;
-    if (!child.checkIssued(parent) || !child.verify(parent.publicKey)) {
+    if (!child.checkIssued(parent)) {
       cert(
         `${certFile} is not in chain order: certificate #${i + 2} (${subjectOf(parent)}) did not issue #${i + 1} (${subjectOf(child)}); order the file leaf first, then its issuer, then that issuer's issuer`,
+      );
+      break;
+    }
+    // names match but the signature does not: a corrupted byte, or a CA re-keyed under the same name
+    if (!child.verify(parent.publicKey)) {
+      cert(
+        `the signature of certificate #${i + 1} (${subjectOf(child)}) in ${certFile} does not verify with the key of #${i + 2} (${subjectOf(parent)}): the file is corrupted, or #${i + 2} is another CA of the same name; write the chain again from its source`,
       );
       break;
     }
@@ -185,7 +219,7 @@ export function loadCertificatePair(certFile: string, keyFile: string, purpose: 
       certFile,
       keyFile,
       chainPem: certBlocks.map((b) => b.pem).join(''),
-      keyPem: (keyBlocks[0] as { pem: string }).pem,
+      keyPem: (keyBlocks[0] as PemBlock).pem,
       leaf,
       keyDescription: describeKey(privateKey),
     },

@@ -120,7 +120,7 @@ function readKey(pem: string): { pkcs8: Buffer; spki: Buffer } {
 }
 
 function certificatePems(text: string, field: string): string[] {
-  const pems = pemBlocks(text).filter((b) => b.label === 'CERTIFICATE').map((b) => b.pem);
+  const pems = pemBlocks(text, field).filter((b) => b.label === 'CERTIFICATE').map((b) => b.pem);
   if (pems.length === 0) throw new TypeError(`${field}: no PEM certificate (-----BEGIN CERTIFICATE-----) found`);
   return pems;
 }

@@ -86,7 +86,7 @@ function planFor(pair: CertificatePair, siteCertificates: number): Tracked['plan
   // before OpenSSL picks the one it sends; with ECDSA and RSA side by side a staple could go out
   // with the other certificate, which clients reject. So such sites staple nothing.
   if (siteCertificates > 1) return { kind: 'skip', reason: 'several_certificates' };
-  const second = pemBlocks(pair.chainPem).filter((b) => b.label === 'CERTIFICATE')[1];
+  const second = pemBlocks(pair.chainPem, pair.certFile).filter((b) => b.label === 'CERTIFICATE')[1];
   const issuer = second ? new X509Certificate(second.pem) : null;
   if (!issuer || !pair.leaf.checkIssued(issuer)) return { kind: 'skip', reason: 'issuer_not_in_chain' };
   return { kind: 'staple', url, issuer };

@@ -11,11 +11,18 @@ function publicRootSubjects(): ReadonlySet<string> {
   return publicRoots;
 }
 
-/** The last certificate of a chain file. */
-function topOf(chainPem: string): X509Certificate {
-  const blocks = pemBlocks(chainPem).filter((b) => b.label === 'CERTIFICATE');
-  return new X509Certificate((blocks.at(-1) as { pem: string }).pem);
+/** The certificates of a pair's chain, leaf first (read and checked by the config load already). */
+function chainOf(pair: CertificatePair): X509Certificate[] {
+  return pemBlocks(pair.chainPem, pair.certFile)
+    .filter((b) => b.label === 'CERTIFICATE')
+    .map((b) => new X509Certificate(b.pem));
 }
+
+/** What a handshake sends: the fingerprints of the whole chain, so a changed intermediate counts as a change. */
+const servedChainOf = (pair: CertificatePair): string =>
+  chainOf(pair)
+    .map((c) => c.fingerprint256)
+    .join(' ');
 
 /**
  * Checks that only matter when a certificate replaces one already served
@@ -32,13 +39,14 @@ function topOf(chainPem: string): X509Certificate {
  */
 export function checkRotation(served: Config, next: Config, now = Date.now()): string[] {
   const problems: string[] = [];
-  for (const { before, pair, where } of replacements(served, next)) {
+  for (const { before, pair, where, newLeaf } of replacements(served, next)) {
     const left = new Date(pair.leaf.validTo).getTime() - now;
-    if (left < next.tls.rotationMinValidityMs) {
+    // a leaf already served is no stale file copied back: its chain may still be mended when it is close to expiry
+    if (newLeaf && left < next.tls.rotationMinValidityMs) {
       problems.push(`${where}: the new certificate expires at ${new Date(pair.leaf.validTo).toISOString()}, in less than tls.rotationMinValidity; install a fresher certificate`);
     }
-    const top = topOf(pair.chainPem);
-    const complete = top.subject === top.issuer || publicRootSubjects().has(top.issuer) || before.certificates.some((c) => topOf(c.chainPem).issuer === top.issuer);
+    const top = chainOf(pair).at(-1) as X509Certificate;
+    const complete = top.subject === top.issuer || publicRootSubjects().has(top.issuer) || before.certificates.some((c) => (chainOf(c).at(-1) as X509Certificate).issuer === top.issuer);
     if (!complete) {
       problems.push(
         `${where}: the new chain ends at ${top.subject.split('\n').join(', ')}, issued by ${top.issuer.split('\n').join(', ')}, where the served chain ends higher; append the missing intermediate certificate(s) to ${pair.certFile} (moving to another private CA: end the file with that CA's root)`,
@@ -52,23 +60,29 @@ export interface Replacement {
   /** The site as served. */
   readonly before: Site;
   readonly site: Site;
-  /** A certificate of `site` that `before` does not serve. */
+  /** A certificate chain of `site` that `before` does not serve: a new leaf, or a served leaf with other intermediates. */
   readonly pair: CertificatePair;
+  /** False when `before` serves this leaf already, with another chain. */
+  readonly newLeaf: boolean;
   readonly where: string;
 }
 
 /**
- * The certificates of sites that stay which the served config does not have
- * yet: what a reload rotates. A site that served none (an ACME site before
- * its first certificate) has nothing to rotate from.
+ * The certificate chains of sites that stay which the served config does
+ * not serve yet: what a reload rotates. The whole chain counts, not only
+ * the leaf: a file rewritten with the same leaf and an intermediate missing
+ * (cut off, or a renewal tool that wrote the leaf alone) changes what
+ * clients get and must pass the same checks. A site that served none (an
+ * ACME site before its first certificate) has nothing to rotate from.
  */
 export function* replacements(served: Config, next: Config): Generator<Replacement> {
   for (const [i, site] of next.sites.entries()) {
     const before = served.sites.find((s) => s.id === site.id);
     if (!before || before.certificates.length === 0) continue;
-    const known = new Set(before.certificates.map((c) => c.leaf.fingerprint256));
+    const chains = new Set(before.certificates.map(servedChainOf));
+    const leaves = new Set(before.certificates.map((c) => c.leaf.fingerprint256));
     for (const [j, pair] of site.certificates.entries()) {
-      if (!known.has(pair.leaf.fingerprint256)) yield { before, site, pair, where: `sites[${i}].certificates[${j}] (${pair.certFile})` };
+      if (!chains.has(servedChainOf(pair))) yield { before, site, pair, newLeaf: !leaves.has(pair.leaf.fingerprint256), where: `sites[${i}].certificates[${j}] (${pair.certFile})` };
     }
   }
 }

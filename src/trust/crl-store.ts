@@ -4,7 +4,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Logger, Metrics } from '../telemetry/index.js';
 import { CrlError, crlCovers, issuerKeyOf, normaliseSerial, parseCrl, verifyCrl, type VerifiedCrl } from './crl.js';
-import { fetchBounded } from './fetch-bounded.js';
+import { FetchError, fetchBounded } from './fetch-bounded.js';
 
 /** A configured CRL: a file (re-read when it changes) or an http(s) URL (refreshed before nextUpdate). */
 export interface CrlSourceSpec {
@@ -31,19 +31,37 @@ interface Source {
   /** Set until the first load has finished, successfully or not. */
   firstLoad: Promise<void> | null;
   failures: number;
+  /** The load running now; loads of one source never overlap. */
+  loading: Promise<void> | null;
+  /** A load asked for while one ran: run once more when it ends (`ifChanged`: only if the file changed again). */
+  queued: LoadMode | null;
   timer: NodeJS.Timeout | null;
   watcher: FSWatcher | null;
   fileStamp: string;
   stopped: boolean;
 }
 
+/** `always` loads; `ifChanged` loads a file only when its inode, size or mtime changed since the last load. */
+type LoadMode = 'always' | 'ifChanged';
+
 const fetchLimits = { timeoutMs: 10_000, maxBytes: 20 * 1024 * 1024 };
 const filePollMs = 30_000;
 const minRefreshMs = 30_000;
 const maxRefreshMs = 24 * 3_600_000;
+/** Retries after failures: 5 s, 10 s, 20 s … up to 5 min (docs/revocation.md). */
+const firstRetryMs = 5_000;
 const maxBackoffMs = 5 * 60_000;
 /** Distribution points are named by certificates, so they are bounded; the least recently added go first. */
 const maxDistributionPoints = 256;
+
+/** A CRL file's bytes; a file that cannot be read is `unreadable`, with the errno in the message (never an errno as a reason or metric label). */
+async function readCrlFile(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new CrlError('unreadable', `${path} cannot be read (${(err as Error).message}); put the CRL file back, or make it readable by this process`);
+  }
+}
 
 function refreshDelay(crl: VerifiedCrl, now: number): number {
   if (!crl.nextUpdate) return 3_600_000;
@@ -80,7 +98,7 @@ export class CrlStore {
         // a reload parses the CA files again: compare what they hold, not the objects
         const changed = existing.issuers.length !== spec.issuers.length || existing.issuers.some((c, i) => c.fingerprint256 !== spec.issuers[i]?.fingerprint256);
         existing.issuers = spec.issuers;
-        if (changed) void this.#load(existing);
+        if (changed) void this.#load(existing, 'always');
         continue;
       }
       this.#add(spec.location, spec.kind, spec.location, spec.issuers);
@@ -133,9 +151,9 @@ export class CrlStore {
   }
 
   #add(key: string, kind: 'file' | 'url', location: string, issuers: readonly X509Certificate[]): void {
-    const source: Source = { kind, location, issuers, crl: null, problem: null, firstLoad: null, failures: 0, timer: null, watcher: null, fileStamp: '', stopped: false };
+    const source: Source = { kind, location, issuers, crl: null, problem: null, firstLoad: null, failures: 0, loading: null, queued: null, timer: null, watcher: null, fileStamp: '', stopped: false };
     this.#sources.set(key, source);
-    source.firstLoad = this.#load(source).finally(() => (source.firstLoad = null));
+    source.firstLoad = this.#load(source, 'always').finally(() => (source.firstLoad = null));
     if (kind === 'file') this.#watch(source);
   }
 
@@ -150,7 +168,7 @@ export class CrlStore {
   /** Watches the folder (an editor or `mv` replaces the file, which a watch on the file itself would miss) and polls as a backstop. */
   #watch(source: Source): void {
     const name = basename(source.location);
-    const changed = () => void this.#reloadIfChanged(source);
+    const changed = () => void this.#load(source, 'ifChanged');
     try {
       source.watcher = watch(dirname(source.location), { persistent: false }, (_event, file) => {
         if (file === null || file === name) changed();
@@ -167,11 +185,6 @@ export class CrlStore {
     source.timer = setTimeout(poll, filePollMs).unref();
   }
 
-  async #reloadIfChanged(source: Source): Promise<void> {
-    const stamp = await this.#stampOf(source.location);
-    if (stamp !== source.fileStamp) await this.#load(source);
-  }
-
   async #stampOf(path: string): Promise<string> {
     try {
       const s = await stat(path);
@@ -181,13 +194,35 @@ export class CrlStore {
     }
   }
 
-  async #load(source: Source): Promise<void> {
+  /**
+   * Loads a source, one load at a time: an editor's save or a write in place
+   * fires several watch events, and overlapping loads would each report and
+   * count the same file. A load asked for while one runs is run once after it
+   * (for a file: only if it changed again, say the write finished after the
+   * running load read it). Settles when no load of the source is left to run.
+   */
+  #load(source: Source, mode: LoadMode): Promise<void> {
+    if (source.loading) {
+      if (source.queued !== 'always') source.queued = mode;
+      return source.loading;
+    }
+    source.loading = (async () => {
+      for (let next: LoadMode | null = mode; next !== null && !source.stopped; ) {
+        if (next === 'always' || source.kind !== 'file' || (await this.#stampOf(source.location)) !== source.fileStamp) await this.#loadOnce(source);
+        next = source.queued;
+        source.queued = null;
+      }
+    })().finally(() => (source.loading = null));
+    return source.loading;
+  }
+
+  async #loadOnce(source: Source): Promise<void> {
     let outcome = 'ok';
     try {
       let bytes: Buffer;
       if (source.kind === 'file') {
         source.fileStamp = await this.#stampOf(source.location);
-        bytes = await readFile(source.location);
+        bytes = await readCrlFile(source.location);
       } else {
         bytes = await fetchBounded(source.location, fetchLimits, { accept: 'application/pkix-crl' });
       }
@@ -207,7 +242,8 @@ export class CrlStore {
       );
     } catch (err) {
       if (source.stopped) return;
-      outcome = (err as { code?: string }).code ?? 'error';
+      // only the documented reasons become log fields and metric labels
+      outcome = err instanceof CrlError || err instanceof FetchError ? err.code : 'error';
       source.problem = (err as Error).message;
       source.failures++;
       this.#log.warn(
@@ -224,7 +260,8 @@ export class CrlStore {
     if (source.timer) clearTimeout(source.timer);
     const now = Date.now();
     const fresh = source.crl && (source.crl.nextUpdate === null || source.crl.nextUpdate.getTime() > now);
-    const delay = source.failures === 0 && fresh ? refreshDelay(source.crl as VerifiedCrl, now) : Math.min(maxBackoffMs, 5_000 * 2 ** Math.min(source.failures, 10));
-    source.timer = setTimeout(() => void this.#load(source), delay).unref();
+    // the first retry after one failure comes after firstRetryMs, then the wait doubles
+    const delay = source.failures === 0 && fresh ? refreshDelay(source.crl as VerifiedCrl, now) : Math.min(maxBackoffMs, firstRetryMs * 2 ** Math.min(Math.max(source.failures - 1, 0), 10));
+    source.timer = setTimeout(() => void this.#load(source, 'always'), delay).unref();
   }
 }

@@ -1,7 +1,7 @@
 import { createHash, type X509Certificate } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
-import { x509 } from '../pki/index.js';
+import { PemError, pemBlocks, x509, type PemBlock } from '../pki/index.js';
 
 /** A CRL whose signature and issuer were checked against the CA certificate that issued it. */
 export interface VerifiedCrl {
@@ -28,7 +28,7 @@ const oids = { deltaCrlIndicator: '2.5.29.27', issuingDistributionPoint: '2.5.29
 
 /** Why a CRL was not used; the message names the file or URL and the fix. */
 export class CrlError extends Error {
-  readonly code: 'malformed' | 'unknown_issuer' | 'bad_signature' | 'not_yet_valid' | 'unsupported';
+  readonly code: 'unreadable' | 'malformed' | 'unknown_issuer' | 'bad_signature' | 'not_yet_valid' | 'unsupported';
   constructor(code: CrlError['code'], message: string) {
     super(message);
     this.name = 'CrlError';
@@ -47,9 +47,23 @@ export function parseCrl(bytes: Buffer, source: string): x509.X509Crl {
   const text = bytes.subarray(0, 64).toString('latin1');
   let der: Buffer = bytes;
   if (text.includes('-----BEGIN')) {
-    const m = /-----BEGIN (X509 )?CRL-----([\s\S]*?)-----END (X509 )?CRL-----/.exec(bytes.toString('latin1'));
-    if (!m) throw new CrlError('malformed', `${source} is PEM but holds no "BEGIN X509 CRL" block; give the CRL in PEM or DER`);
-    der = Buffer.from((m[2] as string).replace(/\s+/g, ''), 'base64');
+    const isCrl = (b: { label: string }) => b.label === 'X509 CRL' || b.label === 'CRL';
+    let blocks: PemBlock[];
+    try {
+      blocks = pemBlocks(bytes.toString('latin1'), source);
+    } catch (err) {
+      if (!(err instanceof PemError)) throw err;
+      // a file overwritten in place can be read half written: the watcher reads it again when the writer is done
+      throw new CrlError(
+        'malformed',
+        isCrl(err) && !err.blocks.some(isCrl)
+          ? `${source} is PEM but holds no "BEGIN X509 CRL" block that ends (${err.detail}): the file is truncated, or was read while being written; give the complete CRL in PEM or DER`
+          : err.message,
+      );
+    }
+    const block = blocks.find(isCrl);
+    if (!block) throw new CrlError('malformed', `${source} is PEM but holds no "BEGIN X509 CRL" block; give the CRL in PEM or DER`);
+    der = Buffer.from(block.pem.replace(/-----(BEGIN|END) [A-Z0-9 ]+-----/g, '').replace(/\s+/g, ''), 'base64');
   }
   try {
     return new x509.X509Crl(der);

@@ -58,6 +58,9 @@ async function served(port: number): Promise<string> {
   return fingerprint;
 }
 
+/** The first certificate of a chain file, complete: the leaf a renewal tool may write alone. */
+const leafOnly = (chain: string) => chain.slice(0, chain.indexOf('-----END CERTIFICATE-----') + '-----END CERTIFICATE-----\n'.length);
+
 const fingerprintOf = (leaf: Leaf) => new X509Certificate(leaf.certPem).fingerprint256;
 
 async function ask(socket: TLSSocket): Promise<string> {
@@ -95,6 +98,7 @@ describe('certificate files replaced on disk', () => {
     ['a key that does not match the certificate', (dir) => replace(join(dir, 'cert.pem'), readFileSync(pki.leaf('rotation-other', inter, { dns: ['api.test'] }).chainFile, 'utf8')), /key does not match/],
     ['an expired certificate', (dir) => install(dir, pki.leaf('rotation-expired', inter, { dns: ['api.test'], notBefore: new Date(Date.now() - 48 * hour), notAfter: new Date(Date.now() - hour) })), /expired/],
     ['a chain missing its intermediate', (dir) => install(dir, pki.leaf('rotation-no-inter', inter, { dns: ['api.test'] }), false), /append the missing intermediate certificate/],
+    ['the served certificate rewritten without its intermediate', (dir) => replace(join(dir, 'cert.pem'), leafOnly(readFileSync(join(dir, 'cert.pem'), 'utf8'))), /append the missing intermediate certificate/],
     ['a certificate that does not cover the site', (dir) => install(dir, pki.leaf('rotation-san-gap', inter, { dns: ['other.test'] })), /no certificate of this site covers \\"api\.test\\"/],
     ['a certificate about to expire', (dir) => install(dir, pki.leaf('rotation-short', inter, { dns: ['api.test'], notAfter: new Date(Date.now() + 2 * hour) })), /less than tls\.rotationMinValidity/],
   ];
