@@ -17,7 +17,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { loadConfigFile } from '../src/config/index.js';
-import { startPortcullis, type Portcullis } from '../src/portcullis.js';
+import { startPortcullis, type Portcullis } from '../src/instance/index.js';
 import { encodeHello, helloSpecArb } from '../test/properties/client-hello-encoder.js';
 import { firstFlightArb, mutatedHelloArb } from '../test/properties/client-hello.js';
 import { TestPki } from '../test/helpers/pki.js';

@@ -18,7 +18,7 @@
 import { readdirSync } from 'node:fs';
 import { pino } from 'pino';
 import { loadConfigFile } from '../../src/config/index.js';
-import { startPortcullis } from '../../src/portcullis.js';
+import { startPortcullis } from '../../src/instance/index.js';
 import { createAccessLog } from '../../src/telemetry/index.js';
 import type { HarnessReply, HarnessRequest, HarnessStats } from './protocol.js';
 

@@ -1,7 +1,7 @@
 import { X509Certificate, randomInt } from 'node:crypto';
 import type { AcmeSource, CertificatePair, Config } from '../config/index.js';
 import { acmeCertificateKeys, type StateBackend } from '../state/index.js';
-import type { Logger, SupervisorMetrics } from '../telemetry/index.js';
+import type { Logger, SupervisorMetrics } from '../observe/index.js';
 import { withCa, type AcmeProblem } from './acme-http.js';
 import type { AcmeChallengeSet, ChallengeBoard } from './challenges.js';
 import { orderCertificate } from './order.js';

@@ -9,7 +9,7 @@ import { formatHostPort, type ListenAddress, type TlsProfile } from '../config/i
 import { bindServer } from '../edge/index.js';
 import { reasonCatalog, type Reason } from '../errors.js';
 import { CaStore, ensureIssuedCertificate, type IssuedFiles } from '../pki/index.js';
-import type { Logger, SupervisorMetrics } from '../telemetry/index.js';
+import type { Logger, SupervisorMetrics } from '../observe/index.js';
 import { profileOptions } from '../tls/index.js';
 import { carriesAdminToken, ensureAdminToken, type AdminToken } from './admin-token.js';
 import { EnrollEndpoint, maxCsrBytes } from './enroll-endpoint.js';

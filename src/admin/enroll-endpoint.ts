@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Reason } from '../errors.js';
 import type { CaStore } from '../pki/index.js';
 import { CsrError, EnrollmentError, requestedPublicKey } from '../pki/index.js';
-import type { Logger, SupervisorMetrics } from '../telemetry/index.js';
+import type { Logger, SupervisorMetrics } from '../observe/index.js';
 
 /** The request body an enrollment accepts: a CSR is a few KiB even with an RSA-4096 key. */
 export const maxCsrBytes = 16 * 1024;

@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { PortcullisError } from '../errors.js';
-import { readDenyList, writeDenyList, denyListPath } from '../state/index.js';
+import { readDenyList, writeDenyList, denyListPath } from '../trust/index.js';
 import { denyEntry, denyKey, type DenyEntry } from '../trust/index.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { PortcullisError, type ErrorCode } from '../errors.js';
-import type { Level } from '../telemetry/index.js';
+import type { Level } from '../observe/index.js';
 import { runSchema } from './schema-command.js';
 import { runReload } from './reload-command.js';
 import { runStart } from './start-command.js';

@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { PortcullisError } from '../errors.js';
 import { fileSource, quickstartSource, runPrimary, runSingle, runWorker } from '../supervisor/index.js';
-import { createLogger, type Level } from '../telemetry/index.js';
+import { createLogger, type Level } from '../observe/index.js';
 
 export interface StartOptions {
   readonly config: string | undefined;

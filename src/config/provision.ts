@@ -12,8 +12,8 @@ import { durationMs } from './durations.js';
 import { HostTable } from './host-table.js';
 import type { RawConfig, RawRoute, RawSite } from './schema.js';
 import { tlsProfiles } from './tls-profiles.js';
-import { compileAllowList, CrlError, parseCrl } from '../trust/index.js';
-import type { AcmeSource, ClientAuth, Config, CertificatePair, RateLimit, RevocationPolicy, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
+import { compileAllowList, CrlError, parseCrl, type RevocationPolicy } from '../trust/index.js';
+import type { AcmeSource, ClientAuth, Config, CertificatePair, RateLimit, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
 import { acmeCertificateFiles } from '../state/index.js';
 
 /**

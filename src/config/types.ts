@@ -2,7 +2,7 @@ import type { IpRules } from '../access/index.js';
 import type { BlockList } from 'node:net';
 import type { X509Certificate } from 'node:crypto';
 import type { CertificatePair } from '../pki/index.js';
-import type { AllowList } from '../trust/index.js';
+import type { AllowList, RevocationPolicy } from '../trust/index.js';
 import type { ListenAddress } from './addresses.js';
 
 export type { CertificatePair };
@@ -181,18 +181,6 @@ export interface ClientAuth {
    * sessions made under another policy are not carried over when a reload changes it.
    */
   readonly key: string;
-}
-
-export interface RevocationPolicy {
-  /** Configured CRLs: absolute file paths and http(s) URLs. */
-  readonly crls: readonly { readonly kind: 'file' | 'url'; readonly location: string }[];
-  /** `crl:` is given (even empty): distribution points named in client certificates are fetched too. */
-  readonly distributionPoints: boolean;
-  readonly ocsp: boolean;
-  /** Asked instead of the responder named in the certificates, when set. */
-  readonly ocspResponder: string | null;
-  /** What happens to a certificate for which no fresh answer can be had. */
-  readonly onUnavailable: 'reject' | 'allow';
 }
 
 export type UpstreamTarget = HttpUpstream | BuiltinUpstream;

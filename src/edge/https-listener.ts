@@ -2,10 +2,9 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import type { Server as TlsServer } from 'node:tls';
 import type { ListenAddress } from '../config/index.js';
 import type { Reason } from '../errors.js';
-import type { ConnectionEvents } from '../telemetry/index.js';
 import { maxClientHelloBytes, tlsAlert, type ClientHello, type TlsAlert } from './client-hello.js';
 import { HelloPeek, type PeekOutcome } from './hello-peek.js';
-import { helloSummaryOf, summarizeHello } from './fingerprints.js';
+import { helloSummaryOf, summarizeHello, type HelloSummary } from './fingerprints.js';
 import { bindServer } from './bind.js';
 import { endWithLinger } from './linger.js';
 
@@ -19,11 +18,16 @@ export interface HelloRefusal {
 /** Picks the TLS server for a ClientHello on a socket; null (no site for the name) or a refusal refuses the handshake. */
 export type HelloRouter = (hello: ClientHello, socket: Socket) => TlsServer | HelloRefusal | null;
 
+/** Where the listener reports the connections it refuses before TLS (telemetry implements it). */
+export interface RefusalReporter {
+  refused(reason: Reason, remoteAddress: string, hello: HelloSummary | null, details: Readonly<Record<string, unknown>>, message: string): void;
+}
+
 export interface HttpsListenerOptions {
   readonly route: HelloRouter;
   /** Read per connection, so a reload applies to new connections. */
   readonly handshakeTimeoutMs: () => number;
-  readonly events: ConnectionEvents;
+  readonly events: RefusalReporter;
   /** Whether a source address is refused by the global ipAccess lists: its connections are closed at accept. */
   readonly ipDenied: (address: string) => boolean;
   /** Whether a source address is blocked (the detector): its connections are closed at accept. */

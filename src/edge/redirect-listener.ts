@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { hasDuplicateHost, hostFromAuthority, type Config, type ListenAddress } from '../config/index.js';
 import type { Reason } from '../errors.js';
-import type { Logger } from '../telemetry/index.js';
+import type { Logger } from '../observe/index.js';
 import { bindServer } from './bind.js';
 
 /**

@@ -1,5 +1,6 @@
 import type { Site } from '../config/index.js';
-import type { ClientInventory, ConnectionEvents, Logger, Metrics } from '../telemetry/index.js';
+import type { ClientInventory, ConnectionEvents } from '../telemetry/index.js';
+import type { Logger, Metrics } from '../observe/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
 import type { RevocationChecker, RevocationDecision } from '../trust/index.js';
 

@@ -6,7 +6,8 @@ import { constants as http2, type Http2ServerRequest, type Http2ServerResponse }
 import type { Logger } from 'pino';
 import type { Config, Route, Site } from '../config/index.js';
 import type { Reason } from '../errors.js';
-import type { AccessLog, ConnectionEvents, Metrics } from '../telemetry/index.js';
+import type { AccessLog, ConnectionEvents } from '../telemetry/index.js';
+import type { Metrics } from '../observe/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
 import type { UpstreamSet } from './upstreams.js';
 

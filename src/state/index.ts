@@ -1,5 +1,4 @@
 export { writeFileAtomic, writeFileAtomicAsync, StateWriteError } from './atomic-file.js';
-export { readDenyList, writeDenyList, denyListPath } from './deny-list-file.js';
 export { acmeCertificateFiles, acmeCertificateKeys } from './certificate-files.js';
 export { memoryState, type StateBackend } from './state-backend.js';
 export { readStoreList } from './json-store.js';

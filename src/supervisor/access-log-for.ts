@@ -1,5 +1,6 @@
 import type { Config } from '../config/index.js';
-import { createAccessLog, type AccessLog, type Logger } from '../telemetry/index.js';
+import { createAccessLog, type AccessLog } from '../telemetry/index.js';
+import { type Logger } from '../observe/index.js';
 
 /** The access log a config asks for, or null when it is off. */
 export function accessLogFor(config: Config, log: Logger): AccessLog | null {

@@ -1,7 +1,7 @@
 import { AcmeManager, ChallengeBoard, type AcmeChallengeSet } from '../acme/index.js';
 import type { Config } from '../config/index.js';
 import { memoryState } from '../state/index.js';
-import type { Logger, SupervisorMetrics } from '../telemetry/index.js';
+import type { Logger, SupervisorMetrics } from '../observe/index.js';
 import type { ReloadResult } from './reloader.js';
 
 /**

@@ -1,7 +1,7 @@
 import { dirname, join, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { AdminListener } from '../admin/index.js';
-import type { Logger } from '../telemetry/index.js';
+import type { Logger } from '../observe/index.js';
 import { ensureIssuedCertificate, ensureLocalCa, internalCertificateFiles, internalLifetimeDays } from '../pki/index.js';
 
 interface RawSite {

@@ -4,7 +4,7 @@ import { formatHostPort, type Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { AggregatorRegistry } from 'prom-client';
 import type { AdminListener } from '../admin/index.js';
-import { SupervisorMetrics, type Logger } from '../telemetry/index.js';
+import { SupervisorMetrics, type Logger } from '../observe/index.js';
 import { TicketKeyRing } from '../tls/index.js';
 import type { FileSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
@@ -16,7 +16,7 @@ import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
 import { openAdmin } from './admin-for.js';
 import { startAcme } from './acme-for.js';
 import { noChallenges, type AcmeChallengeSet, type AcmeManager } from '../acme/index.js';
-import { readDenyList } from '../state/index.js';
+import { readDenyList } from '../trust/index.js';
 import type { DenyEntry } from '../trust/index.js';
 import { onStopSignals } from './stop-signals.js';
 

@@ -1,6 +1,6 @@
 import { sameAddress, type Config } from '../config/index.js';
 import { ConfigError, PortcullisError } from '../errors.js';
-import type { Logger, SupervisorMetrics } from '../telemetry/index.js';
+import type { Logger, SupervisorMetrics } from '../observe/index.js';
 import { replacements } from '../tls/index.js';
 
 /** What asked for a reload; the metric label is the short form. */

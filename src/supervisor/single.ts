@@ -1,9 +1,9 @@
 import { formatHostPort, type Config } from '../config/index.js';
-import { startPortcullis } from '../portcullis.js';
+import { startPortcullis } from '../instance/index.js';
 import { Registry } from 'prom-client';
 import type { AdminListener } from '../admin/index.js';
 import type { AcmeManager } from '../acme/index.js';
-import { SupervisorMetrics, type Logger } from '../telemetry/index.js';
+import { SupervisorMetrics, type Logger } from '../observe/index.js';
 import { accessLogFor, reopenAccessLog } from './access-log-for.js';
 import type { ConfigSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
@@ -14,7 +14,7 @@ import { FileWatcher, watchedFilesOf } from './file-watcher.js';
 import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
 import { openAdmin } from './admin-for.js';
 import { startAcme } from './acme-for.js';
-import { readDenyList } from '../state/index.js';
+import { readDenyList } from '../trust/index.js';
 import { readApiKeys } from '../access/index.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { Logger } from '../telemetry/index.js';
+import type { Logger } from '../observe/index.js';
 
 /**
  * Runs `stop` once on the first SIGTERM or SIGINT, then exits 0 (1 if stopping

@@ -1,8 +1,9 @@
 import { readApiKeys, writeApiKeys, apiKeysPath, type ApiKeyRecord } from '../access/index.js';
 import { PortcullisError, type ErrorCode } from '../errors.js';
-import { denyListPath, readDenyList, StateWriteError, writeDenyList } from '../state/index.js';
+import { StateWriteError } from '../state/index.js';
+import { denyListPath, readDenyList, writeDenyList } from '../trust/index.js';
 import type { DenyEntry } from '../trust/index.js';
-import type { Logger } from '../telemetry/index.js';
+import type { Logger } from '../observe/index.js';
 import type { ReloadResult } from './reloader.js';
 import { denyChanges, keyRevocations, type ChangeOps, type DenyChange, type KeyRevocation } from './store-changes.js';
 

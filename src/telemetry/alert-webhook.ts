@@ -1,5 +1,5 @@
 import { request } from 'undici';
-import type { Logger } from './logger.js';
+import type { Logger } from '../observe/index.js';
 
 /** Alerts waiting to be sent at most; beyond it new ones are dropped (and counted in the log). */
 const maxQueued = 100;

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { ClientIdentity } from '../trust/index.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../observe/index.js';
 import { readSummaries, SummaryFile, type EntryShape } from './summary-file.js';
 
 /** One client certificate that authenticated, as the inventory keeps it. */

@@ -1,8 +1,8 @@
 import type { HelloSummary } from '../edge/fingerprints.js';
 import type { Reason } from '../errors.js';
 import type { ConnectionInfo } from '../tls/index.js';
-import type { EventBus, TelemetryEvent } from './event-bus.js';
-import type { Metrics } from './metrics.js';
+import type { EventBus, TelemetryEvent } from '../observe/index.js';
+import type { Metrics } from '../observe/index.js';
 
 /**
  * The events that account for a connection: every TCP connection gets one of

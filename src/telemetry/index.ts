@@ -1,8 +1,4 @@
-export { createLogger, type Level, type Logger } from './logger.js';
 export { createAccessLog, type AccessLog } from './access-log.js';
-export { Metrics } from './metrics.js';
-export { SupervisorMetrics } from './supervisor-metrics.js';
-export { EventBus, type EventLevel, type EventListener, type TelemetryEvent } from './event-bus.js';
 export { ConnectionEvents, isConnectionEvent, type ConnectionEvent, type ConnectionEventName } from './connection-events.js';
 export { ClientInventory, readInventory, inventoryFolder, type InventoryEntry } from './client-inventory.js';
 export { ProbeGuard } from './probe-guard.js';

@@ -4,9 +4,9 @@ import type { Reason } from '../errors.js';
 import { AlertWebhook } from './alert-webhook.js';
 import { isConnectionEvent, type ConnectionEvent } from './connection-events.js';
 import { Detector, type BlockDecision } from './detector.js';
-import type { EventBus } from './event-bus.js';
-import type { Logger } from './logger.js';
-import type { Metrics } from './metrics.js';
+import type { EventBus } from '../observe/index.js';
+import type { Logger } from '../observe/index.js';
+import type { Metrics } from '../observe/index.js';
 
 /** Failures that are not the source's doing, and so never count against it. */
 const notCounted: ReadonlySet<Reason> = new Set<Reason>(['blocked', 'ip_denied', 'certificate_pending', 'policy_changed']);

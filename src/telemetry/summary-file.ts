@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomicAsync } from '../state/index.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../observe/index.js';
 
 /** The fields an entry must have, by type ("string?": a string or null): what a file read back is checked against. */
 export type EntryShape<E> = { readonly [K in keyof E]-?: 'string' | 'string?' | 'number' | 'string[]' };

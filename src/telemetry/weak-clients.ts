@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import type { WeakOffer } from '../edge/weak-offer.js';
 import { isConnectionEvent } from './connection-events.js';
-import type { EventBus } from './event-bus.js';
-import type { Logger } from './logger.js';
+import type { EventBus } from '../observe/index.js';
+import type { Logger } from '../observe/index.js';
 import { readSummaries, SummaryFile, type EntryShape } from './summary-file.js';
 
 /** One client (source, fingerprint, server name) whose ClientHello was weak, as the report lists it. */

@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import type { Config } from '../config/index.js';
-import type { Logger, Metrics } from '../telemetry/index.js';
+import type { Logger, Metrics } from '../observe/index.js';
 
 const day = 86_400_000;
 

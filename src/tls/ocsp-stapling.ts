@@ -4,7 +4,7 @@ import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import type { Config } from '../config/index.js';
 import { pemBlocks, type CertificatePair } from '../pki/index.js';
-import type { Logger, Metrics } from '../telemetry/index.js';
+import type { Logger, Metrics } from '../observe/index.js';
 import { maxAgeWithoutNextUpdateMs, rfc4514, OcspError, ocspResponderOf, queryOcsp, type FetchLimits, type OcspAnswer } from '../trust/index.js';
 
 /** What `OCSPRequest` listeners are handed to answer with: a DER OCSPResponse to staple, or nothing. */

@@ -2,7 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import type { Logger, Metrics } from '../telemetry/index.js';
+import type { Logger, Metrics } from '../observe/index.js';
 import { CrlError, crlCovers, issuerKeyOf, normaliseSerial, parseCrl, verifyCrl, type VerifiedCrl } from './crl.js';
 import { FetchError, fetchBounded } from './fetch-bounded.js';
 

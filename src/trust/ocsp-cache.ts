@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import type { Metrics } from '../telemetry/index.js';
+import type { Metrics } from '../observe/index.js';
 import { OcspError, queryOcsp, type OcspAnswer } from './ocsp.js';
 
 /** What is known of one certificate's OCSP status: an answer, or why none could be had. */

@@ -1,6 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
-import type { RevocationPolicy } from '../config/index.js';
-import type { Logger, Metrics } from '../telemetry/index.js';
+import type { RevocationPolicy } from './revocation-policy.js';
+import type { Logger, Metrics } from '../observe/index.js';
 import { distributionPointsOf } from './crl.js';
 import { CrlStore, type CrlSourceSpec } from './crl-store.js';
 import { DenyList, type DenyEntry } from './deny-list.js';

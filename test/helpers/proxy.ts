@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { after } from 'node:test';
 import { pino } from 'pino';
 import { loadConfigFile } from '../../src/config/index.js';
-import { startPortcullis, type Portcullis } from '../../src/portcullis.js';
+import { startPortcullis, type Portcullis } from '../../src/instance/index.js';
 import { createAccessLog, type AccessLog } from '../../src/telemetry/index.js';
 
 export interface RunningProxy {

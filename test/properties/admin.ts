@@ -13,7 +13,7 @@ import { AdminListener } from '../../src/admin/index.js';
 import { tlsProfiles } from '../../src/config/index.js';
 import { reasonCatalog } from '../../src/errors.js';
 import { CaStore, requestedPublicKey, x509 } from '../../src/pki/index.js';
-import { SupervisorMetrics } from '../../src/telemetry/index.js';
+import { SupervisorMetrics } from '../../src/observe/index.js';
 import { identityOf } from '../../src/trust/index.js';
 import { propertyCase, within, type PropertySuite } from './harness.js';
 

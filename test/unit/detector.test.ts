@@ -3,7 +3,8 @@ import { after, describe, test } from 'node:test';
 import { parseConfigText } from '../../src/config/index.js';
 import type { ClientHello } from '../../src/edge/client-hello.js';
 import { weakOfferOf } from '../../src/edge/weak-offer.js';
-import { createLogger, EventBus, Metrics, ProbeGuard, type TelemetryEvent } from '../../src/telemetry/index.js';
+import { ProbeGuard } from '../../src/telemetry/index.js';
+import { createLogger, EventBus, Metrics, type TelemetryEvent } from '../../src/observe/index.js';
 import { Detector } from '../../src/telemetry/detector.js';
 import { TestPki } from '../helpers/pki.js';
 

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { createLogger, EventBus, readWeakClients, WeakClients, weakClientsFolder } from '../../src/telemetry/index.js';
+import { readWeakClients, WeakClients, weakClientsFolder } from '../../src/telemetry/index.js';
+import { createLogger, EventBus } from '../../src/observe/index.js';
 
 /** A logger whose lines the test can read. */
 function capturingLogger(level = 'info') {

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { Metrics } from '../../src/telemetry/index.js';
+import { Metrics } from '../../src/observe/index.js';
 import type { FetchError } from '../../src/trust/index.js';
 import { DenyList, denyEntry, fetchBounded, normaliseSerial, parseCrl, RevocationChecker } from '../../src/trust/index.js';
 import { crlCovers, distributionPointsOf, issuerKeyOf, verifyCrl } from '../../src/trust/crl.js';

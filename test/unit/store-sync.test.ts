@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { readDenyList, writeDenyList } from '../../src/state/index.js';
+import { readDenyList, writeDenyList } from '../../src/trust/index.js';
 import { denyListStore, StoreSync } from '../../src/supervisor/store-sync.js';
 import { denyKey, type DenyEntry } from '../../src/trust/index.js';
 

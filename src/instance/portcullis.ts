@@ -1,15 +1,16 @@
-import { memoryRateBuckets } from './state/index.js';
-import { ApiKeyRing, ipAdmitted, type ApiKeyRecord } from './access/index.js';
+import { memoryRateBuckets } from '../state/index.js';
+import { ApiKeyRing, ipAdmitted, type ApiKeyRecord } from '../access/index.js';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { formatHostPort, sameAddress, type Config, type ListenAddress } from './config/index.js';
-import { PortcullisError } from './errors.js';
-import { HttpsListener, RedirectListener } from './edge/index.js';
-import { ClientVerdicts, refuseUnparsable, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from './proxy/index.js';
-import { ClientInventory, ConnectionEvents, EventBus, inventoryFolder, Metrics, ProbeGuard, WeakClients, weakClientsFolder, type AccessLog, type Logger } from './telemetry/index.js';
-import { RevocationChecker, type DenyEntry } from './trust/index.js';
-import { AlpnChallengeServers, ExpiryMonitor, OcspStapler, SiteServers, TicketKeyRing, acmeAlpnProtocol, checkRotation, classifyHandshakeFailure, replacements } from './tls/index.js';
-import type { AcmeChallengeSet } from './acme/index.js';
+import { formatHostPort, sameAddress, type Config, type ListenAddress } from '../config/index.js';
+import { PortcullisError } from '../errors.js';
+import { HttpsListener, RedirectListener } from '../edge/index.js';
+import { ClientVerdicts, refuseUnparsable, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from '../proxy/index.js';
+import { ClientInventory, ConnectionEvents, inventoryFolder, ProbeGuard, WeakClients, weakClientsFolder, type AccessLog } from '../telemetry/index.js';
+import { EventBus, Metrics, type Logger } from '../observe/index.js';
+import { RevocationChecker, type DenyEntry } from '../trust/index.js';
+import { AlpnChallengeServers, ExpiryMonitor, OcspStapler, SiteServers, TicketKeyRing, acmeAlpnProtocol, checkRotation, classifyHandshakeFailure, replacements } from '../tls/index.js';
+import type { AcmeChallengeSet } from '../acme/index.js';
 
 export interface Portcullis {
   /** Where the HTTPS listener is bound (after the latest reload). */

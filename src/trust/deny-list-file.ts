@@ -1,8 +1,7 @@
 import { join } from 'node:path';
 import { PortcullisError } from '../errors.js';
-import { denyEntry, type DenyEntry } from '../trust/index.js';
-import { writeFileAtomic } from './atomic-file.js';
-import { readStoreList } from './json-store.js';
+import { readStoreList, writeFileAtomic } from '../state/index.js';
+import { denyEntry, type DenyEntry } from './deny-list.js';
 
 /** Where the deny list lives: one JSON file under dataDir, written atomically. */
 export const denyListPath = (dataDir: string) => join(dataDir, 'deny-list.json');

@@ -1,0 +1,1 @@
+export { startPortcullis, type Portcullis, type StartOptions } from './portcullis.js';
