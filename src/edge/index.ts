@@ -4,3 +4,4 @@ export { endWithLinger } from './linger.js';
 export { RedirectListener, type ChallengeResponder } from './redirect-listener.js';
 export { bindServer } from './bind.js';
 export { helloSummaryOf, ja3, ja4, type HelloSummary } from './fingerprints.js';
+export type { WeakOffer } from './weak-offer.js';

@@ -1,4 +1,4 @@
-import type { HelloSummary } from '../edge/fingerprints.js';
+import type { HelloSummary } from '../edge/index.js';
 import type { Reason } from '../errors.js';
 import type { ConnectionInfo } from '../tls/index.js';
 import type { EventBus, TelemetryEvent } from '../observe/index.js';

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { WeakOffer } from '../edge/weak-offer.js';
+import type { WeakOffer } from '../edge/index.js';
 import { isConnectionEvent } from './connection-events.js';
 import type { EventBus } from '../observe/index.js';
 import type { Logger } from '../observe/index.js';

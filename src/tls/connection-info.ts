@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest, ServerHttp2Session } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { Site } from '../config/index.js';
-import type { HelloSummary } from '../edge/fingerprints.js';
+import type { HelloSummary } from '../edge/index.js';
 import { verifyClientCertificate, type ClientCertificate } from '../trust/index.js';
 
 /** What the proxy knows about a TLS connection, captured once after the handshake. */

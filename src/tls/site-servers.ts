@@ -9,7 +9,7 @@ import { guardHttp2Session } from './http2-guard.js';
 import type { Reason } from '../errors.js';
 import type { TicketKeyRing } from './ticket-keys.js';
 import { createSiteServer, updateSiteServer } from './tls-server.js';
-import { helloSummaryOf, type HelloSummary } from '../edge/fingerprints.js';
+import { helloSummaryOf, type HelloSummary } from '../edge/index.js';
 
 /** Where the TLS layer hands its results. */
 export interface TlsHandlers {

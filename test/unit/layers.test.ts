@@ -111,6 +111,11 @@ describe('layers', () => {
     assert.deepEqual(upward, [], 'move the code to the lower module, or declare an interface in the lower module that the higher one implements');
   });
 
+  test('another module is imported through its index.ts only', () => {
+    const inside = edges.filter((e) => moduleOf(e.from) !== moduleOf(e.to) && relative(src, e.to).includes('/') && !e.to.endsWith('/index.ts')).map((e) => `${show(e.from)} imports ${show(e.to)}`);
+    assert.deepEqual(inside, [], 'export what is needed from the module\'s index.ts and import that');
+  });
+
   test('no import that runs takes part in a cycle', () => {
     assert.deepEqual(cycles(edges.filter((e) => !e.typeOnly)), [], 'break these cycles: import the defining file rather than the barrel, or move the shared piece down');
   });
