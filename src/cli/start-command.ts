@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { PortcullisError } from '../errors.js';
-import { fileSource, quickstartSource, runPrimary, runSingle, runWorker } from '../supervisor/index.js';
+import { fileSource, quickstartSource, runControlPlane, runWorker } from '../supervisor/index.js';
 import { createLogger, type Level } from '../observe/index.js';
 
 export interface StartOptions {
@@ -19,9 +19,10 @@ export function configFileFor(option: string | undefined): string | undefined {
 }
 
 /**
- * Loads the config (file or quickstart) and runs the proxy: in this process
- * when `workers` is 1, else as the cluster primary of that many workers. A
- * cluster worker re-runs this command and takes the worker role.
+ * Loads the config (file or quickstart) and runs the proxy: its control
+ * plane here, serving in this process when `workers` is 1, else through that
+ * many cluster workers. A cluster worker re-runs this command and takes the
+ * worker role.
  */
 export async function runStart(opts: StartOptions): Promise<void> {
   const file = configFileFor(opts.config);
@@ -35,8 +36,8 @@ export async function runStart(opts: StartOptions): Promise<void> {
   }
   if (file === undefined) {
     const quick = quickstartSource(process.cwd(), opts.listen);
-    const config = await quick.load();
-    const { port } = await runSingle(quick, config, createLogger(opts.logLevel ?? config.log.level));
+    const initial = await quick.load();
+    const { port } = await runControlPlane(quick, initial, createLogger(opts.logLevel ?? initial.config.log.level));
     const url = `https://localhost:${port}/`;
     process.stderr.write(
       [
@@ -52,9 +53,7 @@ export async function runStart(opts: StartOptions): Promise<void> {
     return;
   }
   const source = fileSource(file);
-  const initial = await source.loadWithText();
+  const initial = await source.load();
   // The log level comes from the config unless the command line says otherwise.
-  const log = createLogger(opts.logLevel ?? initial.config.log.level);
-  if (initial.config.workers > 1) await runPrimary(source, initial, log);
-  else await runSingle(source, initial.config, log);
+  await runControlPlane(source, initial, createLogger(opts.logLevel ?? initial.config.log.level));
 }

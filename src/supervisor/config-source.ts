@@ -11,16 +11,15 @@ import { issueInternalCertificates } from './internal-certificates.js';
 export interface ConfigSource {
   /** For logs: the file path, or "(quickstart)". */
   readonly description: string;
-  /** Builds a fresh, validated config; throws the config's errors. */
-  load(): Promise<Config>;
+  /** Builds a fresh, validated config and returns it with the text it was built from (null for the quickstart); throws the config's errors. */
+  load(): Promise<{ config: Config; text: string | null }>;
   /** Issues or renews `internal: true` certificates; returns the files written (the file watcher then reloads). */
   renewInternal?(): Promise<string[]>;
 }
 
 /** A config file. Cluster workers build their config from the exact text the primary validated. */
 export interface FileSource extends ConfigSource {
-  /** Reads and validates the file; returns the config and the text it was built from. */
-  loadWithText(): Promise<{ config: Config; text: string }>;
+  load(): Promise<{ config: Config; text: string }>;
   /** Builds the config from text read earlier (relative paths still start at the file's folder). */
   fromText(text: string): Config;
   renewInternal(): Promise<string[]>;
@@ -35,15 +34,13 @@ export function fileSource(path: string): FileSource {
       throw new PortcullisError('PCL_CONFIG_NOT_FOUND', `cannot read config file ${file}: ${(err as Error).message}; check the --config path`, { cause: err });
     }
   };
-  const loadWithText = async () => {
-    const text = await read();
-    await issueInternalCertificates(text, file);
-    return { config: parseConfigText(text, file), text };
-  };
   return {
     description: file,
-    loadWithText,
-    load: async () => (await loadWithText()).config,
+    async load() {
+      const text = await read();
+      await issueInternalCertificates(text, file);
+      return { config: parseConfigText(text, file), text };
+    },
     fromText: (text) => parseConfigText(text, file),
     renewInternal: async () => issueInternalCertificates(await read(), file),
   };
@@ -57,7 +54,7 @@ export function quickstartSource(workDir: string, listen: string): ConfigSource 
     async load() {
       const qs = await quickstart(workDir, listen);
       source.caFile = qs.ca.certFile;
-      return qs.config;
+      return { config: qs.config, text: null };
     },
   };
   return source;

@@ -1,7 +1,6 @@
 export { fileSource, quickstartSource, type ConfigSource, type FileSource } from './config-source.js';
 export { controlSocketPath, sendControl, type ControlRequest } from './control-socket.js';
 export { unsavedRetryMs } from './store-sync.js';
-export { runPrimary } from './primary.js';
-export { runSingle } from './single.js';
+export { runControlPlane } from './control-plane.js';
 export { runWorker } from './worker.js';
 export type { ReloadResult } from './reloader.js';
