@@ -23,11 +23,13 @@ export interface MinuteRow {
 }
 
 export interface Flatness {
-  /** Mean RSS of minute 2 (the reference) and of the last minute, MB. */
+  /** Mean RSS of the middle minute (the reference) and of the last minute, MB. */
   readonly referenceMb: number;
   readonly lastMb: number;
   readonly changePct: number;
-  /** null: too short to judge (needs at least 3 minutes). */
+  /** Least-squares slope over the second half, MB per minute (null: too few samples). */
+  readonly slopeMbPerMin: number | null;
+  /** null: too short to judge (needs at least 6 minutes). */
   readonly flat: boolean | null;
 }
 
@@ -87,18 +89,26 @@ export function minuteRows(samples: readonly Sample[]): MinuteRow[] {
 }
 
 /**
- * "Flat" is judged against minute 2, not minute 1: the first minute still
- * includes V8 growing its heap to the working size, the TLS session caches
- * and the upstream pools filling. Flat = the last minute's mean within 10 %
- * of minute 2's.
+ * "Flat" is judged over the second half of the run, never against its
+ * start: RSS rises for the first minutes (V8 growing its heap to the working
+ * size, session caches and upstream pools filling, glibc arenas reaching
+ * their size under connection churn) and must then stay: the last minute's
+ * mean within 5 % of the middle minute's, and the least-squares slope of the
+ * second half at most 0.5 MB per minute (a leak keeps a positive slope).
+ * A run shorter than 6 minutes is too short to tell a ramp from a leak.
  */
-export function flatness(rows: readonly MinuteRow[], minutes: number): Flatness | null {
-  const reference = rows.find((r) => r.minute === 2);
+export function flatness(rows: readonly MinuteRow[], minutes: number, samples: readonly Sample[]): Flatness | null {
+  const reference = rows.find((r) => r.minute === Math.ceil(minutes / 2));
   const last = rows.find((r) => r.minute === Math.ceil(minutes));
   if (!reference || !last) return null;
   const changePct = ((last.meanMb - reference.meanMb) / reference.meanMb) * 100;
-  return { referenceMb: reference.meanMb, lastMb: last.meanMb, changePct, flat: minutes >= 3 ? Math.abs(changePct) <= 10 : null };
+  const slopeMbPerMin = secondHalfSlope(samples);
+  const flat = minutes >= 6 && slopeMbPerMin !== null ? Math.abs(changePct) <= maxChangePct && slopeMbPerMin <= maxSlopeMbPerMin : null;
+  return { referenceMb: reference.meanMb, lastMb: last.meanMb, changePct, slopeMbPerMin, flat };
 }
+
+const maxChangePct = 5;
+const maxSlopeMbPerMin = 0.5;
 
 /** Least-squares slope of RSS over the second half of the run, MB per minute: a leak keeps a positive slope, a warm-up flattens out. */
 export function secondHalfSlope(samples: readonly Sample[]): number | null {
@@ -147,16 +157,18 @@ export function checksOf(run: SoakRun): Check[] {
   const badWrong = [...tally.bad.values()].reduce((n, c) => n + c.wrong, 0);
   const badTotal = [...tally.bad.values()].reduce((n, c) => n + c.refused + c.wrong, 0);
   const reloadsFailed = tally.reloads.filter((r) => !r.ok);
-  const flat = flatness(minuteRows(run.samples), run.minutes);
+  const flat = flatness(minuteRows(run.samples), run.minutes, run.samples);
   const leaked = run.baseline && run.final ? leaks(run.baseline, run.final) : ['no figures'];
   return [
     { name: 'no good-client request failed outside a reload window', ok: outside.length === 0, detail: `${goodTotal} requests, ${outside.length} failed outside and ${inside} within ±${reloadWindowMs / 1000} s of a reload` },
     { name: 'every bad client got its documented refusal, in bounded time', ok: badWrong === 0 && badTotal > 0, detail: `${badTotal} bad clients, ${badWrong} got something else` },
     { name: 'every reload was applied and did its work', ok: reloadsFailed.length === 0 && tally.reloads.length > 0, detail: `${tally.reloads.length} reloads, ${reloadsFailed.length} failed${reloadsFailed[0] ? `: ${reloadsFailed[0].error}` : ''}` },
     {
-      name: 'RSS flat (last minute mean within 10 % of minute 2)',
+      name: 'RSS flat over the second half (last minute within 5 % of the middle one, trend at most +0.5 MB/min)',
       ok: flat?.flat !== false,
-      detail: flat ? `${fmt(flat.referenceMb)} MB → ${fmt(flat.lastMb)} MB (${flat.changePct >= 0 ? '+' : ''}${fmt(flat.changePct)} %)${flat.flat === null ? ', not judged: shorter than 3 minutes' : ''}` : 'not judged: too few samples',
+      detail: flat
+        ? `${fmt(flat.referenceMb)} MB → ${fmt(flat.lastMb)} MB (${flat.changePct >= 0 ? '+' : ''}${fmt(flat.changePct)} %), trend ${flat.slopeMbPerMin === null ? '?' : `${flat.slopeMbPerMin >= 0 ? '+' : ''}${fmt(flat.slopeMbPerMin, 2)}`} MB/min${flat.flat === null ? '; not judged: shorter than 6 minutes' : ''}`
+        : 'not judged: too few samples',
     },
     { name: 'fds, active resources and connections back to the baseline', ok: leaked.length === 0, detail: leaked.length === 0 ? `within ${fmt(run.settledAfterMs / 1000)} s of the traffic stopping` : `still above after ${fmt(run.settledAfterMs / 1000)} s: ${leaked.join(', ')}` },
     { name: 'the proxy never crashed and stopped cleanly', ok: run.crashed === null, detail: run.crashed ?? 'exit code 0 after stop' },
@@ -169,7 +181,7 @@ export function render(run: SoakRun, checks: readonly Check[]): string {
   const { tally } = run;
   const start = run.startedAt.getTime();
   const rows = minuteRows(run.samples);
-  const flat = flatness(rows, run.minutes);
+  const flat = flatness(rows, run.minutes, run.samples);
   const allRss = run.samples.map((s) => mb(s.stats.rss));
   const out: string[] = [];
   const ok = checks.every((c) => c.ok);
@@ -198,9 +210,8 @@ export function render(run: SoakRun, checks: readonly Check[]): string {
 
   if (rows.length > 0) {
     out.push(`**Proxy RSS**, sampled every 5 s (${run.samples.length} samples): ${sparkline(rows.map((r) => r.meanMb))} (per-minute means), overall max ${fmt(Math.max(...allRss))} MB.`);
-    if (flat) out.push(`Minute 1 mean ${fmt(rows[0]!.meanMb)} MB; minute 2 (reference) ${fmt(flat.referenceMb)} MB; last minute ${fmt(flat.lastMb)} MB (${flat.changePct >= 0 ? '+' : ''}${fmt(flat.changePct)} %).`);
-    const slope = secondHalfSlope(run.samples);
-    if (slope !== null) out.push(`Trend over the second half of the run (least squares): ${slope >= 0 ? '+' : ''}${fmt(slope, 2)} MB/min.`);
+    if (flat) out.push(`Minute 1 mean ${fmt(rows[0]!.meanMb)} MB; middle minute (reference) ${fmt(flat.referenceMb)} MB; last minute ${fmt(flat.lastMb)} MB (${flat.changePct >= 0 ? '+' : ''}${fmt(flat.changePct)} %).`);
+    if (flat?.slopeMbPerMin != null) out.push(`Trend over the second half of the run (least squares): ${flat.slopeMbPerMin >= 0 ? '+' : ''}${fmt(flat.slopeMbPerMin, 2)} MB/min.`);
     out.push('', '| minute | samples | mean RSS MB | max RSS MB | mean heapUsed MB | mean external MB |', '|---:|---:|---:|---:|---:|---:|');
     for (const r of rows) out.push(`| ${r.minute} | ${r.samples} | ${fmt(r.meanMb)} | ${fmt(r.maxMb)} | ${fmt(r.heapMeanMb)} | ${fmt(r.externalMeanMb)} |`);
     out.push('');
