@@ -1,6 +1,7 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
-import type { ListenAddress } from '../config/index.js';
+import { ipAdmitted, type IpRules } from '../access/index.js';
+import type { Config, ListenAddress } from '../config/index.js';
 import type { Reason } from '../errors.js';
 import { maxClientHelloBytes, tlsAlert, type ClientHello, type TlsAlert } from './client-hello.js';
 import { HelloPeek, type PeekOutcome } from './hello-peek.js';
@@ -23,17 +24,18 @@ export interface RefusalReporter {
   refused(reason: Reason, remoteAddress: string, hello: HelloSummary | null, details: Readonly<Record<string, unknown>>, message: string): void;
 }
 
+/** The detector's blocks, as the listener asks them (telemetry implements it). */
+export interface SourceGuard {
+  /** Whether a source address is blocked: its connections are closed at accept. */
+  blocked(address: string): boolean;
+  /** Whether a ClientHello's JA4 is blocked for this source (when the detector is told to block fingerprints): refused before TLS. */
+  fingerprintBlocked(ja4: string, address: string): boolean;
+}
+
 export interface HttpsListenerOptions {
   readonly route: HelloRouter;
-  /** Read per connection, so a reload applies to new connections. */
-  readonly handshakeTimeoutMs: () => number;
   readonly events: RefusalReporter;
-  /** Whether a source address is refused by the global ipAccess lists: its connections are closed at accept. */
-  readonly ipDenied: (address: string) => boolean;
-  /** Whether a source address is blocked (the detector): its connections are closed at accept. */
-  readonly blocked: (address: string) => boolean;
-  /** Whether a ClientHello's JA4 is blocked for this source (the detector, when told to block fingerprints): refused before TLS. */
-  readonly fingerprintBlocked: (ja4: string, address: string) => boolean;
+  readonly guard: SourceGuard;
 }
 
 /** A fatal TLS alert record (RFC 8446 §6), sent before any TLS state exists; one buffer per description. */
@@ -62,9 +64,13 @@ export class HttpsListener {
   /** One 'close' listener for every socket: a closure per socket would cost each idle connection a few hundred bytes. */
   readonly #forget: (this: Socket) => void;
   readonly #opts: HttpsListenerOptions;
+  /** The global ipAccess lists and the handshake timeout of the config in force: a reload applies them to new connections. */
+  #ipAccess!: IpRules;
+  #handshakeTimeoutMs!: number;
 
-  constructor(opts: HttpsListenerOptions) {
+  constructor(config: Config, opts: HttpsListenerOptions) {
     this.#opts = opts;
+    this.apply(config);
     const sockets = this.#sockets;
     this.#forget = function (this: Socket) {
       sockets.delete(this);
@@ -72,14 +78,19 @@ export class HttpsListener {
     this.#server = createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
   }
 
+  apply(config: Config): void {
+    this.#ipAccess = config.ipAccess;
+    this.#handshakeTimeoutMs = config.timeouts.handshakeMs;
+  }
+
   #accept(socket: Socket): void {
     // a denied or blocked source gets nothing: no ClientHello is read, no TLS work is done
-    if (this.#opts.ipDenied(socket.remoteAddress ?? '')) {
+    if (!ipAdmitted(this.#ipAccess, socket.remoteAddress ?? '')) {
       this.#opts.events.refused('ip_denied', socket.remoteAddress ?? '', null, { list: 'ipAccess' }, 'connection from a source outside ipAccess closed at accept');
       socket.destroy();
       return;
     }
-    if (this.#opts.blocked(socket.remoteAddress ?? '')) {
+    if (this.#opts.guard.blocked(socket.remoteAddress ?? '')) {
       this.#opts.events.refused('blocked', socket.remoteAddress ?? '', null, { blockedBy: 'address' }, 'connection from a blocked source closed at accept');
       socket.destroy();
       return;
@@ -88,14 +99,14 @@ export class HttpsListener {
     socket.on('close', this.#forget);
     socket.on('error', ignoreSocketError);
     const acceptedAt = performance.now();
-    new HelloPeek(socket, this.#opts.handshakeTimeoutMs(), (outcome) => this.#dispatch(socket, outcome, acceptedAt));
+    new HelloPeek(socket, this.#handshakeTimeoutMs, (outcome) => this.#dispatch(socket, outcome, acceptedAt));
   }
 
   #dispatch(socket: Socket, outcome: PeekOutcome, acceptedAt: number): void {
     switch (outcome.kind) {
       case 'hello': {
         const summary = summarizeHello(socket, outcome.hello, acceptedAt);
-        if (this.#opts.fingerprintBlocked(summary.ja4, socket.remoteAddress ?? '')) {
+        if (this.#opts.guard.fingerprintBlocked(summary.ja4, socket.remoteAddress ?? '')) {
           this.#refuse(socket, 'blocked', null, { blockedBy: 'fingerprint' }, 'ClientHello with a blocked JA4 closed before TLS');
           return;
         }

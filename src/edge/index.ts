@@ -1,4 +1,4 @@
-export { HttpsListener, type HelloRefusal, type HelloRouter, type RefusalReporter } from './https-listener.js';
+export { HttpsListener, type HelloRefusal, type HelloRouter, type HttpsListenerOptions, type RefusalReporter, type SourceGuard } from './https-listener.js';
 export { parseClientHello, highestOfferedVersion, versionName, type ClientHello, type HelloParse } from './client-hello.js';
 export { endWithLinger } from './linger.js';
 export { RedirectListener, type ChallengeResponder } from './redirect-listener.js';

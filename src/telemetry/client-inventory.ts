@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import type { Config } from '../config/index.js';
 import type { ClientIdentity } from '../trust/index.js';
 import type { Logger } from '../observe/index.js';
 import { readSummaries, SummaryFile, type EntryShape } from './summary-file.js';
@@ -76,9 +77,10 @@ export class ClientInventory {
     this.#checkTimer = setInterval(() => this.#check(), 3_600_000).unref();
   }
 
-  apply(thresholdsMs: readonly number[], windowMs: number): void {
-    this.#thresholds = thresholdsMs;
-    this.#windowMs = windowMs;
+  /** Takes the expiry warning thresholds and the "seen recently" window of the config in force. */
+  apply(config: Config): void {
+    this.#thresholds = config.tls.expiryWarningsMs;
+    this.#windowMs = config.tls.clientInventoryWindowMs;
     this.#check();
   }
 

@@ -27,6 +27,7 @@ export class ProbeGuard {
   #config: Config['detector'];
   #webhook: AlertWebhook | null = null;
   #webhookUrl: string | null = null;
+  readonly #unsubscribe: () => void;
 
   constructor(
     config: Config,
@@ -38,7 +39,7 @@ export class ProbeGuard {
     this.#sources = new Detector(this.#sourceSettings());
     this.#fingerprints = new Detector(this.#fingerprintSettings());
     this.apply(config);
-    bus.subscribe((e) => {
+    this.#unsubscribe = bus.subscribe((e) => {
       if (isConnectionEvent(e) && e.reason !== null && !notCounted.has(e.reason)) this.#failed(e);
     });
     metrics.watchBlocked(() => this.#sources.blocked().length);
@@ -62,6 +63,11 @@ export class ProbeGuard {
       this.#webhookUrl = config.detector.webhook;
       this.#webhook = this.#webhookUrl ? new AlertWebhook(this.#webhookUrl, this.log) : null;
     }
+  }
+
+  /** Stops counting failures (the instance is closing). */
+  stop(): void {
+    this.#unsubscribe();
   }
 
   #allowed(address: string): boolean {

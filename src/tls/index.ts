@@ -7,3 +7,4 @@ export { OcspStapler, requiresStapling, type OcspCallback, type OcspStaplerOptio
 export { checkRotation, replacements } from './rotation-checks.js';
 export { ExpiryMonitor } from './expiry-monitor.js';
 export { AlpnChallengeServers, acmeAlpnProtocol } from './alpn-challenges.js';
+export { helloRouter } from './hello-router.js';

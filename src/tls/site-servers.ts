@@ -127,7 +127,7 @@ export class SiteServers {
   }
 
   /** Final stop: the servers' own timers end (connections are destroyed by the edge). */
-  close(): void {
+  stop(): void {
     for (const entry of this.#entries.values()) entry.server.close();
   }
 
