@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { connect as h2connect, constants as h2 } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { flag, frame, frameType, goawayCode, rawH2, requestBlock, type Frame, type RawH2 } from '../../test/helpers/h2-raw.js';
+import { flag, frame, frameType, goawayCode, rawH2, requestBlock, sendRapidResets, type Frame, type RawH2 } from '../../test/helpers/h2-raw.js';
 import type { Leaf } from '../../test/helpers/pki.js';
 import { h1, type Target } from './good-clients.js';
 import { apiHost, headersTimeoutMs, mtlsHost } from './setup.js';
@@ -260,14 +260,8 @@ export function rapidReset(target: BadTarget, kind: string): Promise<void> {
       const goaway = raw.frameWhere((f) => f.type === frameType.goaway, refusalBoundMs);
       goaway.catch(() => {});
       const block = requestBlock(apiHost, '/api/fast?i=rapid-reset');
-      let stream = 1;
-      while (stream < 4000 && !raw.socket.destroyed && !raw.frames.some((f) => f.type === frameType.goaway)) {
-        const pairs: Buffer[] = [];
-        for (let i = 0; i < 50; i++, stream += 2) pairs.push(frame(frameType.headers, flag.endHeaders | flag.endStream, stream, block), frame(frameType.rstStream, 0, stream, Buffer.from([0, 0, 0, h2.NGHTTP2_CANCEL])));
-        raw.write(Buffer.concat(pairs));
-        await new Promise(setImmediate);
-      }
-      return goawayOrEnd(raw, goaway, `${(stream - 1) / 2} streams`, ended);
+      const streams = await sendRapidResets(raw, block);
+      return goawayOrEnd(raw, goaway, `${streams} streams`, ended);
     }),
   );
 }

