@@ -318,6 +318,8 @@ export const configSchema = z.strictObject({
 export type RawConfig = z.output<typeof configSchema>;
 export type RawSite = RawConfig['sites'][number];
 export type RawRoute = RawSite['routes'][number];
+export type RawClientAuth = NonNullable<RawSite['clientAuth']>;
+export type RawUpstreamTls = NonNullable<RawRoute['upstreamTls']>;
 
 /** JSON Schema of the file format, for editors (`portcullis schema`). */
 export function configJsonSchema(): unknown {

@@ -1,0 +1,66 @@
+import { existsSync } from 'node:fs';
+import { certificateCovers, internalCertificateFiles, loadCertificatePair } from '../pki/index.js';
+import { provisionAcme } from './provision-acme.js';
+import type { ProvisionContext } from './provision-context.js';
+import type { RawSite } from './schema.js';
+import type { AcmeSource, CertificatePair } from './types.js';
+
+/**
+ * A site's `certificates` (the site at `at`, `sites[i]`, serving `hosts`):
+ * either one ACME source, or up to one ECDSA and one RSA pair read from
+ * files (or issued by the built-in CA, `internal: true`) that together cover
+ * every host. Entries with an issue are left out.
+ */
+export function provisionCertificates(certificates: RawSite['certificates'], hosts: readonly string[], at: string, ctx: ProvisionContext): { certificates: CertificatePair[]; acme: AcmeSource | null } {
+  const acmeEntry = certificates.findIndex((c) => c.acme !== undefined);
+  if (acmeEntry >= 0) {
+    const acme = provisionAcme(certificates, hosts, `${at}.certificates[${acmeEntry}]`, ctx);
+    return { certificates: acme?.served ? [acme.served] : [], acme: acme?.source ?? null };
+  }
+  const pairs: CertificatePair[] = [];
+  certificates.forEach((entry, j) => {
+    const pair = provisionPair(entry, hosts, `${at}.certificates[${j}]`, ctx);
+    if (!pair) return;
+    const kind = pair.leaf.publicKey.asymmetricKeyType;
+    const twin = pairs.find((c) => c.leaf.publicKey.asymmetricKeyType === kind);
+    if (twin) ctx.issue(`${at}.certificates[${j}]`, `the site already has a ${twin.keyDescription} certificate (${twin.certFile}); list at most one ECDSA and one RSA certificate per site`);
+    else pairs.push(pair);
+  });
+  // a host left uncovered because an entry failed would only repeat that entry's issue
+  if (pairs.length === certificates.length) {
+    hosts.forEach((host, j) => {
+      if (!pairs.some((c) => certificateCovers(c.leaf, host))) {
+        const names = pairs.map((c) => c.leaf.subjectAltName ?? '(no SAN)').join('; ');
+        ctx.issue(`${at}.hosts[${j}]`, `no certificate of this site covers "${host}" (they cover ${names}); add the name to a certificate or remove the host`);
+      }
+    });
+  }
+  return { certificates: pairs, acme: null };
+}
+
+/** One `{cert, key}` or `{internal: true}` entry (at `at`, `sites[i].certificates[j]`); null when it has an issue. */
+function provisionPair(entry: RawSite['certificates'][number], hosts: readonly string[], at: string, ctx: ProvisionContext): CertificatePair | null {
+  let source = entry;
+  if (source.internal) {
+    if (source.cert !== undefined || source.key !== undefined) {
+      ctx.issue(at, 'give either internal: true or cert: and key:, not both');
+      return null;
+    }
+    const files = internalCertificateFiles(ctx.dataDir, hosts[0] as string);
+    if (!existsSync(files.certFile)) {
+      ctx.issue(`${at}.internal`, `the built-in CA has not issued ${files.certFile} yet; portcullis start issues it (portcullis validate does not)`);
+      return null;
+    }
+    source = { cert: files.certFile, key: files.keyFile };
+  }
+  if (source.cert === undefined || source.key === undefined) {
+    ctx.issue(at, `give both cert: (PEM chain, leaf first) and key: (PEM private key); ${source.cert === undefined ? 'cert' : 'key'} is missing`);
+    return null;
+  }
+  const loaded = loadCertificatePair(ctx.file(source.cert), ctx.file(source.key), 'server');
+  if (!loaded.ok) {
+    for (const p of loaded.problems) ctx.issue(`${at}.${p.field}`, p.message);
+    return null;
+  }
+  return loaded.certificate;
+}
