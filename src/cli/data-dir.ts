@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import YAML from 'yaml';
+import { resolveDataDir } from '../state/index.js';
 
 /**
  * The dataDir a config names, read without validating the rest: a broken
@@ -8,7 +9,7 @@ import YAML from 'yaml';
  * refuses it.
  */
 export function dataDirOf(file: string | undefined): string {
-  if (file === undefined) return resolve('.portcullis');
+  if (file === undefined) return resolveDataDir(process.cwd());
   let raw: unknown;
   try {
     raw = YAML.parse(readFileSync(file, 'utf8'));
@@ -16,5 +17,5 @@ export function dataDirOf(file: string | undefined): string {
     raw = undefined;
   }
   const value = (raw as { dataDir?: unknown } | undefined)?.dataDir;
-  return resolve(dirname(resolve(file)), typeof value === 'string' ? value : './.portcullis');
+  return typeof value === 'string' ? resolveDataDir(dirname(resolve(file)), value) : resolveDataDir(dirname(resolve(file)));
 }

@@ -6,7 +6,7 @@ import { BlockList, isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import type { ConfigIssue } from '../errors.js';
-import { certificateCovers, decodeCertificate, internalCertificateFiles, loadCertificatePair, PemError, pemBlocks, x509 } from '../pki/index.js';
+import { certificateCovers, decodeCertificate, loadCertificatePair, PemError, pemBlocks, x509 } from '../pki/index.js';
 import { normaliseSiteHost, parseListenAddress } from './addresses.js';
 import { durationMs } from './durations.js';
 import { HostTable } from './host-table.js';
@@ -14,7 +14,7 @@ import type { RawConfig, RawRoute, RawSite } from './schema.js';
 import { tlsProfiles } from './tls-profiles.js';
 import { compileAllowList, CrlError, parseCrl, type RevocationPolicy } from '../trust/index.js';
 import type { AcmeSource, ClientAuth, Config, CertificatePair, RateLimit, Route, Site, UpstreamTarget, UpstreamTls } from './types.js';
-import { acmeCertificateFiles } from '../state/index.js';
+import { acmeCertificateFiles, internalCertificateFiles, resolveDataDir } from '../state/index.js';
 
 /**
  * Turns a schema-valid raw config into the runtime config: resolves paths
@@ -26,6 +26,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
   const issues: ConfigIssue[] = [];
   const issue = (path: string, message: string) => issues.push({ path, message });
   const file = (p: string) => resolve(baseDir, p);
+  const dataDir = resolveDataDir(baseDir, raw.dataDir);
 
   // null when empty: most deployments have no proxy in front, and then no check runs per request
   const trustedProxies = raw.trustedProxies.length > 0 ? blockListOf(raw.trustedProxies) : null;
@@ -40,7 +41,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
   const sites: Site[] = [];
   let defaultSite: Site | null = null;
   raw.sites.forEach((rawSite, i) => {
-    const site = provisionSite(rawSite, i, `sites[${i}]`, file, file(raw.dataDir), raw.listen.http !== undefined, issue);
+    const site = provisionSite(rawSite, i, `sites[${i}]`, file, dataDir, raw.listen.http !== undefined, issue);
     sites.push(site);
     site.hosts.forEach((host, j) => {
       const owner = hostOwner.get(host);
@@ -85,7 +86,7 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
     apiKeyHeader: raw.apiKeyHeader,
     ipAccess: ipRulesOf(raw.ipAccess),
     detector: { threshold: raw.detector.threshold, windowMs: durationMs(raw.detector.window), blockMs: durationMs(raw.detector.blockFor), allow: blockListOf(raw.detector.allow), webhook, fingerprint: raw.detector.fingerprint },
-    dataDir: file(raw.dataDir),
+    dataDir,
     ca: { crlPath: raw.ca.crlPath ?? null },
     timeouts: {
       handshakeMs: durationMs(t.handshake),

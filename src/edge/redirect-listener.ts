@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import { hasDuplicateHost, hostFromAuthority, type Config, type ListenAddress } from '../config/index.js';
 import type { Reason } from '../errors.js';
 import type { Logger } from '../observe/index.js';
+import { caFolder } from '../state/index.js';
 import { bindServer } from './bind.js';
 
 /**
@@ -104,7 +105,7 @@ export class RedirectListener {
   async #crl(res: ServerResponse, dataDir: string): Promise<void> {
     let der: Buffer;
     try {
-      const dir = join(dataDir, 'ca');
+      const dir = caFolder(dataDir);
       const pem = await readFile(join(dir, 'issuing.crl'), 'latin1').catch(() => readFile(join(dir, 'ca.crl'), 'latin1'));
       der = Buffer.from(pem.replace(/-----(BEGIN|END) X509 CRL-----|\s+/g, ''), 'base64');
     } catch {

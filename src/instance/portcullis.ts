@@ -1,12 +1,11 @@
-import { memoryRateBuckets } from '../state/index.js';
+import { inventoryFile, memoryRateBuckets, weakClientsFile } from '../state/index.js';
 import { ApiKeyRing, ipAdmitted, type ApiKeyRecord } from '../access/index.js';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { formatHostPort, sameAddress, type Config, type ListenAddress } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { HttpsListener, RedirectListener } from '../edge/index.js';
 import { ClientVerdicts, refuseUnparsable, handleRequest, handleUpgrade, UpstreamSet, type ProxyState } from '../proxy/index.js';
-import { ClientInventory, ConnectionEvents, inventoryFolder, ProbeGuard, WeakClients, weakClientsFolder, type AccessLog } from '../telemetry/index.js';
+import { ClientInventory, ConnectionEvents, ProbeGuard, WeakClients, type AccessLog } from '../telemetry/index.js';
 import { EventBus, Metrics, type Logger } from '../observe/index.js';
 import { RevocationChecker, type DenyEntry } from '../trust/index.js';
 import { AlpnChallengeServers, ExpiryMonitor, OcspStapler, SiteServers, TicketKeyRing, acmeAlpnProtocol, checkRotation, classifyHandshakeFailure, replacements } from '../tls/index.js';
@@ -97,11 +96,11 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   revocation.setDenyList(options.denyList ?? []);
   const clientPolicies = (c: Config) => c.sites.flatMap((s) => (s.clientAuth ? [s.clientAuth] : []));
   revocation.configure(clientPolicies(config));
-  const summaryFile = `${options.processName ?? 'main'}.json`;
-  const inventory = new ClientInventory(join(inventoryFolder(config.dataDir), summaryFile), log);
+  const processName = options.processName ?? 'main';
+  const inventory = new ClientInventory(inventoryFile(config.dataDir, processName), log);
   inventory.apply(config.tls.expiryWarningsMs, config.tls.clientInventoryWindowMs);
   const verdicts = new ClientVerdicts(revocation, inventory, log, metrics, events);
-  const weakClients = new WeakClients(join(weakClientsFolder(config.dataDir), summaryFile), bus, log);
+  const weakClients = new WeakClients(weakClientsFile(config.dataDir, processName), bus, log);
   // stapling is automatic: every served certificate that names an OCSP responder gets its response stapled
   const stapler = new OcspStapler({ log, metrics });
   stapler.apply(config);

@@ -3,7 +3,7 @@ import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:f
 import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import { PortcullisError } from '../errors.js';
-import { StateWriteError, writeFileAtomic } from '../state/index.js';
+import { caFolder, StateWriteError, writeFileAtomic } from '../state/index.js';
 import { commonNameProblem, ensureIntermediate, ensureLocalCa, issueCertificate, signCertificate, type CaKeyPair, type IssuedLeaf, type LeafRequest, type LocalCa, type SignedLeaf } from './local-ca.js';
 import { x509 } from './x509.js';
 
@@ -101,7 +101,7 @@ export class CaStore {
 
   /** Opens the CA under `dataDir/ca`, creating the root on first use and, with `intermediate`, an intermediate under it. */
   static async open(dataDir: string, opts: { intermediate?: boolean } = {}): Promise<CaStore> {
-    const dir = join(dataDir, 'ca');
+    const dir = caFolder(dataDir);
     return new CaStore(dir, await (opts.intermediate ? ensureIntermediate(dir) : ensureLocalCa(dir)));
   }
 

@@ -3,5 +3,5 @@ export { CaStore, EnrollmentError, revocationReasons, type EnrollmentRecord, typ
 export { x509, pemBlocks, decodeCertificate, PemError, type PemBlock } from './x509.js';
 export { loadCertificatePair, certificateCovers, describeKey, type CertificatePair, type CertificateProblem } from './certificate-pair.js';
 export { buildPkcs12 } from './pkcs12.js';
-export { ensureIssuedCertificate, internalCertificateFiles, internalLifetimeDays, type IssuedFiles } from './issued-certificate.js';
+export { ensureIssuedCertificate, internalLifetimeDays, type IssuedFiles } from './issued-certificate.js';
 export { requestedPublicKey, CsrError, type CsrRefusal } from './certificate-request.js';

@@ -1,8 +1,9 @@
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import YAML from 'yaml';
 import type { AdminListener } from '../admin/index.js';
 import type { Logger } from '../observe/index.js';
-import { ensureIssuedCertificate, ensureLocalCa, internalCertificateFiles, internalLifetimeDays } from '../pki/index.js';
+import { ensureIssuedCertificate, ensureLocalCa, internalLifetimeDays } from '../pki/index.js';
+import { caFolder, internalCertificateFiles, resolveDataDir } from '../state/index.js';
 
 interface RawSite {
   hosts?: unknown;
@@ -27,8 +28,9 @@ export async function issueInternalCertificates(text: string, configFile: string
     (s) => Array.isArray(s?.certificates) && s.certificates.some((c: { internal?: unknown }) => c?.internal === true) && Array.isArray(s.hosts) && s.hosts.length > 0 && s.hosts.every((h) => typeof h === 'string'),
   );
   if (sites.length === 0) return [];
-  const dataDir = resolve(dirname(resolve(configFile)), typeof raw.dataDir === 'string' ? raw.dataDir : './.portcullis');
-  const ca = await ensureLocalCa(join(dataDir, 'ca'));
+  const base = dirname(resolve(configFile));
+  const dataDir = typeof raw.dataDir === 'string' ? resolveDataDir(base, raw.dataDir) : resolveDataDir(base);
+  const ca = await ensureLocalCa(caFolder(dataDir));
   const written: string[] = [];
   for (const site of sites) {
     const hosts = (site.hosts as string[]).map((h) => h.toLowerCase());
