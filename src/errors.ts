@@ -21,6 +21,11 @@ export const errorCatalog = {
   PCL_DENY_LIST_INVALID: 'the deny list under dataDir exists but cannot be read; the instance refuses to start without it rather than readmit blocked certificates',
   PCL_STATE_WRITE_FAILED: 'a file under dataDir (or another state file) could not be written: full disk, read-only filesystem, permissions; nothing was changed',
   PCL_STATE_NOT_PERSISTED: 'a security-tightening change (deny add, keys revoke) could not be saved; the running instance applied it and keeps retrying to save it',
+  // Failures met while serving, never thrown to a command: the code is the `detail` of a reason code (or, for the last two, the abort reason handed to undici).
+  PCL_TLS_UNREADABLE_CONNECTION: 'a finished TLS handshake could not be described (protocol, cipher, client certificate); the connection is closed as handshake_failed rather than served undescribed',
+  PCL_UPSTREAM_BAD_HEADERS: 'the upstream answered with response headers that cannot be relayed to the client (a field HTTP/2 forbids or allows once, an invalid character); answered 502 upstream_bad_response',
+  PCL_CLIENT_GONE: 'the client closed its connection or stream before the upstream answer was relayed; the upstream request is aborted',
+  PCL_CLIENT_STALLED: 'the client read nothing of the response within timeouts.send; the upstream request is aborted and the client cut off (send_timeout)',
 } as const;
 
 export type ErrorCode = keyof typeof errorCatalog;

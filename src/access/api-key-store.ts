@@ -1,6 +1,5 @@
-import { join } from 'node:path';
 import { PortcullisError } from '../errors.js';
-import { readStoreList, writeFileAtomic } from '../state/index.js';
+import { apiKeysFile, readStoreList, writeFileAtomic } from '../state/index.js';
 
 /** One API key as the store keeps it: never the key, only its hash. */
 export interface ApiKeyRecord {
@@ -21,9 +20,6 @@ export interface ApiKeyRecord {
   /** Set on a rotated key: the id of its successor. */
   readonly rotatedTo: string | null;
 }
-
-/** Where the keys live: one JSON file under dataDir, written atomically, mode 0600. */
-export const apiKeysPath = (dataDir: string) => join(dataDir, 'api-keys.json');
 
 const isTime = (v: unknown): v is string => typeof v === 'string' && !Number.isNaN(Date.parse(v));
 const isId = (v: unknown): v is string => typeof v === 'string' && /^[0-9a-f]{12}$/.test(v);
@@ -47,7 +43,7 @@ function check(e: Record<string, unknown>): string | null {
  * then be refused without anyone knowing why.
  */
 export function readApiKeys(dataDir: string): ApiKeyRecord[] {
-  const path = apiKeysPath(dataDir);
+  const path = apiKeysFile(dataDir);
   const keys = readStoreList(path, 'keys', 'PCL_API_KEYS_INVALID', 'it holds only key hashes: keys cannot be recovered from it');
   const seen = new Set<unknown>();
   return keys.map((e, i) => {
@@ -71,5 +67,5 @@ export function readApiKeys(dataDir: string): ApiKeyRecord[] {
 }
 
 export function writeApiKeys(dataDir: string, keys: readonly ApiKeyRecord[]): void {
-  writeFileAtomic(apiKeysPath(dataDir), `${JSON.stringify({ version: 1, keys }, null, 2)}\n`, 0o600);
+  writeFileAtomic(apiKeysFile(dataDir), `${JSON.stringify({ version: 1, keys }, null, 2)}\n`, 0o600);
 }

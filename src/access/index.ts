@@ -1,4 +1,4 @@
 export { apiKeyPrefix, newApiKey, hashApiKey, apiKeyIdOf } from './api-key-format.js';
-export { readApiKeys, writeApiKeys, apiKeysPath, type ApiKeyRecord } from './api-key-store.js';
+export { readApiKeys, writeApiKeys, type ApiKeyRecord } from './api-key-store.js';
 export { ApiKeyRing, presentedApiKey, type KeyVerdict } from './api-keys.js';
 export { ipAdmitted, type IpRules } from './ip-lists.js';

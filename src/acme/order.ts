@@ -1,19 +1,13 @@
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import acme from 'acme-client';
 import type { AcmeSource } from '../config/index.js';
-import type { StateBackend } from '../state/index.js';
+import { acmeAccountKeys, type StateBackend } from '../state/index.js';
 import { getJson } from './acme-http.js';
 import type { ChallengeBoard } from './challenges.js';
 
-/** The state keys of the account for one directory and contact: the key (secret) and its URL once registered. */
-function accountKeys(source: AcmeSource): { key: string; url: string } {
-  const id = createHash('sha256').update(`${source.directory}\n${source.email}`).digest('hex').slice(0, 16);
-  return { key: `acme/accounts/${id}/account.key`, url: `acme/accounts/${id}/account.url` };
-}
-
 /** The account key for the source's directory and email, created once (ECDSA P-256, 0600) and reused by every later order. */
 async function accountOf(state: StateBackend, source: AcmeSource): Promise<{ key: Buffer; url: string | null; keys: { key: string; url: string } }> {
-  const keys = accountKeys(source);
+  const keys = acmeAccountKeys(source.directory, source.email);
   return state.withLock(keys.key, async () => {
     let key = await state.read(keys.key);
     if (!key) {

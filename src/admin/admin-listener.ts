@@ -4,11 +4,11 @@ import { hostname } from 'node:os';
 import { isIP, type AddressInfo } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { formatHostPort, type ListenAddress, type TlsProfile } from '../config/index.js';
 import { bindServer } from '../edge/index.js';
 import { reasonCatalog, type Reason } from '../errors.js';
 import { CaStore, ensureIssuedCertificate, type IssuedFiles } from '../pki/index.js';
+import { adminCertificateFiles } from '../state/index.js';
 import type { Logger, SupervisorMetrics } from '../observe/index.js';
 import { profileOptions } from '../tls/index.js';
 import { carriesAdminToken, ensureAdminToken, type AdminToken } from './admin-token.js';
@@ -97,7 +97,7 @@ export class AdminListener {
   /** Issues (or reuses) the listener's certificate and the admin token, then listens. */
   static async open(opts: AdminListenerOptions): Promise<AdminListener> {
     const store = await CaStore.open(opts.dataDir);
-    const files = { certFile: join(opts.dataDir, 'admin', 'listener.pem'), keyFile: join(opts.dataDir, 'admin', 'listener.key'), hosts: adminHosts(opts.address.host), lifetimeDays: certificateLifetimeDays };
+    const files = { ...adminCertificateFiles(opts.dataDir), hosts: adminHosts(opts.address.host), lifetimeDays: certificateLifetimeDays };
     await ensureIssuedCertificate(store.ca, files);
     const listener = new AdminListener(opts, store, ensureAdminToken(opts.dataDir), files);
     const address = await bindServer(listener.#server, opts.address, 'listen.admin');

@@ -1,8 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { PortcullisError } from '../errors.js';
-import { writeFileAtomic } from '../state/index.js';
+import { adminTokenFile, writeFileAtomic } from '../state/index.js';
 
 /** The admin API's bearer token: the file holds it (mode 0600); the process keeps only its hash. */
 export interface AdminToken {
@@ -19,7 +18,7 @@ const tokenPattern = /^pca_[A-Za-z0-9_-]{43}$/;
  * (Prometheus: `authorization.credentials_file`); it is never logged.
  */
 export function ensureAdminToken(dataDir: string): AdminToken {
-  const file = join(dataDir, 'admin', 'token');
+  const file = adminTokenFile(dataDir);
   let text: string;
   try {
     text = readFileSync(file, 'utf8').trim();

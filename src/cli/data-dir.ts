@@ -1,20 +1,19 @@
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import YAML from 'yaml';
+import { readLeniently } from '../config/index.js';
+import { resolveDataDir } from '../state/index.js';
 
 /**
  * The dataDir a config names, read without validating the rest: a broken
  * config must still reach the running instance, which then reports why it
- * refuses it.
+ * refuses it. Without a config, the default under the working directory.
  */
 export function dataDirOf(file: string | undefined): string {
-  if (file === undefined) return resolve('.portcullis');
-  let raw: unknown;
+  if (file === undefined) return resolveDataDir(process.cwd());
+  let text = '';
   try {
-    raw = YAML.parse(readFileSync(file, 'utf8'));
+    text = readFileSync(file, 'utf8');
   } catch {
-    raw = undefined;
+    // unreadable: the default dataDir next to it; the strict load says why
   }
-  const value = (raw as { dataDir?: unknown } | undefined)?.dataDir;
-  return resolve(dirname(resolve(file)), typeof value === 'string' ? value : './.portcullis');
+  return readLeniently(text, file).dataDir;
 }

@@ -1,7 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { PortcullisError } from '../errors.js';
-import { readDenyList, writeDenyList, denyListPath } from '../trust/index.js';
+import { denyListFile } from '../state/index.js';
+import { readDenyList, writeDenyList } from '../trust/index.js';
 import { denyEntry, denyKey, type DenyEntry } from '../trust/index.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
@@ -54,7 +55,7 @@ export async function runDeny(action: 'add' | 'remove' | 'list', opts: DenyTarge
   const dataDir = dataDirOf(configFileFor(opts.config));
   const entries = readDenyList(dataDir);
   if (action === 'list') {
-    if (entries.length === 0) process.stdout.write(`the deny list (${denyListPath(dataDir)}) is empty\n`);
+    if (entries.length === 0) process.stdout.write(`the deny list (${denyListFile(dataDir)}) is empty\n`);
     for (const e of entries) process.stdout.write(`${describe(e)}\n`);
     return;
   }

@@ -1,7 +1,7 @@
 import { durationMs, durationPattern } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
-import { StateWriteError } from '../state/index.js';
-import { controlSocketPath, sendControl, unsavedRetryMs, type ControlRequest } from '../supervisor/index.js';
+import { controlSocketFile, StateWriteError } from '../state/index.js';
+import { sendControl, unsavedRetryMs, type ControlRequest } from '../supervisor/index.js';
 
 /** A duration flag such as `--since 7d` in milliseconds; null when not given. */
 export function durationFlag(flag: string, value: string | undefined): number | null {
@@ -18,12 +18,12 @@ export function durationFlag(flag: string, value: string | undefined): number | 
  */
 export async function notifyRunningInstance(dataDir: string, command: 'deny-list' | 'api-keys', what: string, out: NodeJS.WritableStream = process.stdout): Promise<void> {
   try {
-    const result = await sendControl(controlSocketPath(dataDir), { command }, 10_000);
+    const result = await sendControl(controlSocketFile(dataDir), { command }, 10_000);
     if (result.ok) out.write(`${result.message}\n`);
     else process.stderr.write(`portcullis: ${result.code}: the running instance refused the ${what}: ${result.message}\n`);
   } catch (err) {
     if (!(err instanceof PortcullisError && err.code === 'PCL_CONTROL_UNREACHABLE')) throw err;
-    out.write(`no running instance answers on ${controlSocketPath(dataDir)}; the ${what} applies when Portcullis starts with dataDir ${dataDir}\n`);
+    out.write(`no running instance answers on ${controlSocketFile(dataDir)}; the ${what} applies when Portcullis starts with dataDir ${dataDir}\n`);
   }
 }
 
@@ -40,7 +40,7 @@ type TighteningRequest = Extract<ControlRequest, { command: 'deny-list' | 'api-k
  * be applied.
  */
 async function applyUnsaved(dataDir: string, request: TighteningRequest, change: string, failure: StateWriteError, out: NodeJS.WritableStream): Promise<void> {
-  const socket = controlSocketPath(dataDir);
+  const socket = controlSocketFile(dataDir);
   let result;
   try {
     result = await sendControl(socket, request, 10_000);
@@ -92,7 +92,7 @@ export async function writeOrHandOver(write: () => void, dataDir: string, reques
  */
 export async function flushRunningInstance(dataDir: string): Promise<void> {
   try {
-    const result = await sendControl(controlSocketPath(dataDir), { command: 'flush' }, 10_000);
+    const result = await sendControl(controlSocketFile(dataDir), { command: 'flush' }, 10_000);
     if (!result.ok) process.stderr.write(`portcullis: ${result.code}: ${result.message}; the report may miss the last minute\n`);
   } catch (err) {
     if (!(err instanceof PortcullisError && err.code === 'PCL_CONTROL_UNREACHABLE')) throw err;

@@ -1,6 +1,7 @@
-import { readApiKeys, writeApiKeys, apiKeysPath, newApiKey, type ApiKeyRecord } from '../access/index.js';
+import { readApiKeys, writeApiKeys, newApiKey, type ApiKeyRecord } from '../access/index.js';
 import { normalisePath } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
+import { apiKeysFile } from '../state/index.js';
 import { normaliseFingerprint } from '../trust/index.js';
 import { dataDirOf } from './data-dir.js';
 import { durationFlag, notifyRunningInstance, writeOrHandOver } from './instance-io.js';
@@ -58,7 +59,7 @@ function describe(k: ApiKeyRecord, now: number): string {
 /** The key alone on stdout (for scripts); what it is on stderr. */
 function printKey(key: string, record: ApiKeyRecord, dataDir: string): void {
   process.stdout.write(`${key}\n`);
-  process.stderr.write(`API key ${record.id} (${record.name}), expires ${record.expiresAt ?? 'never'}. It is shown once: only its hash is stored, in ${apiKeysPath(dataDir)}.\n`);
+  process.stderr.write(`API key ${record.id} (${record.name}), expires ${record.expiresAt ?? 'never'}. It is shown once: only its hash is stored, in ${apiKeysFile(dataDir)}.\n`);
 }
 
 function find(keys: readonly ApiKeyRecord[], id: string): ApiKeyRecord {
@@ -82,7 +83,7 @@ export async function runKeys(action: 'create' | 'list' | 'revoke' | 'rotate', i
   const now = Date.now();
   const at = new Date(now).toISOString();
   if (action === 'list') {
-    if (keys.length === 0) process.stdout.write(`no API keys (${apiKeysPath(dataDir)})\n`);
+    if (keys.length === 0) process.stdout.write(`no API keys (${apiKeysFile(dataDir)})\n`);
     for (const k of keys) process.stdout.write(`${describe(k, now)}\n`);
     return;
   }

@@ -1,4 +1,5 @@
-import { controlSocketPath, sendControl } from '../supervisor/index.js';
+import { controlSocketFile } from '../state/index.js';
+import { sendControl } from '../supervisor/index.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
 
@@ -9,7 +10,7 @@ import { configFileFor } from './start-command.js';
  * answers (PCL_CONTROL_UNREACHABLE, thrown).
  */
 export async function runReload(configOption: string | undefined): Promise<void> {
-  const path = controlSocketPath(dataDirOf(configFileFor(configOption)));
+  const path = controlSocketFile(dataDirOf(configFileFor(configOption)));
   const result = await sendControl(path, { command: 'reload' });
   if (result.ok) {
     process.stdout.write(`${result.message}\n`);

@@ -1,4 +1,5 @@
 export { loadConfigFile, parseConfigText, buildConfig } from './load-config.js';
+export { readLeniently, type LenientRead, type InternalSite } from './lenient-read.js';
 export { quickstart, type Quickstart } from './quickstart.js';
 export { configJsonSchema } from './schema.js';
 export { tlsProfiles, type TlsProfile } from './tls-profiles.js';

@@ -46,7 +46,8 @@ export function parseConfigText(text: string, source: string): Config {
   return buildConfig(value ?? {}, source, dirname(source));
 }
 
-const maxAliasCount = 50;
+/** Aliases may expand to at most this many copies: the bound of every read of a config (the lenient one too). */
+export const maxAliasCount = 50;
 
 /**
  * The YAML library checks aliases (and merge keys) only while it builds the

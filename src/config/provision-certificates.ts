@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { certificateCovers, internalCertificateFiles, loadCertificatePair } from '../pki/index.js';
+import { certificateCovers, loadCertificatePair } from '../pki/index.js';
+import { internalCertificateFiles } from '../state/index.js';
 import { provisionAcme } from './provision-acme.js';
 import type { ProvisionContext } from './provision-context.js';
 import type { RawSite } from './schema.js';

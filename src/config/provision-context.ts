@@ -1,3 +1,4 @@
+import { resolveDataDir } from '../state/index.js';
 import { resolve } from 'node:path';
 import type { ConfigIssue } from '../errors.js';
 
@@ -32,7 +33,7 @@ export function createProvisionContext(options: { baseDir: string; dataDir: stri
   return {
     file,
     issue: (path, message) => issues.push({ path, message }),
-    dataDir: file(options.dataDir),
+    dataDir: resolveDataDir(options.baseDir, options.dataDir),
     hasHttpListener: options.hasHttpListener,
     issues,
   };

@@ -1,5 +1,5 @@
-import { join, resolve } from 'node:path';
 import { ensureIssuedCertificate, ensureLocalCa, type LocalCa } from '../pki/index.js';
+import { caFolder, quickstartCertificateFiles, resolveDataDir } from '../state/index.js';
 import { buildConfig } from './load-config.js';
 import type { Config } from './types.js';
 
@@ -18,10 +18,9 @@ export interface Quickstart {
  * everything to `builtin:whoami` on 127.0.0.1:8443.
  */
 export async function quickstart(workDir: string, listen: string = quickstartListen): Promise<Quickstart> {
-  const dataDir = resolve(workDir, '.portcullis');
-  const ca = await ensureLocalCa(join(dataDir, 'ca'));
-  const certFile = join(dataDir, 'quickstart', 'localhost.pem');
-  const keyFile = join(dataDir, 'quickstart', 'localhost.key');
+  const dataDir = resolveDataDir(workDir);
+  const ca = await ensureLocalCa(caFolder(dataDir));
+  const { certFile, keyFile } = quickstartCertificateFiles(dataDir);
   await ensureIssuedCertificate(ca, { certFile, keyFile, hosts: quickstartHosts, lifetimeDays: leafLifetimeDays });
   const raw = {
     listen: { https: listen },

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { durationMs, durationPattern } from './durations.js';
 import { normaliseSiteHost, parseListenAddress } from './addresses.js';
+import { defaultDataDir } from '../state/index.js';
 import { hasAmbiguousEncoding, normaliseFingerprint, parseSubjectPattern } from '../trust/index.js';
 import { normalisePath } from './url-path.js';
 
@@ -273,7 +274,7 @@ export const configSchema = z.strictObject({
       redis: z.string().optional(),
     })
     .prefault({}),
-  dataDir: path.default('./.portcullis'),
+  dataDir: path.default(defaultDataDir),
   ca: z
     .strictObject({
       crlPath: z

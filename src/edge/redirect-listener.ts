@@ -1,11 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { hasDuplicateHost, hostFromAuthority, type Config, type ListenAddress } from '../config/index.js';
 import type { Reason } from '../errors.js';
 import type { Logger } from '../observe/index.js';
+import { caCrlFiles } from '../pki/index.js';
+import { caFolder } from '../state/index.js';
 import { bindServer } from './bind.js';
 
 /**
@@ -104,8 +105,8 @@ export class RedirectListener {
   async #crl(res: ServerResponse, dataDir: string): Promise<void> {
     let der: Buffer;
     try {
-      const dir = join(dataDir, 'ca');
-      const pem = await readFile(join(dir, 'issuing.crl'), 'latin1').catch(() => readFile(join(dir, 'ca.crl'), 'latin1'));
+      const crl = caCrlFiles(caFolder(dataDir));
+      const pem = await readFile(crl.issuing, 'latin1').catch(() => readFile(crl.root, 'latin1'));
       der = Buffer.from(pem.replace(/-----(BEGIN|END) X509 CRL-----|\s+/g, ''), 'base64');
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });

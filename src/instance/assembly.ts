@@ -1,12 +1,11 @@
-import { join } from 'node:path';
 import { ApiKeyRing } from '../access/index.js';
 import type { AcmeChallengeSet } from '../acme/index.js';
 import type { Config } from '../config/index.js';
 import type { HttpsListenerOptions } from '../edge/index.js';
 import { EventBus, Metrics, type Logger } from '../observe/index.js';
 import { ClientVerdicts, handleRequest, handleUpgrade, refuseUnparsable, UpstreamSet, type ProxyState } from '../proxy/index.js';
-import { memoryRateBuckets } from '../state/index.js';
-import { ClientInventory, ConnectionEvents, inventoryFolder, ProbeGuard, WeakClients, weakClientsFolder } from '../telemetry/index.js';
+import { inventoryFile, memoryRateBuckets, weakClientsFile } from '../state/index.js';
+import { ClientInventory, ConnectionEvents, ProbeGuard, WeakClients } from '../telemetry/index.js';
 import { AlpnChallengeServers, classifyHandshakeFailure, ExpiryMonitor, helloRouter, OcspStapler, SiteServers, TicketKeyRing, type TlsHandlers } from '../tls/index.js';
 import { RevocationChecker } from '../trust/index.js';
 import type { StartOptions } from './portcullis.js';
@@ -55,10 +54,10 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
   const stateFor = (c: Config): ProxyState => ({ config: c, upstreams: new UpstreamSet(c), log, draining: false, accessLog, metrics, events, apiKeys, rateBuckets });
   const revocation = new RevocationChecker(log, metrics);
   revocation.setDenyList(options.denyList ?? []);
-  const summaryFile = `${options.processName ?? 'main'}.json`;
-  const inventory = new ClientInventory(join(inventoryFolder(config.dataDir), summaryFile), log);
+  const processName = options.processName ?? 'main';
+  const inventory = new ClientInventory(inventoryFile(config.dataDir, processName), log);
   const verdicts = new ClientVerdicts(revocation, inventory, log, metrics, events);
-  const weakClients = new WeakClients(join(weakClientsFolder(config.dataDir), summaryFile), bus, log);
+  const weakClients = new WeakClients(weakClientsFile(config.dataDir, processName), bus, log);
   // stapling is automatic: every served certificate that names an OCSP responder gets its response stapled
   const stapler = new OcspStapler({ log, metrics });
   const expiry = new ExpiryMonitor(log, metrics);

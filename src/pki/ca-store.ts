@@ -3,7 +3,7 @@ import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:f
 import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import { PortcullisError } from '../errors.js';
-import { StateWriteError, writeFileAtomic } from '../state/index.js';
+import { caFolder, StateWriteError, writeFileAtomic } from '../state/index.js';
 import { commonNameProblem, ensureIntermediate, ensureLocalCa, issueCertificate, signCertificate, type CaKeyPair, type IssuedLeaf, type LeafRequest, type LocalCa, type SignedLeaf } from './local-ca.js';
 import { x509 } from './x509.js';
 
@@ -73,6 +73,9 @@ export type RevocationReason = (typeof revocationReasons)[number];
 const algorithm = { name: 'ECDSA', hash: 'SHA-256' } as const;
 const day = 86_400_000;
 
+/** The CRLs the CA in folder `dir` publishes: the root's, and the intermediate's (written only when there is an intermediate). */
+export const caCrlFiles = (dir: string): { root: string; issuing: string } => ({ root: join(dir, 'ca.crl'), issuing: join(dir, 'issuing.crl') });
+
 /**
  * The built-in CA with its database under `dataDir/ca/`: the root (the same
  * one the quickstart uses), `db.json` (issued certificates, revocations, CRL
@@ -94,14 +97,15 @@ export class CaStore {
   private constructor(dir: string, ca: LocalCa) {
     this.dir = dir;
     this.ca = ca;
-    this.crlFile = join(dir, 'ca.crl');
-    this.issuingCrlFile = ca.chainPem ? join(dir, 'issuing.crl') : null;
+    const crl = caCrlFiles(dir);
+    this.crlFile = crl.root;
+    this.issuingCrlFile = ca.chainPem ? crl.issuing : null;
     this.#dbFile = join(dir, 'db.json');
   }
 
   /** Opens the CA under `dataDir/ca`, creating the root on first use and, with `intermediate`, an intermediate under it. */
   static async open(dataDir: string, opts: { intermediate?: boolean } = {}): Promise<CaStore> {
-    const dir = join(dataDir, 'ca');
+    const dir = caFolder(dataDir);
     return new CaStore(dir, await (opts.intermediate ? ensureIntermediate(dir) : ensureLocalCa(dir)));
   }
 

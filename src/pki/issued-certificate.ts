@@ -1,15 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { writeFileAtomic } from '../state/index.js';
 import { certificateCovers } from './certificate-pair.js';
 import { issueServerCertificate, type LocalCa } from './local-ca.js';
-
-/** Where a site's `internal: true` certificate lives: named after its first host (a wildcard's "*" spelled "_"). */
-export function internalCertificateFiles(dataDir: string, firstHost: string): { certFile: string; keyFile: string } {
-  const base = join(dataDir, 'internal', firstHost.replace(/\*/g, '_').replace(/[^A-Za-z0-9._-]/g, '_'));
-  return { certFile: `${base}.pem`, keyFile: `${base}.key` };
-}
 
 /** Lifetime of `internal: true` certificates; renewed once two thirds have passed. */
 export const internalLifetimeDays = 90;

@@ -1,5 +1,25 @@
 export { writeFileAtomic, writeFileAtomicAsync, StateWriteError } from './atomic-file.js';
-export { acmeCertificateFiles, acmeCertificateKeys } from './certificate-files.js';
+export {
+  defaultDataDir,
+  resolveDataDir,
+  denyListFile,
+  apiKeysFile,
+  controlSocketFile,
+  caFolder,
+  adminTokenFile,
+  adminCertificateFiles,
+  quickstartCertificateFiles,
+  internalCertificateFiles,
+  inventoryFolder,
+  inventoryFile,
+  weakClientsFolder,
+  weakClientsFile,
+  stateValueFile,
+  acmeCertificateKeys,
+  acmeCertificateFiles,
+  acmeAccountKeys,
+  type CertificateFiles,
+} from './data-dir.js';
 export { memoryState, type StateBackend } from './state-backend.js';
 export { readStoreList } from './json-store.js';
 export { memoryRateBuckets, type RateBuckets, type RateDecision } from './rate-buckets.js';

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { writeFileAtomicAsync } from './atomic-file.js';
+import { stateValueFile } from './data-dir.js';
 
 /**
  * What instances share: durable values and named locks. `memory` (the
@@ -24,7 +24,7 @@ export function memoryState(dataDir: string): StateBackend {
   const locks = new Map<string, Promise<unknown>>();
   const fileOf = (key: string): string => {
     if (!keyPattern.test(key) || key.split('/').some((s) => s === '..' || s === '.')) throw new Error(`state key ${JSON.stringify(key)} is not a plain relative path`);
-    return join(dataDir, key);
+    return stateValueFile(dataDir, key);
   };
   return {
     async read(key) {

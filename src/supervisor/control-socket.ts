@@ -1,7 +1,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
-import { join } from 'node:path';
 import { PortcullisError } from '../errors.js';
+import { controlSocketFile } from '../state/index.js';
 import type { ReloadResult } from './reloader.js';
 import { parseDenyChange, parseKeyRevocation, type DenyChange, type KeyRevocation } from './store-changes.js';
 
@@ -13,8 +13,6 @@ import { parseDenyChange, parseKeyRevocation, type DenyChange, type KeyRevocatio
  * Requests are validated strictly: anything malformed gets a usage answer,
  * never a crash or a partial effect.
  */
-
-export const controlSocketPath = (dataDir: string) => join(dataDir, 'control.sock');
 
 export interface ControlHandlers {
   reload(): Promise<ReloadResult>;
@@ -100,7 +98,7 @@ export function sendControl(path: string, request: ControlRequest, timeoutMs = 6
  * it must not reject.
  */
 export async function openControlSocket(dataDir: string, handlers: ControlHandlers, beforeEach: () => Promise<void> = async () => {}): Promise<{ close(): Promise<void> }> {
-  const path = controlSocketPath(dataDir);
+  const path = controlSocketFile(dataDir);
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const alive = await new Promise<boolean>((resolve) => {
     const probe = connect(path);

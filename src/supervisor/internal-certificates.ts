@@ -1,13 +1,8 @@
-import { dirname, join, resolve } from 'node:path';
-import YAML from 'yaml';
 import type { AdminListener } from '../admin/index.js';
+import { readLeniently } from '../config/index.js';
 import type { Logger } from '../observe/index.js';
-import { ensureIssuedCertificate, ensureLocalCa, internalCertificateFiles, internalLifetimeDays } from '../pki/index.js';
-
-interface RawSite {
-  hosts?: unknown;
-  certificates?: unknown;
-}
+import { ensureIssuedCertificate, ensureLocalCa, internalLifetimeDays } from '../pki/index.js';
+import { caFolder, internalCertificateFiles } from '../state/index.js';
 
 /**
  * Issues or renews the `internal: true` certificates a config file asks for,
@@ -17,21 +12,11 @@ interface RawSite {
  * with it is for the load that follows to report. Returns the files it wrote.
  */
 export async function issueInternalCertificates(text: string, configFile: string): Promise<string[]> {
-  let raw: { dataDir?: unknown; sites?: unknown };
-  try {
-    raw = (YAML.parse(text, { maxAliasCount: 50 }) ?? {}) as typeof raw;
-  } catch {
-    return [];
-  }
-  const sites = (Array.isArray(raw.sites) ? (raw.sites as RawSite[]) : []).filter(
-    (s) => Array.isArray(s?.certificates) && s.certificates.some((c: { internal?: unknown }) => c?.internal === true) && Array.isArray(s.hosts) && s.hosts.length > 0 && s.hosts.every((h) => typeof h === 'string'),
-  );
-  if (sites.length === 0) return [];
-  const dataDir = resolve(dirname(resolve(configFile)), typeof raw.dataDir === 'string' ? raw.dataDir : './.portcullis');
-  const ca = await ensureLocalCa(join(dataDir, 'ca'));
+  const { dataDir, internalSites } = readLeniently(text, configFile);
+  if (internalSites.length === 0) return [];
+  const ca = await ensureLocalCa(caFolder(dataDir));
   const written: string[] = [];
-  for (const site of sites) {
-    const hosts = (site.hosts as string[]).map((h) => h.toLowerCase());
+  for (const { hosts } of internalSites) {
     const files = internalCertificateFiles(dataDir, hosts[0] as string);
     if (await ensureIssuedCertificate(ca, { ...files, hosts, lifetimeDays: internalLifetimeDays })) written.push(files.certFile);
   }

@@ -1,7 +1,7 @@
-import { readApiKeys, writeApiKeys, apiKeysPath, type ApiKeyRecord } from '../access/index.js';
+import { readApiKeys, writeApiKeys, type ApiKeyRecord } from '../access/index.js';
 import { PortcullisError, type ErrorCode } from '../errors.js';
-import { StateWriteError } from '../state/index.js';
-import { denyListPath, readDenyList, writeDenyList } from '../trust/index.js';
+import { apiKeysFile, denyListFile, StateWriteError } from '../state/index.js';
+import { readDenyList, writeDenyList } from '../trust/index.js';
 import type { DenyEntry } from '../trust/index.js';
 import type { Logger } from '../observe/index.js';
 import type { ReloadResult } from './reloader.js';
@@ -208,7 +208,7 @@ export const denyListStore = (dataDir: string): StoreOnDisk<DenyEntry, DenyChang
   what: 'deny list',
   refusedEvent: 'deny_list_refused',
   invalidCode: 'PCL_DENY_LIST_INVALID',
-  path: denyListPath(dataDir),
+  path: denyListFile(dataDir),
   read: () => readDenyList(dataDir),
   write: (entries) => writeDenyList(dataDir, entries),
   changes: denyChanges,
@@ -218,7 +218,7 @@ export const apiKeyStore = (dataDir: string): StoreOnDisk<ApiKeyRecord, KeyRevoc
   what: 'API keys',
   refusedEvent: 'api_keys_refused',
   invalidCode: 'PCL_API_KEYS_INVALID',
-  path: apiKeysPath(dataDir),
+  path: apiKeysFile(dataDir),
   read: () => readApiKeys(dataDir),
   write: (records) => writeApiKeys(dataDir, records),
   changes: keyRevocations,

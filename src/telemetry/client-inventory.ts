@@ -1,5 +1,5 @@
-import { join } from 'node:path';
 import type { Config } from '../config/index.js';
+import { inventoryFolder } from '../state/index.js';
 import type { ClientIdentity } from '../trust/index.js';
 import type { Logger } from '../observe/index.js';
 import { readSummaries, SummaryFile, type EntryShape } from './summary-file.js';
@@ -20,9 +20,6 @@ export interface InventoryEntry {
 
 const day = 86_400_000;
 const maxEntries = 10_000;
-
-/** Where each process keeps its inventory: one file per process name, merged by readers. */
-export const inventoryFolder = (dataDir: string) => join(dataDir, 'inventory');
 
 const shape: EntryShape<InventoryEntry> = {
   fingerprint: 'string',

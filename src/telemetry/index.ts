@@ -1,5 +1,5 @@
 export { createAccessLog, type AccessLog } from './access-log.js';
 export { ConnectionEvents, isConnectionEvent, type ConnectionEvent, type ConnectionEventName } from './connection-events.js';
-export { ClientInventory, readInventory, inventoryFolder, type InventoryEntry } from './client-inventory.js';
+export { ClientInventory, readInventory, type InventoryEntry } from './client-inventory.js';
 export { ProbeGuard } from './probe-guard.js';
-export { WeakClients, readWeakClients, weakClientsFolder, type WeakClientEntry } from './weak-clients.js';
+export { WeakClients, readWeakClients, type WeakClientEntry } from './weak-clients.js';

@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { weakClientsFolder } from '../state/index.js';
 import type { WeakOffer } from '../edge/index.js';
 import { isConnectionEvent } from './connection-events.js';
 import type { EventBus } from '../observe/index.js';
@@ -27,8 +27,6 @@ const day = 86_400_000;
 const maxEntries = 10_000;
 /** Entries not seen for this long are dropped: the report is about clients that still try. */
 const retentionMs = 90 * day;
-
-export const weakClientsFolder = (dataDir: string) => join(dataDir, 'weak-clients');
 
 const shape: EntryShape<WeakClientEntry> = {
   weakness: 'string',

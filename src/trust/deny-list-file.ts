@@ -1,10 +1,6 @@
-import { join } from 'node:path';
 import { PortcullisError } from '../errors.js';
-import { readStoreList, writeFileAtomic } from '../state/index.js';
+import { denyListFile, readStoreList, writeFileAtomic } from '../state/index.js';
 import { denyEntry, type DenyEntry } from './deny-list.js';
-
-/** Where the deny list lives: one JSON file under dataDir, written atomically. */
-export const denyListPath = (dataDir: string) => join(dataDir, 'deny-list.json');
 
 /**
  * Reads the persisted deny list; none yet is an empty list. A file that
@@ -12,7 +8,7 @@ export const denyListPath = (dataDir: string) => join(dataDir, 'deny-list.json')
  * losing blocks silently would readmit revoked clients.
  */
 export function readDenyList(dataDir: string): DenyEntry[] {
-  const path = denyListPath(dataDir);
+  const path = denyListFile(dataDir);
   const entries = readStoreList(path, 'entries', 'PCL_DENY_LIST_INVALID', 'it lists {"fingerprint"} or {"serial","issuer"} entries');
   return entries.map((e, i) => {
     const entry = denyEntry(
@@ -27,5 +23,5 @@ export function readDenyList(dataDir: string): DenyEntry[] {
 
 /** Replaces the persisted list; a crash leaves the old or the new list, never a torn one. */
 export function writeDenyList(dataDir: string, entries: readonly DenyEntry[]): void {
-  writeFileAtomic(denyListPath(dataDir), `${JSON.stringify({ version: 1, entries }, null, 2)}\n`, 0o600);
+  writeFileAtomic(denyListFile(dataDir), `${JSON.stringify({ version: 1, entries }, null, 2)}\n`, 0o600);
 }

@@ -6,6 +6,6 @@ export { parseCrl, CrlError, normaliseSerial } from './crl.js';
 export { DenyList, denyEntry, denyKey, type DenyEntry } from './deny-list.js';
 export { RevocationChecker, type RevocationDecision, type RevocationSource, type CertificateRef } from './revocation-checker.js';
 export type { RevocationPolicy } from './revocation-policy.js';
-export { readDenyList, writeDenyList, denyListPath } from './deny-list-file.js';
+export { readDenyList, writeDenyList } from './deny-list-file.js';
 export { fetchBounded, FetchError, type FetchLimits } from './fetch-bounded.js';
 export { maxAgeWithoutNextUpdateMs, OcspError, ocspResponderOf, queryOcsp, verifyOcspResponse, type OcspAnswer } from './ocsp.js';

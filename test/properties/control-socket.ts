@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { PortcullisError } from '../../src/errors.js';
-import { controlSocketPath, openControlSocket, type ControlHandlers } from '../../src/supervisor/control-socket.js';
+import { controlSocketFile } from '../../src/state/index.js';
+import { openControlSocket, type ControlHandlers } from '../../src/supervisor/control-socket.js';
 import type { ReloadResult } from '../../src/supervisor/reloader.js';
 import { propertyCase, within, type PropertySuite } from './harness.js';
 
@@ -257,7 +258,7 @@ export const controlSocketProperties: PropertySuite<ControlContext> = {
     const dir = mkdtempSync(join(tmpdir(), 'pcl-control-fuzz-'));
     const calls: Call[] = [];
     const server = await openControlSocket(dir, recordingHandlers(calls));
-    return { dir, path: controlSocketPath(dir), calls, close: server.close };
+    return { dir, path: controlSocketFile(dir), calls, close: server.close };
   },
   async close(ctx) {
     await ctx.close();

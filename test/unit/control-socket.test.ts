@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PortcullisError } from '../../src/errors.js';
-import { controlSocketPath, sendControl } from '../../src/supervisor/index.js';
+import { controlSocketFile } from '../../src/state/index.js';
+import { sendControl } from '../../src/supervisor/index.js';
 import { openControlSocket } from '../../src/supervisor/control-socket.js';
 import type { DenyChange, KeyRevocation } from '../../src/supervisor/store-changes.js';
 
@@ -47,12 +48,12 @@ describe('the control socket', () => {
   });
 
   test('is a 0600 socket that answers each command with its handler', async () => {
-    assert.equal(statSync(controlSocketPath(dir)).mode & 0o777, 0o600);
-    assert.deepEqual(await sendControl(controlSocketPath(dir), { command: 'api-keys' }), { ok: true, message: 'keys' });
+    assert.equal(statSync(controlSocketFile(dir)).mode & 0o777, 0o600);
+    assert.deepEqual(await sendControl(controlSocketFile(dir), { command: 'api-keys' }), { ok: true, message: 'keys' });
   });
 
   test('a request that is not a command object gets a usage answer, and the socket keeps serving', async () => {
-    const path = controlSocketPath(dir);
+    const path = controlSocketFile(dir);
     for (const request of ['null', '[]', '7', '"reload"', '{"command":"toString"}', '{"command":{}}', '{}']) {
       const answer = JSON.parse(await raw(path, `${request}\n`)) as { ok: boolean; code: string; message: string };
       assert.equal(answer.ok, false, request);
@@ -65,25 +66,25 @@ describe('the control socket', () => {
 
   test('one request per connection: a second line is not carried out', async () => {
     const before = reloads;
-    const answer = await raw(controlSocketPath(dir), '{"command":"reload"}\n{"command":"reload"}\n');
+    const answer = await raw(controlSocketFile(dir), '{"command":"reload"}\n{"command":"reload"}\n');
     assert.deepEqual(JSON.parse(answer), { ok: true, message: `reload ${before + 1}` });
     assert.equal(reloads, before + 1);
   });
 
   test('a handler that fails is answered with its code, not left hanging', async () => {
-    assert.deepEqual(await sendControl(controlSocketPath(dir), { command: 'deny-list' }), { ok: false, code: 'PCL_DENY_LIST_INVALID', message: 'broken list' });
+    assert.deepEqual(await sendControl(controlSocketFile(dir), { command: 'deny-list' }), { ok: false, code: 'PCL_DENY_LIST_INVALID', message: 'broken list' });
   });
 
   test('every request first retries saving the changes held in memory only', async () => {
     const before = retries;
-    await sendControl(controlSocketPath(dir), { command: 'reload' });
-    await sendControl(controlSocketPath(dir), { command: 'flush' });
+    await sendControl(controlSocketFile(dir), { command: 'reload' });
+    await sendControl(controlSocketFile(dir), { command: 'flush' });
     assert.equal(retries, before + 2);
   });
 
   test('hands a valid unsaved deny entry or key revocation to its handler, normalised', async () => {
     changes.length = 0;
-    const path = controlSocketPath(dir);
+    const path = controlSocketFile(dir);
     const fingerprint = `sha256:${'ab'.repeat(32)}`;
     assert.deepEqual(await sendControl(path, { command: 'deny-list', unpersisted: { deny: { fingerprint, note: 'stolen', addedAt: '2025-01-02T03:04:05.000Z' } } }), { ok: true, message: 'denied', unsaved: 1 });
     await sendControl(path, { command: 'deny-list', unpersisted: { deny: { serial: '0x0a1b', issuer: 'CN=Clients CA,O=Example', note: null, addedAt: '2025-01-02T03:04:05Z' } } });
@@ -99,7 +100,7 @@ describe('the control socket', () => {
 
   test('refuses a malformed request with a usage answer naming the field, runs nothing, and keeps serving', async () => {
     changes.length = 0;
-    const path = controlSocketPath(dir);
+    const path = controlSocketFile(dir);
     const fingerprint = `sha256:${'ab'.repeat(32)}`;
     const deny = (entry: unknown) => JSON.stringify({ command: 'deny-list', unpersisted: { deny: entry } });
     const at = '2025-01-02T03:04:05Z';

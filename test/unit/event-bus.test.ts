@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
-import { readWeakClients, WeakClients, weakClientsFolder } from '../../src/telemetry/index.js';
+import { weakClientsFile } from '../../src/state/index.js';
+import { readWeakClients, WeakClients } from '../../src/telemetry/index.js';
 import { createLogger, EventBus } from '../../src/observe/index.js';
 
 /** A logger whose lines the test can read. */
@@ -78,8 +79,8 @@ describe('the weak-client summary', () => {
     const log = createLogger('silent');
     const busA = new EventBus(log);
     const busB = new EventBus(log);
-    const a = new WeakClients(join(weakClientsFolder(dir), 'worker-1.json'), busA, log);
-    const b = new WeakClients(join(weakClientsFolder(dir), 'worker-2.json'), busB, log);
+    const a = new WeakClients(weakClientsFile(dir, 'worker-1'), busA, log);
+    const b = new WeakClients(weakClientsFile(dir, 'worker-2'), busB, log);
     busA.publish('info', event('192.0.2.1', 'legacy_protocol', 'unsupported_protocol'), 'm');
     busA.publish('info', event('192.0.2.1', 'legacy_protocol', 'unsupported_protocol'), 'm');
     busA.publish('info', event('192.0.2.2', null, null, { offered: 'TLSv1.3' }), 'm');
@@ -87,8 +88,8 @@ describe('the weak-client summary', () => {
     busB.publish('info', event('192.0.2.1', 'legacy_protocol', 'unsupported_protocol'), 'm');
     busB.publish('info', event('192.0.2.3', 'no_tls13', null, { offered: 'TLSv1.2', ja4: 't12d_y' }), 'm');
     await Promise.all([a.stop(), b.stop()]);
-    assert.equal(statSync(join(weakClientsFolder(dir), 'worker-1.json')).mode & 0o777, 0o600);
-    assert.equal((JSON.parse(readFileSync(join(weakClientsFolder(dir), 'worker-1.json'), 'utf8')) as { entries: unknown[] }).entries.length, 1, 'the strong client and the certificate refusal are not weak-client entries');
+    assert.equal(statSync(weakClientsFile(dir, 'worker-1')).mode & 0o777, 0o600);
+    assert.equal((JSON.parse(readFileSync(weakClientsFile(dir, 'worker-1'), 'utf8')) as { entries: unknown[] }).entries.length, 1, 'the strong client and the certificate refusal are not weak-client entries');
     const merged = readWeakClients(dir).sort((x, y) => x.address.localeCompare(y.address));
     assert.deepEqual(
       merged.map((e) => [e.weakness, e.address, e.ja4, e.sni, e.count, e.refused, e.lastReason, e.offered]),
@@ -103,9 +104,9 @@ describe('the weak-client summary', () => {
     const folder = join(dir, 'shapes');
     const good = { weakness: 'legacy_protocol', address: '192.0.2.9', ja4: null, sni: null, offered: 'TLSv1.0', firstSeen: '2026-01-01T00:00:00.000Z', lastSeen: new Date().toISOString(), count: 2, refused: 2, lastReason: 'unsupported_protocol', sites: [] };
     mkdirSync(join(folder, 'weak-clients'), { recursive: true });
-    const file = join(weakClientsFolder(folder), 'worker-1.json');
+    const file = weakClientsFile(folder, 'worker-1');
     writeFileSync(file, JSON.stringify({ version: 1, entries: [null, 7, 'x', { address: '192.0.2.8' }, { ...good, count: '2' }, { ...good, sites: [1] }, good] }));
-    writeFileSync(join(weakClientsFolder(folder), 'worker-2.json'), 'null');
+    writeFileSync(weakClientsFile(folder, 'worker-2'), 'null');
     assert.deepEqual(readWeakClients(folder), [good]);
     const log = createLogger('silent');
     const summary = new WeakClients(file, new EventBus(log), log);
@@ -114,7 +115,7 @@ describe('the weak-client summary', () => {
   });
 
   test('a summary that could not be written is written at the next flush, with no new event in between', async () => {
-    const file = join(weakClientsFolder(join(dir, 'retry')), 'worker-1.json');
+    const file = weakClientsFile(join(dir, 'retry'), 'worker-1');
     mkdirSync(file, { recursive: true }); // a folder where the file goes: the write fails
     const { log, lines } = capturingLogger('error');
     const bus = new EventBus(log);

@@ -3,7 +3,7 @@ import { copyFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { provisionCertificates } from '../../src/config/provision-certificates.js';
-import { internalCertificateFiles } from '../../src/pki/index.js';
+import { internalCertificateFiles } from '../../src/state/index.js';
 import { provisionContextIn, rawSite, type TestContext } from '../helpers/provision.js';
 import { TestPki } from '../helpers/pki.js';
 
