@@ -3,8 +3,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { cliPath, startCli, type CliProcess } from '../helpers/cli-process.js';
-import { curl, resolveTo, run } from '../helpers/clients.js';
+import { runCli, startCli, type CliProcess } from '../helpers/cli-process.js';
+import { curl, resolveTo } from '../helpers/clients.js';
 import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
 import { suiteScope, tempDir } from '../helpers/proxy.js';
 import { startUpstream, type EchoAnswer } from '../helpers/upstream.js';
@@ -23,7 +23,7 @@ describe('API keys', () => {
   let cli: CliProcess;
 
   const keys = async (...args: string[]) => {
-    const r = await run(process.execPath, [cliPath, 'keys', ...args, '--config', file]);
+    const r = await runCli(['keys', ...args, '--config', file]);
     assert.equal(r.code, 0, r.stderr);
     return r;
   };
@@ -129,7 +129,7 @@ sites:
     // facts, not timing: past its expiry the key is refused
     await delay(1100);
     assert.equal((await call('/v1/x', brief.key)).reason, 'expired_api_key');
-    const refuse = (...args: string[]) => run(process.execPath, [cliPath, 'keys', ...args, '--config', file]);
+    const refuse = (...args: string[]) => runCli(['keys', ...args, '--config', file]);
     const lateRotation = await refuse('rotate', brief.id);
     assert.equal(lateRotation.code, 2);
     assert.match(lateRotation.stderr, new RegExp(`API key ${brief.id} expired at \\S+; create a new key instead`));
@@ -151,12 +151,12 @@ sites:
 
   test('bad CLI input is refused with the fix, and leaves the store as it was', async () => {
     const before = readFileSync(`${dir}/.portcullis/api-keys.json`, 'utf8');
-    const bad = await run(process.execPath, [cliPath, 'keys', 'create', '--name', 'x', '--bind-cert', 'md5:00', '--config', file]);
+    const bad = await runCli(['keys', 'create', '--name', 'x', '--bind-cert', 'md5:00', '--config', file]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--bind-cert md5:00: use the certificate's SHA-256 fingerprint/);
-    const route = await run(process.execPath, [cliPath, 'keys', 'create', '--name', 'x', '--routes', 'v1', '--config', file]);
+    const route = await runCli(['keys', 'create', '--name', 'x', '--routes', 'v1', '--config', file]);
     assert.match(route.stderr, /--routes: "v1" is not a route path/);
-    const unknown = await run(process.execPath, [cliPath, 'keys', 'revoke', '0123456789ab', '--config', file]);
+    const unknown = await runCli(['keys', 'revoke', '0123456789ab', '--config', file]);
     assert.match(unknown.stderr, /no API key 0123456789ab; see portcullis keys list/);
     assert.equal(readFileSync(`${dir}/.portcullis/api-keys.json`, 'utf8'), before);
 
@@ -164,7 +164,7 @@ sites:
     mkdirSync(`${other}/.portcullis`);
     writeFileSync(`${other}/portcullis.yaml`, 'listen: { https: "127.0.0.1:0" }\n');
     writeFileSync(`${other}/.portcullis/api-keys.json`, '{"version":1,"keys":[{"id":"xyz"}]}');
-    const corrupt = await run(process.execPath, [cliPath, 'keys', 'list', '--config', `${other}/portcullis.yaml`]);
+    const corrupt = await runCli(['keys', 'list', '--config', `${other}/portcullis.yaml`]);
     assert.equal(corrupt.code, 1);
     assert.match(corrupt.stderr, /api-keys\.json keys\[0\]: id is not 12 hex digits; fix or remove that entry/);
   });
@@ -188,7 +188,7 @@ sites:
   );
   const cli = startCli(t, ['start', '--config', file], dir);
   const port = Number((await cli.waitFor(/"https":"127\.0\.0\.1:(\d+)".*"workers":2/))[1]);
-  const created = await run(process.execPath, [cliPath, 'keys', 'create', '--name', 'cluster', '--config', file]);
+  const created = await runCli(['keys', 'create', '--name', 'cluster', '--config', file]);
   assert.match(created.stderr, /API keys applied \(1 entry\): applied by 2 workers, in force for every request from now on/);
   const key = created.stdout.trim();
   // separate connections, spread over the workers by the cluster's round robin
@@ -198,7 +198,7 @@ sites:
     return codes;
   };
   assert.deepEqual(await statuses(), ['200', '200', '200', '200', '200', '200']);
-  const revoked = await run(process.execPath, [cliPath, 'keys', 'revoke', key.slice(4, 16), '--config', file]);
+  const revoked = await runCli(['keys', 'revoke', key.slice(4, 16), '--config', file]);
   assert.equal(revoked.code, 0, revoked.stderr);
   assert.deepEqual(await statuses(), ['401', '401', '401', '401', '401', '401']);
 });

@@ -5,8 +5,8 @@ import { writeFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { cliPath, startCli } from '../helpers/cli-process.js';
-import { curl, resolveTo, run, sClient } from '../helpers/clients.js';
+import { runCli, startCli } from '../helpers/cli-process.js';
+import { curl, resolveTo, sClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
 
@@ -196,7 +196,7 @@ sites:
     assert.equal(modern.stdout, '200');
 
     // the instance is running: the report asks it to write what its workers hold
-    const report = await run(process.execPath, [cliPath, 'report', 'weak-clients', '--config', file, '--since', '1h', '--json']);
+    const report = await runCli(['report', 'weak-clients', '--config', file, '--since', '1h', '--json']);
     assert.equal(report.code, 0, report.stderr);
     const entries = JSON.parse(report.stdout) as { weakness: string; address: string; sni: string; ja4: string; offered: string; count: number; refused: number; lastReason: string | null }[];
     assert.deepEqual(
@@ -211,16 +211,16 @@ sites:
     assert.match(entries[0]?.ja4 ?? '', /^t10d/);
     assert.match(entries[2]?.ja4 ?? '', /^t12d/);
 
-    const text = await run(process.execPath, [cliPath, 'report', 'weak-clients', '--config', file]);
+    const text = await runCli(['report', 'weak-clients', '--config', file]);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /legacy_protocol \(1\): offered nothing newer than TLS 1\.1[\s\S]*127\.0\.0\.1 +TLSv1\.0 +api\.test +t10d\S+ +3 +3 +unsupported_protocol/);
     assert.match(text.stdout, /no_tls13 \(1\):[\s\S]*TLSv1\.2 +api\.test +t12d\S+ +1 +0 +accepted/);
 
     // facts, not timing: a window that ends before now excludes what was seen more than a second ago
     await delay(1100);
-    const recent = await run(process.execPath, [cliPath, 'report', 'weak-clients', '--config', file, '--since', '1s']);
+    const recent = await runCli(['report', 'weak-clients', '--config', file, '--since', '1s']);
     assert.match(recent.stdout, /^no client offered weak TLS in the last 1s/);
-    const unknown = await run(process.execPath, [cliPath, 'report', 'strong-clients', '--config', file]);
+    const unknown = await runCli(['report', 'strong-clients', '--config', file]);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /there is no report "strong-clients"; use: portcullis report weak-clients/);
   });
