@@ -2,13 +2,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import { cliEnv, runCli, startCli, tsxImport } from '../helpers/cli-process.js';
 import { curl, resolveTo, run } from '../helpers/clients.js';
 import { startProxy, tempDir, type Scope } from '../helpers/proxy.js';
+import { whenever } from '../helpers/wait.js';
 
 const ca = (dir: string, ...args: string[]) => runCli(['ca', ...args, '--config', join(dir, 'portcullis.yaml')]);
 
@@ -95,8 +95,10 @@ describe('the built-in CA', () => {
     );
     t.after(() => loop.kill('SIGKILL'));
     const issuedSoFar = () => (existsSync(db) ? (JSON.parse(readFileSync(db, 'utf8')) as { issued: unknown[] }).issued.length : 0);
-    // waiting on the fact (enough certificates issued), polling the file the loop writes
-    for (let i = 0; i < 400 && issuedSoFar() < 12; i++) await delay(25);
+    // waiting on the fact (enough certificates issued), read again each time the loop replaces the file (by a rename in its folder)
+    const folder = watch(join(dir, 'state', 'ca'));
+    t.after(() => folder.close());
+    await whenever(folder, 'change', () => (issuedSoFar() >= 12 ? true : undefined), { what: '12 certificates issued by the loop', timeoutMs: 30_000 });
     loop.kill('SIGKILL');
     await once(loop, 'exit');
 
