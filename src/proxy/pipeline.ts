@@ -13,7 +13,7 @@ import { sendError } from './responses.js';
 /**
  * The request pipeline. Each phase reads the context and the compiled config,
  * fills in its part, and returns null to go on or a reason to stop with.
- * The phases, in order, are this list; `runPipeline` is the only runner.
+ * The phases, in order, are this list; `decide` is the only runner.
  */
 type Phase = (ctx: RequestContext) => Reason | null;
 
@@ -220,14 +220,25 @@ function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
 
 const phases: readonly Phase[] = [limitHeaders, resolveSite, requireClientCertificate, matchRoute, authorizeClient, checkApiKey, limitRate, prepareUpstreamRequest];
 
-/** Runs the phases, then forwards; the first reason ends the request with its JSON answer. */
-export function runPipeline(ctx: RequestContext): void {
+/**
+ * Runs the phases in order and returns the first reason, or null when the
+ * request may go upstream (the context then holds its site, route and
+ * upstream request headers). It writes no answer and forwards nothing (the
+ * phases still publish their events, take rate tokens and mark a connection
+ * to be closed), so the unit tests run it over a request built without a
+ * socket.
+ */
+export function decide(ctx: RequestContext): Reason | null {
   for (const phase of phases) {
     const reason = phase(ctx);
-    if (reason !== null) {
-      sendError(ctx, reason, ctx.detail);
-      return;
-    }
+    if (reason !== null) return reason;
   }
-  forward(ctx);
+  return null;
+}
+
+/** Runs the phases, then forwards; the first reason ends the request with its JSON answer. */
+export function runPipeline(ctx: RequestContext): void {
+  const reason = decide(ctx);
+  if (reason !== null) sendError(ctx, reason, ctx.detail);
+  else forward(ctx);
 }

@@ -3,12 +3,12 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { cliPath, startCli } from '../helpers/cli-process.js';
+import { runCli, startCli } from '../helpers/cli-process.js';
 import { curl, resolveTo, run } from '../helpers/clients.js';
 import { tempDir, type Scope } from '../helpers/proxy.js';
 import { rsaKeyRange } from '../properties/admin.js';
 
-const cli = (dir: string, ...args: string[]) => run(process.execPath, [cliPath, ...args, '--config', join(dir, 'portcullis.yaml')]);
+const cli = (dir: string, ...args: string[]) => runCli([...args, '--config', join(dir, 'portcullis.yaml')]);
 
 /** A key and a CSR made by openssl that asks for names of its own choosing (which must be ignored). */
 async function csr(dir: string, name: string, keyArgs: readonly string[] = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']): Promise<{ key: string; csr: string }> {

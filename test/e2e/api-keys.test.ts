@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { cliPath, startCli, type CliProcess } from '../helpers/cli-process.js';
-import { curl, resolveTo, run } from '../helpers/clients.js';
+import { runCli, startCli, type CliProcess } from '../helpers/cli-process.js';
+import { curl, resolveTo } from '../helpers/clients.js';
 import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
 import { suiteScope, tempDir } from '../helpers/proxy.js';
 import { startUpstream, type EchoAnswer } from '../helpers/upstream.js';
+import { untilPast } from '../helpers/wait.js';
 
 const pki = new TestPki();
 after(() => pki.cleanup());
@@ -23,7 +23,7 @@ describe('API keys', () => {
   let cli: CliProcess;
 
   const keys = async (...args: string[]) => {
-    const r = await run(process.execPath, [cliPath, 'keys', ...args, '--config', file]);
+    const r = await runCli(['keys', ...args, '--config', file]);
     assert.equal(r.code, 0, r.stderr);
     return r;
   };
@@ -31,7 +31,9 @@ describe('API keys', () => {
     const r = await keys('create', ...args);
     const key = r.stdout.trim();
     assert.match(key, /^pck_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/, 'stdout is the key alone');
-    return { key, id: key.slice(4, 16) };
+    /** The expiry the CLI reports on stderr ("never", or an ISO time). */
+    const expires = /, expires (\S+)\. It is shown once/.exec(r.stderr)?.[1] ?? null;
+    return { key, id: key.slice(4, 16), expires };
   };
   /** One request; the status, the reason of a refusal, and what the upstream received. */
   const call = async (path: string, key: string | null, cert: Leaf | null = null) => {
@@ -126,10 +128,11 @@ sites:
     assert.equal((await call('/v1/x', victim.key)).reason, 'revoked_api_key');
 
     const brief = await create('--name', 'brief', '--expires', '1s');
-    // facts, not timing: past its expiry the key is refused
-    await delay(1100);
+    // facts, not timing: once the clock is past the expiry the key was given, it is refused
+    assert.match(String(brief.expires), /^\d{4}-\d\d-\d\dT/, brief.expires ?? 'no expiry reported');
+    await untilPast(Date.parse(String(brief.expires)));
     assert.equal((await call('/v1/x', brief.key)).reason, 'expired_api_key');
-    const refuse = (...args: string[]) => run(process.execPath, [cliPath, 'keys', ...args, '--config', file]);
+    const refuse = (...args: string[]) => runCli(['keys', ...args, '--config', file]);
     const lateRotation = await refuse('rotate', brief.id);
     assert.equal(lateRotation.code, 2);
     assert.match(lateRotation.stderr, new RegExp(`API key ${brief.id} expired at \\S+; create a new key instead`));
@@ -151,12 +154,12 @@ sites:
 
   test('bad CLI input is refused with the fix, and leaves the store as it was', async () => {
     const before = readFileSync(`${dir}/.portcullis/api-keys.json`, 'utf8');
-    const bad = await run(process.execPath, [cliPath, 'keys', 'create', '--name', 'x', '--bind-cert', 'md5:00', '--config', file]);
+    const bad = await runCli(['keys', 'create', '--name', 'x', '--bind-cert', 'md5:00', '--config', file]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--bind-cert md5:00: use the certificate's SHA-256 fingerprint/);
-    const route = await run(process.execPath, [cliPath, 'keys', 'create', '--name', 'x', '--routes', 'v1', '--config', file]);
+    const route = await runCli(['keys', 'create', '--name', 'x', '--routes', 'v1', '--config', file]);
     assert.match(route.stderr, /--routes: "v1" is not a route path/);
-    const unknown = await run(process.execPath, [cliPath, 'keys', 'revoke', '0123456789ab', '--config', file]);
+    const unknown = await runCli(['keys', 'revoke', '0123456789ab', '--config', file]);
     assert.match(unknown.stderr, /no API key 0123456789ab; see portcullis keys list/);
     assert.equal(readFileSync(`${dir}/.portcullis/api-keys.json`, 'utf8'), before);
 
@@ -164,7 +167,7 @@ sites:
     mkdirSync(`${other}/.portcullis`);
     writeFileSync(`${other}/portcullis.yaml`, 'listen: { https: "127.0.0.1:0" }\n');
     writeFileSync(`${other}/.portcullis/api-keys.json`, '{"version":1,"keys":[{"id":"xyz"}]}');
-    const corrupt = await run(process.execPath, [cliPath, 'keys', 'list', '--config', `${other}/portcullis.yaml`]);
+    const corrupt = await runCli(['keys', 'list', '--config', `${other}/portcullis.yaml`]);
     assert.equal(corrupt.code, 1);
     assert.match(corrupt.stderr, /api-keys\.json keys\[0\]: id is not 12 hex digits; fix or remove that entry/);
   });
@@ -188,7 +191,7 @@ sites:
   );
   const cli = startCli(t, ['start', '--config', file], dir);
   const port = Number((await cli.waitFor(/"https":"127\.0\.0\.1:(\d+)".*"workers":2/))[1]);
-  const created = await run(process.execPath, [cliPath, 'keys', 'create', '--name', 'cluster', '--config', file]);
+  const created = await runCli(['keys', 'create', '--name', 'cluster', '--config', file]);
   assert.match(created.stderr, /API keys applied \(1 entry\): applied by 2 workers, in force for every request from now on/);
   const key = created.stdout.trim();
   // separate connections, spread over the workers by the cluster's round robin
@@ -198,7 +201,7 @@ sites:
     return codes;
   };
   assert.deepEqual(await statuses(), ['200', '200', '200', '200', '200', '200']);
-  const revoked = await run(process.execPath, [cliPath, 'keys', 'revoke', key.slice(4, 16), '--config', file]);
+  const revoked = await runCli(['keys', 'revoke', key.slice(4, 16), '--config', file]);
   assert.equal(revoked.code, 0, revoked.stderr);
   assert.deepEqual(await statuses(), ['401', '401', '401', '401', '401', '401']);
 });

@@ -2,15 +2,15 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, watch, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
-import { cliPath, startCli } from '../helpers/cli-process.js';
+import { cliEnv, runCli, startCli, tsxImport } from '../helpers/cli-process.js';
 import { curl, resolveTo, run } from '../helpers/clients.js';
 import { startProxy, tempDir, type Scope } from '../helpers/proxy.js';
+import { whenever } from '../helpers/wait.js';
 
-const ca = (dir: string, ...args: string[]) => run(process.execPath, [cliPath, 'ca', ...args, '--config', join(dir, 'portcullis.yaml')]);
+const ca = (dir: string, ...args: string[]) => runCli(['ca', ...args, '--config', join(dir, 'portcullis.yaml')]);
 
 /** An mTLS site (with the CA's CRL on the HTTP listener) trusting `trust` and `crls`; `call(name)` requests it with name.chain.pem and name.key. */
 async function caSite(t: Scope, dir: string, state: string, trust: readonly string[], crls: readonly string[]) {
@@ -90,13 +90,15 @@ describe('the built-in CA', () => {
     const db = join(dir, 'state', 'ca', 'db.json');
     const loop = spawn(
       process.execPath,
-      ['--input-type=module', '-e', `import { CaStore } from ${JSON.stringify(join(cliPath, '..', '..', 'dist', 'pki', 'index.js'))}; const s = await CaStore.open(${JSON.stringify(join(dir, 'state'))}); for (let i = 0; ; i++) { await s.issue({ commonName: 'loop-' + i, usage: 'client', lifetimeDays: 1 }); if (i % 3 === 0) await s.revoke(s.list().at(-1).serial); }`],
-      { stdio: 'ignore' },
+      [...tsxImport, '--input-type=module', '-e', `import { CaStore } from ${JSON.stringify(join(import.meta.dirname, '..', '..', 'src', 'pki', 'index.ts'))}; const s = await CaStore.open(${JSON.stringify(join(dir, 'state'))}); for (let i = 0; ; i++) { await s.issue({ commonName: 'loop-' + i, usage: 'client', lifetimeDays: 1 }); if (i % 3 === 0) await s.revoke(s.list().at(-1).serial); }`],
+      { stdio: 'ignore', env: cliEnv },
     );
     t.after(() => loop.kill('SIGKILL'));
     const issuedSoFar = () => (existsSync(db) ? (JSON.parse(readFileSync(db, 'utf8')) as { issued: unknown[] }).issued.length : 0);
-    // waiting on the fact (enough certificates issued), polling the file the loop writes
-    for (let i = 0; i < 400 && issuedSoFar() < 12; i++) await delay(25);
+    // waiting on the fact (enough certificates issued), read again each time the loop replaces the file (by a rename in its folder)
+    const folder = watch(join(dir, 'state', 'ca'));
+    t.after(() => folder.close());
+    await whenever(folder, 'change', () => (issuedSoFar() >= 12 ? true : undefined), { what: '12 certificates issued by the loop', timeoutMs: 30_000 });
     loop.kill('SIGKILL');
     await once(loop, 'exit');
 
@@ -194,7 +196,7 @@ sites:
     routes: [{ path: /, upstream: "builtin:whoami" }]
 `,
     );
-    const before = await run(process.execPath, [cliPath, 'validate', file]);
+    const before = await runCli(['validate', file]);
     assert.equal(before.code, 2);
     assert.match(before.stderr, /sites\[0\]\.certificates\[0\]\.internal: the built-in CA has not issued .*api\.test\.pem yet; portcullis start issues it/);
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { loadConfigFile } from '../../src/config/index.js';
-import { cliPath } from '../helpers/cli-process.js';
-import { curl, resolveTo, run } from '../helpers/clients.js';
+import { runCli } from '../helpers/cli-process.js';
+import { curl, resolveTo } from '../helpers/clients.js';
 import { TestPki, type Leaf } from '../helpers/pki.js';
 import { startProxy } from '../helpers/proxy.js';
 
@@ -84,13 +84,13 @@ sites:
   await p.proxy.close(); // writes the inventory
 
   const config = `${p.dir}/portcullis.yaml`;
-  const soon = await run(process.execPath, [cliPath, 'clients', '--config', config, '--expiring', '7d', '--json']);
+  const soon = await runCli(['clients', '--config', config, '--expiring', '7d', '--json']);
   assert.equal(soon.code, 0, soon.stderr);
   const listed = JSON.parse(soon.stdout) as { subject: string; count: number; serial: string; sites: string[] }[];
   assert.deepEqual(listed.map((e) => [e.subject, e.count, e.sites]), [['O=Partner,CN=partner-a', 2, ['api.test']]]);
-  const all = await run(process.execPath, [cliPath, 'clients', '--config', config]);
+  const all = await runCli(['clients', '--config', config]);
   assert.match(all.stdout, /partner-a[\s\S]*partner-b/, 'soonest expiry first');
-  const bad = await run(process.execPath, [cliPath, 'clients', '--config', config, '--expiring', 'soon']);
+  const bad = await runCli(['clients', '--config', config, '--expiring', 'soon']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--expiring soon is not a duration/);
 });

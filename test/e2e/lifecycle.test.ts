@@ -4,8 +4,8 @@ import { copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { after, describe, test } from 'node:test';
-import { curl, h2Client, resolveTo, run, sClient, sClientRequest, tlsClient } from '../helpers/clients.js';
-import { cliPath, startCli, type CliProcess } from '../helpers/cli-process.js';
+import { curl, h2Client, resolveTo, sClient, sClientRequest, tlsClient } from '../helpers/clients.js';
+import { runCli, startCli, type CliProcess } from '../helpers/cli-process.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { tempDir, type Scope } from '../helpers/proxy.js';
 import { startUpstream } from '../helpers/upstream.js';
@@ -65,7 +65,7 @@ describe('reload', () => {
     await cli.waitFor(/"event":"reload_refused".*sites\[0\]\.certificates\[0\]\.key: key does not match certificate/);
     assert.equal(await status(port), '200');
 
-    const r = await run('node', [cliPath, 'reload', '--config', file]);
+    const r = await runCli(['reload', '--config', file]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /reload refused, the previous config keeps serving: .*sites\[0\]\.certificates\[0\]\.key: key does not match/s);
     assert.equal(await status(port), '200');
@@ -101,7 +101,7 @@ describe('reload', () => {
     const dir = tempDir(t);
     const { port, file } = await startWithFiles(t, dir, 'cli-reload');
     writeFileSync(file, configText('"builtin:whoami"').replace('routes: [{ path: /, upstream: "builtin:whoami" }]', 'routes: [{ path: /, upstream: "builtin:whoami" }, { path: /two/, upstream: "builtin:whoami" }]'));
-    const r = await run('node', [cliPath, 'reload', '--config', file]);
+    const r = await runCli(['reload', '--config', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /reloaded .*portcullis\.yaml: 1 site\(s\), 2 route\(s\)/);
     const who = await curl([...resolveTo('api.test', port), '--cacert', root.certFile, `https://api.test:${port}/two/x`]);

@@ -3,7 +3,6 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import { run } from '../helpers/clients.js';
 import { expectOcspStatus, startOcspResponder, type OcspResponder } from '../helpers/ocsp-responder.js';
 import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
@@ -43,12 +42,12 @@ async function stapleOf(port: number, host: string): Promise<Staple> {
 /** The log lines of `event` so far. */
 const eventsOf = (p: RunningProxy, event: string) => p.logs.filter((l) => l.event === event);
 
-/** Waits until the proxy has logged `count` lines of `event` (polled; bounded by `timeoutMs`). */
+/** Waits until the proxy has logged `count` lines of `event`, each awaited as it is written (at most `timeoutMs` for each). */
 async function waitForEvent(p: RunningProxy, event: string, count = 1, timeoutMs = 20_000): Promise<Record<string, unknown>[]> {
-  const deadline = Date.now() + timeoutMs;
-  while (eventsOf(p, event).length < count) {
-    if (Date.now() > deadline) throw new Error(`no ${count}× ${event} within ${timeoutMs} ms; events: ${p.logs.map((l) => l.event).join(', ')}`);
-    await delay(50); // a poll interval: the loop ends on the event
+  let after = 0;
+  for (let n = 0; n < count; n++) {
+    const line = await p.waitForLog((l) => l.event === event, { after, timeoutMs });
+    after = p.logs.indexOf(line) + 1;
   }
   return eventsOf(p, event);
 }

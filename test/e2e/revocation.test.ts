@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
-import { curl, resolveTo, run, sClientRequest } from '../helpers/clients.js';
-import { cliPath, startCli } from '../helpers/cli-process.js';
+import { curl, resolveTo, sClientRequest } from '../helpers/clients.js';
+import { runCli, startCli } from '../helpers/cli-process.js';
 import { startOcspResponder, expectOcspStatus } from '../helpers/ocsp-responder.js';
 import { closedPort } from '../helpers/upstream.js';
 import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
@@ -345,7 +345,7 @@ sites:
     routes: [{ path: /, upstream: "builtin:whoami" }]
 `,
       );
-      const deny = (...args: string[]) => run(process.execPath, [cliPath, 'deny', ...args, '--config', file]);
+      const deny = (...args: string[]) => runCli(['deny', ...args, '--config', file]);
       // before any instance runs, the list is only saved
       const early = await deny('add', '--serial', '0xDEAD', '--issuer', 'CN=Elsewhere,O=Example');
       assert.equal(early.code, 0, early.stderr);
@@ -388,16 +388,16 @@ sites:
     const dir = tempDir(t);
     const file = join(dir, 'portcullis.yaml');
     writeFileSync(file, 'dataDir: state\n');
-    const bad = await run(process.execPath, [cliPath, 'deny', 'add', '--config', file, '--fingerprint', 'AB:CD']);
+    const bad = await runCli(['deny', 'add', '--config', file, '--fingerprint', 'AB:CD']);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--fingerprint AB:CD is not a SHA-256 fingerprint; give it as "sha256:" and 64 hex digits/);
     mkdirSync(join(dir, 'state'));
     const corruptText = '{"version":1,"entries":[{"fingerprint":"sha256:zz"}]}';
     writeFileSync(join(dir, 'state', 'deny-list.json'), corruptText);
-    const corrupt = await run(process.execPath, [cliPath, 'deny', 'list', '--config', file]);
+    const corrupt = await runCli(['deny', 'list', '--config', file]);
     assert.equal(corrupt.code, 1);
     assert.match(corrupt.stderr, /deny-list\.json entries\[0\]: --fingerprint sha256:zz is not a SHA-256 fingerprint/);
-    const add = await run(process.execPath, [cliPath, 'deny', 'add', '--config', file, '--fingerprint', `sha256:${'AB'.repeat(32)}`]);
+    const add = await runCli(['deny', 'add', '--config', file, '--fingerprint', `sha256:${'AB'.repeat(32)}`]);
     assert.equal(add.code, 1);
     assert.equal(readFileSync(join(dir, 'state', 'deny-list.json'), 'utf8'), corruptText, 'the unreadable list is left for the operator to repair, not overwritten');
   });

@@ -5,7 +5,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { cliPath, startCli, type CliProcess } from '../helpers/cli-process.js';
+import { runCli, startCli, type CliProcess } from '../helpers/cli-process.js';
 import { curl, resolveTo, run, type RunResult } from '../helpers/clients.js';
 import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
 import type { Scope } from '../helpers/proxy.js';
@@ -101,7 +101,7 @@ async function startInstance(t: Scope, dir: StateDir, workers = 1): Promise<{ cl
 }
 
 function portcullis(dir: StateDir, ...args: string[]): Promise<RunResult> {
-  return run(process.execPath, [cliPath, ...args, '--config', dir.config]);
+  return runCli([...args, '--config', dir.config]);
 }
 
 /** Nothing like "unexpected error" and a stack trace. */

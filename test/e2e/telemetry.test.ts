@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { createServer } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { connect, type AddressInfo } from 'node:net';
-import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
-import { cliPath, startCli } from '../helpers/cli-process.js';
-import { curl, resolveTo, run, sClient } from '../helpers/clients.js';
+import { runCli, startCli } from '../helpers/cli-process.js';
+import { curl, resolveTo, sClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
+import { untilPast, whenever } from '../helpers/wait.js';
 
 const pki = new TestPki();
 after(() => pki.cleanup());
@@ -88,11 +88,13 @@ function plaintextFrom(localAddress: string, port: number): Promise<string> {
 describe('the detector', () => {
   test('blocks a source after a burst of refused handshakes while others keep working, alerts the webhook, lets the block expire, and never blocks the allow-list', async (t) => {
     const alerts: Record<string, unknown>[] = [];
+    const received = new EventEmitter();
     const webhook = createServer((req, res) => {
       let body = '';
       req.on('data', (d: Buffer) => (body += d.toString()));
       req.on('end', () => {
         alerts.push(JSON.parse(body) as Record<string, unknown>);
+        received.emit('alert');
         res.end();
       });
     });
@@ -124,16 +126,12 @@ sites:
     assert.match(metrics, /portcullis_sources_blocked_total 1/);
 
     for (let i = 0; i < 5; i++) assert.match(await plaintextFrom('127.0.0.3', p.port), /^HTTP\/1\.1 400 /, 'the allow-listed source is never blocked');
-    // waiting on facts: the webhook's alert, then the end of the two-second block
-    for (let i = 0; i < 100 && alerts.length === 0; i++) await delay(50);
-    assert.equal(alerts[0]?.event, 'source_blocked');
-    assert.equal(alerts[0]?.address, '127.0.0.2');
-    let answer = '';
-    for (let i = 0; i < 100 && answer === ''; i++) {
-      await delay(100);
-      answer = await plaintextFrom('127.0.0.2', p.port);
-    }
-    assert.match(answer, /^HTTP\/1\.1 400 /, 'the block expired');
+    // waiting on facts: the webhook's alert, then the end of the two-second block at the time it announced
+    const alert = await whenever(received, 'alert', () => alerts[0], { what: 'an alert at the webhook' });
+    assert.equal(alert.event, 'source_blocked');
+    assert.equal(alert.address, '127.0.0.2');
+    await untilPast(Date.parse(String(blocked.until)));
+    assert.match(await plaintextFrom('127.0.0.2', p.port), /^HTTP\/1\.1 400 /, 'the block expired at its until');
   });
 });
 
@@ -196,9 +194,9 @@ sites:
     assert.equal(modern.stdout, '200');
 
     // the instance is running: the report asks it to write what its workers hold
-    const report = await run(process.execPath, [cliPath, 'report', 'weak-clients', '--config', file, '--since', '1h', '--json']);
+    const report = await runCli(['report', 'weak-clients', '--config', file, '--since', '1h', '--json']);
     assert.equal(report.code, 0, report.stderr);
-    const entries = JSON.parse(report.stdout) as { weakness: string; address: string; sni: string; ja4: string; offered: string; count: number; refused: number; lastReason: string | null }[];
+    const entries = JSON.parse(report.stdout) as { weakness: string; address: string; sni: string; ja4: string; offered: string; count: number; refused: number; lastReason: string | null; lastSeen: string }[];
     assert.deepEqual(
       entries.map((e) => [e.weakness, e.address, e.sni, e.offered, e.count, e.refused, e.lastReason]),
       [
@@ -211,16 +209,16 @@ sites:
     assert.match(entries[0]?.ja4 ?? '', /^t10d/);
     assert.match(entries[2]?.ja4 ?? '', /^t12d/);
 
-    const text = await run(process.execPath, [cliPath, 'report', 'weak-clients', '--config', file]);
+    const text = await runCli(['report', 'weak-clients', '--config', file]);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /legacy_protocol \(1\): offered nothing newer than TLS 1\.1[\s\S]*127\.0\.0\.1 +TLSv1\.0 +api\.test +t10d\S+ +3 +3 +unsupported_protocol/);
     assert.match(text.stdout, /no_tls13 \(1\):[\s\S]*TLSv1\.2 +api\.test +t12d\S+ +1 +0 +accepted/);
 
-    // facts, not timing: a window that ends before now excludes what was seen more than a second ago
-    await delay(1100);
-    const recent = await run(process.execPath, [cliPath, 'report', 'weak-clients', '--config', file, '--since', '1s']);
+    // facts, not timing: once the last sighting is more than a second old, a one-second window excludes it
+    await untilPast(Math.max(...entries.map((e) => Date.parse(e.lastSeen))) + 1000);
+    const recent = await runCli(['report', 'weak-clients', '--config', file, '--since', '1s']);
     assert.match(recent.stdout, /^no client offered weak TLS in the last 1s/);
-    const unknown = await run(process.execPath, [cliPath, 'report', 'strong-clients', '--config', file]);
+    const unknown = await runCli(['report', 'strong-clients', '--config', file]);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /there is no report "strong-clients"; use: portcullis report weak-clients/);
   });

@@ -3,8 +3,8 @@ import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { curl, resolveTo, run, sClientRequest } from '../helpers/clients.js';
-import { cliPath, startCli } from '../helpers/cli-process.js';
+import { curl, resolveTo, sClientRequest } from '../helpers/clients.js';
+import { runCli, startCli } from '../helpers/cli-process.js';
 import { TestPki } from '../helpers/pki.js';
 import { tempDir } from '../helpers/proxy.js';
 
@@ -104,7 +104,7 @@ describe('workers', () => {
     };
 
     writeFileSync(file, clusterConfig(leaf.chainFile, wrongKey.keyFile));
-    const refused = await run('node', [cliPath, 'reload', '--config', file]);
+    const refused = await runCli(['reload', '--config', file]);
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /key does not match certificate/);
     const before = new Set([(await who()).pid, (await who()).pid]);

@@ -1,8 +1,39 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
+import { run, type RunResult } from './clients.js';
 import type { Scope } from './proxy.js';
 
-export const cliPath = join(import.meta.dirname, '..', '..', 'bin', 'portcullis.js');
+/*
+ * Tests run the CLI from its TypeScript source, never through
+ * bin/portcullis.js: that loads dist/, which only `npm run build` updates, so
+ * a test file run alone after an edit of src/ would test the old build (or
+ * fail where there is none). tsx is resolved from this project, since a CLI
+ * child runs in a temp folder where `--import tsx` would not find it, and is
+ * told the project's tsconfig. Cluster workers run the source too:
+ * cluster.fork() starts `process.execPath` with the primary's execArgv (the
+ * --import) and main module (src/cli/main.ts), as test/e2e/cli-source.test.ts
+ * checks.
+ */
+const projectRoot = join(import.meta.dirname, '..', '..');
+
+/** The CLI's entry point in the source tree. */
+export const cliMain = join(projectRoot, 'src', 'cli', 'main.ts');
+
+/** The node option that loads tsx, for any child that runs TypeScript of this project. */
+export const tsxImport: readonly string[] = ['--import', import.meta.resolve('tsx')];
+
+/** The environment of a CLI child: this process's, with the project's tsconfig for tsx. */
+export const cliEnv: NodeJS.ProcessEnv = { ...process.env, TSX_TSCONFIG_PATH: join(projectRoot, 'tsconfig.json') };
+
+/** The `node` arguments that run `portcullis …args` from the source. */
+export function cliArgv(args: readonly string[]): string[] {
+  return [...tsxImport, cliMain, ...args];
+}
+
+/** Runs one `portcullis` command from the source to its end (at most `timeoutMs`); never rejects, the exit code tells. */
+export function runCli(args: readonly string[], timeoutMs?: number): Promise<RunResult> {
+  return run(process.execPath, cliArgv(args), '', timeoutMs, cliEnv);
+}
 
 export interface CliProcess {
   readonly child: ChildProcess;
@@ -13,9 +44,9 @@ export interface CliProcess {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
 }
 
-/** Runs the built `portcullis` CLI as its own process; it is killed after the test. */
+/** Runs the `portcullis` CLI from the source as its own process; it is killed after the test. */
 export function startCli(t: Scope, args: readonly string[], cwd: string): CliProcess {
-  const child = spawn(process.execPath, [cliPath, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, cliArgv(args), { cwd, env: cliEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   const proc: CliProcess = {
     child,

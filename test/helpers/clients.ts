@@ -9,10 +9,10 @@ export interface RunResult {
   readonly stderr: string;
 }
 
-/** Runs a real client binary with a hard time bound; never rejects, the exit code tells. */
-export function run(cmd: string, args: readonly string[], input = '', timeoutMs = 20_000): Promise<RunResult> {
+/** Runs a real client binary with a hard time bound (in `env`, by default this process's); never rejects, the exit code tells. */
+export function run(cmd: string, args: readonly string[], input = '', timeoutMs = 20_000, env: NodeJS.ProcessEnv = process.env): Promise<RunResult> {
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+    const child = execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8', env }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
       resolve({ code, stdout, stderr });
     });

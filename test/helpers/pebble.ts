@@ -6,9 +6,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { get } from 'node:https';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from './clients.js';
 import { tempDir, type Scope } from './proxy.js';
+import { waitFor } from './wait.js';
 
 /**
  * Debian's `pebble` ACME test server (2.4) with `pebble-challtestsrv` as its
@@ -187,22 +187,22 @@ export async function startPebble(t: Scope, opts: PebbleOptions): Promise<Pebble
   procs.push(dns);
 
   const directory = `https://127.0.0.1:${acmePort}/dir`;
-  /** Polls until `ready` holds; stops everything and throws with the output once a process ended or 10 s passed. */
+  /**
+   * Polls until `ready` holds; stops everything and throws with the output once a process ended or 10 s passed.
+   * A poll: ready means answering a query, and neither server announces that in a form to wait on.
+   */
   const waitUntil = async (what: string, proc: Proc, ready: () => Promise<boolean>) => {
-    const deadline = Date.now() + 10_000;
-    let why = 'did not answer within 10 s';
-    for (;;) {
-      if (await ready().catch(() => false)) return;
-      const ended = [proc, dns].find((p) => p.done() || p.child.exitCode !== null || p.child.signalCode !== null);
-      if (ended) {
-        why = `failed: ${ended === dns ? 'pebble-challtestsrv' : 'pebble'} exited`;
-        break;
-      }
-      if (Date.now() > deadline) break;
-      await sleep(50);
-    }
+    const outcome = await waitFor(
+      async () => {
+        if (await ready().catch(() => false)) return 'ready';
+        const ended = [proc, dns].find((p) => p.done() || p.child.exitCode !== null || p.child.signalCode !== null);
+        return ended ? `failed: ${ended === dns ? 'pebble-challtestsrv' : 'pebble'} exited` : undefined;
+      },
+      { what, timeoutMs: 10_000 },
+    ).catch(() => 'did not answer within 10 s');
+    if (outcome === 'ready') return;
     await stop();
-    throw new Error(`${what} ${why}:\n${output()}`);
+    throw new Error(`${what} ${outcome}:\n${output()}`);
   };
 
   const resolver = new Resolver({ timeout: 500, tries: 1 });

@@ -6,7 +6,6 @@ import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { setTimeout as delay } from 'node:timers/promises';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import { AdminListener } from '../../src/admin/index.js';
@@ -15,6 +14,7 @@ import { reasonCatalog } from '../../src/errors.js';
 import { CaStore, requestedPublicKey, x509 } from '../../src/pki/index.js';
 import { SupervisorMetrics } from '../../src/observe/index.js';
 import { identityOf } from '../../src/trust/index.js';
+import { untilPast } from '../helpers/wait.js';
 import { propertyCase, within, type PropertySuite } from './harness.js';
 
 /**
@@ -237,7 +237,7 @@ export const adminProperties: PropertySuite<AdminContext> = {
     const token = (validForMs: number) => store.createEnrollment({ commonName: 'fuzz', uris: ['spiffe://example.test/fuzz'], dns: [], lifetimeDays: 1, validForMs });
     const [live, spent, expired] = [await token(3_600_000), await token(3_600_000), await token(1)];
     await store.enroll(spent.token, await requestedPublicKey(der));
-    await delay(5);
+    await untilPast(Date.parse(expired.record.expiresAt));
     const ctx: AdminContext = {
       dir,
       listener,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadConfigFile } from '../../src/config/index.js';
 import { ConfigError, PortcullisError } from '../../src/errors.js';
-import { run } from '../helpers/clients.js';
+import { runCli } from '../helpers/cli-process.js';
 import { TestPki } from '../helpers/pki.js';
 import { tempDir } from '../helpers/proxy.js';
 
@@ -190,12 +190,10 @@ sites:
 });
 
 describe('the CLI', () => {
-  const cli = join(import.meta.dirname, '..', '..', 'bin', 'portcullis.js');
-
   test('validate exits 2 and prints each problem with its key', async (t) => {
     const file = join(tempDir(t), 'portcullis.yaml');
     writeFileSync(file, configWith(`sites:${site('/nonexistent/cert.pem')}`));
-    const r = await run('node', [cli, 'validate', file]);
+    const r = await runCli(['validate', file]);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /sites\[0\]\.certificates\[0\]\.cert: file \/nonexistent\/cert.pem does not exist/);
   });
@@ -208,7 +206,7 @@ describe('the CLI', () => {
     ] as const) {
       const file = join(dir, `${name}.yaml`);
       writeFileSync(file, yaml);
-      const r = await run('node', [cli, 'validate', file]);
+      const r = await runCli(['validate', file]);
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, /^portcullis: PCL_CONFIG_YAML: /);
       assert.match(r.stderr, message);
@@ -220,13 +218,13 @@ describe('the CLI', () => {
   test('validate exits 0 and summarises a valid config', async (t) => {
     const file = join(tempDir(t), 'portcullis.yaml');
     writeFileSync(file, configWith(`sites:${site()}`));
-    const r = await run('node', [cli, 'validate', file]);
+    const r = await runCli(['validate', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /is valid: 1 site\(s\), 1 route\(s\), 1 certificate\(s\), TLS profile intermediate/);
   });
 
   test('schema prints a JSON Schema that rejects unknown keys', async () => {
-    const r = await run('node', [cli, 'schema']);
+    const r = await runCli(['schema']);
     assert.equal(r.code, 0, r.stderr);
     const schema = JSON.parse(r.stdout) as { properties: Record<string, unknown>; additionalProperties: boolean; required: string[] };
     assert.equal(schema.additionalProperties, false);

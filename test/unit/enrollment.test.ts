@@ -3,9 +3,9 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { setTimeout as delay } from 'node:timers/promises';
 import { CaStore, CsrError, EnrollmentError, requestedPublicKey } from '../../src/pki/index.js';
 import { tempDir } from '../helpers/proxy.js';
+import { untilPast } from '../helpers/wait.js';
 
 /** A CSR made by openssl, as a partner would. */
 function makeCsr(dir: string, name: string, keyArgs: string[]): Buffer {
@@ -41,7 +41,7 @@ describe('enrollment tokens', () => {
     const dir = tempDir(t);
     const store = await CaStore.open(dir);
     const { token, record } = await store.createEnrollment({ ...request, validForMs: 1 });
-    await delay(5);
+    await untilPast(Date.parse(record.expiresAt));
     assert.equal(await refusal(store.enroll(token, await requestedPublicKey(makeCsr(dir, 'a', ec)))), 'expired_enrollment_token');
     assert.equal(store.enrollments().find((e) => e.id === record.id)?.usedAt, null);
     assert.equal(store.list().length, 0);
