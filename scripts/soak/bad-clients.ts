@@ -251,14 +251,19 @@ async function goawayOrEnd(raw: RawH2, goaway: Promise<Frame>, sent: string, end
   return { refused: code === h2.NGHTTP2_ENHANCE_YOUR_CALM, got: `GOAWAY code ${code} after ${sent}; transport: ${ended()}` };
 }
 
+/** An HTTP/2 session for a flood: the raw connection, how its transport ended, and the GOAWAY the flood should earn (within refusalBoundMs). */
+async function floodSession(scope: { after(f: () => unknown): void }, target: BadTarget): Promise<{ raw: RawH2; ended: () => string; goaway: Promise<Frame> }> {
+  const raw = await rawH2(scope, target.port, apiHost, target.caFile);
+  const goaway = raw.frameWhere((f) => f.type === frameType.goaway, refusalBoundMs);
+  goaway.catch(() => {});
+  return { raw, ended: transportEnd(raw), goaway };
+}
+
 /** HEADERS + RST_STREAM pairs (CVE-2023-44487) until the server sends GOAWAY: ENHANCE_YOUR_CALM, then the TCP connection closed. */
 export function rapidReset(target: BadTarget, kind: string): Promise<void> {
   return recorded(target, kind, () =>
     scoped(async (scope) => {
-      const raw = await rawH2(scope, target.port, apiHost, target.caFile);
-      const ended = transportEnd(raw);
-      const goaway = raw.frameWhere((f) => f.type === frameType.goaway, refusalBoundMs);
-      goaway.catch(() => {});
+      const { raw, ended, goaway } = await floodSession(scope, target);
       const block = requestBlock(apiHost, '/api/fast?i=rapid-reset');
       const streams = await sendRapidResets(raw, block);
       return goawayOrEnd(raw, goaway, `${streams} streams`, ended);
@@ -270,10 +275,7 @@ export function rapidReset(target: BadTarget, kind: string): Promise<void> {
 export function pingFlood(target: BadTarget, kind: string): Promise<void> {
   return recorded(target, kind, () =>
     scoped(async (scope) => {
-      const raw = await rawH2(scope, target.port, apiHost, target.caFile);
-      const ended = transportEnd(raw);
-      const goaway = raw.frameWhere((f) => f.type === frameType.goaway, refusalBoundMs);
-      goaway.catch(() => {});
+      const { raw, ended, goaway } = await floodSession(scope, target);
       const batch = Buffer.concat(Array.from({ length: 100 }, () => frame(frameType.ping, 0, 0, Buffer.alloc(8))));
       const acks = () => raw.frames.filter((f) => f.type === frameType.ping && (f.flags & flag.ack) !== 0).length;
       let sent = 0;
