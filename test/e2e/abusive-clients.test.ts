@@ -10,6 +10,7 @@ import { flag, frame, frameType, goawayCode, hpack, rawH2, requestBlock, rstCode
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, type RunningProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { within } from '../helpers/wait.js';
 
 /**
  * Slow and abusive clients: each is cut off at a documented limit
@@ -36,13 +37,6 @@ const nodeMajor = Number(process.versions.node.split('.')[0]);
 const runtimeReportsProtocolErrors = nodeMajor >= 24;
 
 const since = (t0: number): number => Math.round(performance.now() - t0);
-
-/** Resolves with `promise`, or rejects naming `what` once `ms` have passed. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)));
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
 
 /** A raw HTTP/2 connection once the server's SETTINGS arrived; `ack` acknowledges them, which makes them bind nghttp2 (RFC 9113 §6.5.3). */
 async function h2Session(t: { after(fn: () => unknown): void }, port: number, caFile: string, ack: boolean): Promise<RawH2> {

@@ -10,16 +10,10 @@ import { flag, frame, frameType, goawayCode, rawH2, requestBlock, sendRapidReset
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
 import { startUpstream, type Upstream } from '../helpers/upstream.js';
+import { within } from '../helpers/wait.js';
 
 const pki = new TestPki();
 after(() => pki.cleanup());
-
-/** Resolves with `promise`, or rejects naming `what` once `ms` have passed. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)));
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
 
 describe('HTTP/2 clients that abandon, reset or flood', () => {
   const scope = suiteScope();

@@ -7,15 +7,10 @@ import { curl, h2Client, resolveTo, tlsClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
 import { startUpstream, type EchoAnswer, type Upstream } from '../helpers/upstream.js';
+import { within } from '../helpers/wait.js';
 
 const pki = new TestPki();
 after(() => pki.cleanup());
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)));
-  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
-}
 
 /** `count` distinct header fields, `bytes` long each (name and value together). */
 function fields(count: number, bytes = 20): [string, string][] {

@@ -9,6 +9,7 @@ import { runCli, startCli, type CliProcess } from '../helpers/cli-process.js';
 import { curl, resolveTo, run, type RunResult } from '../helpers/clients.js';
 import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
 import type { Scope } from '../helpers/proxy.js';
+import { within } from '../helpers/wait.js';
 
 /**
  * dataDir on a real tmpfs that the test fills to ENOSPC or remounts
@@ -165,12 +166,6 @@ async function openSClient(t: Scope, port: number, root: Ca, client: Leaf): Prom
     child.stdin.write('GET /who/ HTTP/1.1\r\nHost: api.test\r\n\r\n');
   });
   return { child, closed, firstStatus };
-}
-
-/** Resolves with `promise`, or fails the test after `ms`. */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
 }
 
 describe('deny add on a full dataDir', () => {

@@ -69,3 +69,10 @@ export async function untilPast(at: number): Promise<void> {
   // a timer may fire a millisecond early: check the clock, not the timer
   while (Date.now() <= at) await new Promise((resolve) => setTimeout(resolve, at - Date.now() + 1));
 }
+
+/** `promise`, or a rejection naming `what` when it has not settled within `ms`: a bound on a wait, never a delay. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)));
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
