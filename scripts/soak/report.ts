@@ -111,7 +111,7 @@ const maxChangePct = 5;
 const maxSlopeMbPerMin = 0.5;
 
 /** Least-squares slope of RSS over the second half of the run, MB per minute: a leak keeps a positive slope, a warm-up flattens out. */
-export function secondHalfSlope(samples: readonly Sample[]): number | null {
+function secondHalfSlope(samples: readonly Sample[]): number | null {
   const end = samples.at(-1)?.t ?? 0;
   const half = samples.filter((s) => s.t >= end / 2);
   if (half.length < 3) return null;

@@ -179,7 +179,7 @@ export interface SignedLeaf {
 export interface IssuedLeaf extends IssuedPair, SignedLeaf {}
 
 /** RFC 5280 ub-common-name: the most characters a common name may have. */
-export const maxCommonNameLength = 64;
+const maxCommonNameLength = 64;
 
 /**
  * Why the built-in CA will not certify `name` as a common name, or null when
