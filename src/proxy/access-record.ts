@@ -1,5 +1,6 @@
 import type { AccessLog } from '../telemetry/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
+import type { ClientCertificate } from '../trust/index.js';
 import { responseCompleted, type ProxyState, type RequestContext } from './request-context.js';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
@@ -36,13 +37,25 @@ const connectionFields = new WeakMap<ConnectionInfo, string>();
 function fieldsOf(c: ConnectionInfo): string {
   let text = connectionFields.get(c);
   if (text === undefined) {
-    const identity = c.client && c.client.status !== 'none' ? c.client.identity : null;
     text =
       `"clientAddress":${JSON.stringify(c.remoteAddress)},"tlsVersion":${JSON.stringify(c.tlsVersion)},"cipher":${JSON.stringify(c.cipher)},` +
-      `"alpn":${JSON.stringify(c.alpn)},"sni":${JSON.stringify(c.serverName)},"resumed":${c.resumed},"ja4":${json(c.hello?.ja4)},` +
-      `"clientCert":${JSON.stringify(c.client?.status ?? null)},"clientSubject":${json(identity?.subject)},` +
-      `"clientSerial":${json(identity?.serial)},"clientFingerprint":${json(identity?.fingerprint)}`;
+      `"alpn":${JSON.stringify(c.alpn)},"sni":${JSON.stringify(c.serverName)},"resumed":${c.resumed},"ja4":${json(c.hello?.ja4)}`;
     connectionFields.set(c, text);
+  }
+  return text;
+}
+
+/** The fields of a verdict on a client certificate (one per connection, or two when its revocation check settled late): formatted once. */
+const verdictFields = new WeakMap<ClientCertificate, string>();
+const noVerdictFields = '"clientCert":null,"clientSubject":null,"clientSerial":null,"clientFingerprint":null';
+
+function clientFieldsOf(client: ClientCertificate | null): string {
+  if (client === null) return noVerdictFields;
+  let text = verdictFields.get(client);
+  if (text === undefined) {
+    const identity = client.status !== 'none' ? client.identity : null;
+    text = `"clientCert":${JSON.stringify(client.status)},"clientSubject":${json(identity?.subject)},"clientSerial":${json(identity?.serial)},"clientFingerprint":${json(identity?.fingerprint)}`;
+    verdictFields.set(client, text);
   }
   return text;
 }
@@ -58,6 +71,6 @@ function writeRecord(ctx: RequestContext, log: AccessLog, now: number): void {
       `"method":${json(ctx.req.method)},"path":${json(ctx.target || ctx.req.url)},"httpVersion":${json(ctx.req.httpVersion)},` +
       `"status":${ctx.status},"completed":${completed},"reason":${json(ctx.reason ?? (completed ? null : 'client_closed'))},` +
       `"bytesIn":${ctx.bytesIn},"bytesOut":${ctx.bytesOut},"durationMs":${round(now - ctx.startedAt)},` +
-      `"upstream":${json(ctx.upstreamOrigin)},"upstreamMs":${upstreamMs},"apiKeyId":${json(ctx.apiKeyId)},${fieldsOf(ctx.conn)}`,
+      `"upstream":${json(ctx.upstreamOrigin)},"upstreamMs":${upstreamMs},"apiKeyId":${json(ctx.apiKeyId)},${fieldsOf(ctx.conn)},${clientFieldsOf(ctx.client)}`,
   );
 }

@@ -15,6 +15,7 @@ function whoami(ctx: RequestContext): void {
   ctx.req.on('end', () => {
     ctx.bytesIn = bodyBytes;
     const c = ctx.conn;
+    const client = ctx.client;
     sendJson(ctx, 200, {
       requestId: ctx.id,
       // which process answered: with workers > 1, each worker has its own
@@ -25,7 +26,7 @@ function whoami(ctx: RequestContext): void {
       client: {
         address: c.remoteAddress,
         port: c.remotePort,
-        certificate: c.client === null ? null : c.client.status === 'none' ? { status: 'none' } : { status: c.client.status, ...c.client.identity, subjectAttributes: undefined },
+        certificate: client === null ? null : client.status === 'none' ? { status: 'none' } : { status: client.status, ...client.identity, subjectAttributes: undefined },
       },
       request: { method: ctx.req.method, target: ctx.target, httpVersion: ctx.req.httpVersion, bodyBytes },
       headers: ctx.upstreamHeaders,

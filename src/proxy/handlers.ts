@@ -81,11 +81,18 @@ function armBodyDeadline(ctx: RequestContext, req: Http2ServerRequest): void {
  * the fetch timeouts); its body stays unread meanwhile.
  */
 function run(ctx: RequestContext): void {
-  const pending = ctx.conn.pending;
-  if (pending) {
-    void pending.then(() => runUnlessGone(ctx));
+  const settling = ctx.conn.settling;
+  if (settling) {
+    void settling.then((client) => {
+      ctx.client = client;
+      if (!clientLeft(ctx.req, ctx.res)) runGuarded(ctx);
+    });
     return;
   }
+  runGuarded(ctx);
+}
+
+function runGuarded(ctx: RequestContext): void {
   try {
     runPipeline(ctx);
   } catch (err) {

@@ -103,7 +103,7 @@ function matchRoute(ctx: RequestContext): Reason | null {
 
 /** The verdict on the connection's client certificate as a refusal, or null when it is valid. */
 function refusalOf(ctx: RequestContext): Reason | null {
-  const client = ctx.conn.client;
+  const client = ctx.client;
   if (client === null || client.status === 'none') return 'no_certificate';
   return client.status === 'invalid' ? client.reason : null;
 }
@@ -134,7 +134,7 @@ function requireClientCertificate(ctx: RequestContext): Reason | null {
 function authorizeClient(ctx: RequestContext): Reason | null {
   const route = ctx.route!;
   if (route.clientCert === null) return null;
-  const client = ctx.conn.client;
+  const client = ctx.client;
   // invalid certificates were logged with the connection
   if (client?.status === 'invalid') return client.reason;
   if (route.clientCert === 'optional') return null;
@@ -142,7 +142,7 @@ function authorizeClient(ctx: RequestContext): Reason | null {
     ctx.state.events.clientCertRejected(ctx.conn, 'no_certificate', null, { requestId: ctx.id, route: route.path });
     return 'no_certificate';
   }
-  if (route.allow && !route.allow.matches((ctx.conn.client as { identity: ClientIdentity }).identity)) {
+  if (route.allow && !route.allow.matches((ctx.client as { identity: ClientIdentity }).identity)) {
     ctx.state.events.clientCertRejected(ctx.conn, 'identity_not_allowed', null, { requestId: ctx.id, route: route.path });
     return 'identity_not_allowed';
   }
@@ -164,10 +164,10 @@ function checkApiKey(ctx: RequestContext): Reason | null {
     if (ctx.state.config.apiKeyHeader === 'authorization') ctx.responseHeaders = { 'www-authenticate': 'Bearer' };
     return 'missing_api_key';
   }
-  const verdict = ctx.state.apiKeys.verify(presented, ctx.route!.path, ctx.conn.client);
+  const verdict = ctx.state.apiKeys.verify(presented, ctx.route!.path, ctx.client);
   if (!verdict.ok) {
     ctx.apiKeyId = verdict.id;
-    const client = ctx.conn.client;
+    const client = ctx.client;
     ctx.state.events.bus.publish(
       'info',
       { event: 'api_key_rejected', reason: verdict.reason, keyId: verdict.id, site: ctx.site!.id, route: ctx.route!.path, requestId: ctx.id, remoteAddress: ctx.conn.remoteAddress, clientFingerprint: client?.status === 'valid' ? client.identity.fingerprint : null },
@@ -188,7 +188,7 @@ function checkApiKey(ctx: RequestContext): Reason | null {
 function limitRate(ctx: RequestContext): Reason | null {
   const limit = ctx.route!.rateLimit;
   if (limit === null) return null;
-  const client = ctx.conn.client;
+  const client = ctx.client;
   const who = client?.status === 'valid' ? `c:${client.identity.fingerprint}` : ctx.apiKeyId !== null ? `k:${ctx.apiKeyId}` : `a:${ctx.conn.remoteAddress}`;
   const d = ctx.state.rateBuckets.take(`${ctx.site!.id}|${ctx.route!.path}|${who}`, limit.rps, limit.burst);
   if (d.allowed) return null;
@@ -203,7 +203,7 @@ function limitRate(ctx: RequestContext): Reason | null {
 }
 
 function prepareUpstreamRequest(ctx: RequestContext): Reason | null {
-  const client = ctx.conn.client;
+  const client = ctx.client;
   ctx.upstreamHeaders = upstreamRequestHeaders(ctx.req.headers, {
     clientAddress: ctx.conn.remoteAddress,
     authority: ctx.authority,

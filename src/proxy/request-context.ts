@@ -9,6 +9,7 @@ import type { Reason } from '../errors.js';
 import type { AccessLog, ConnectionEvents } from '../telemetry/index.js';
 import type { Metrics } from '../observe/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
+import type { ClientCertificate } from '../trust/index.js';
 import type { UpstreamSet } from './upstreams.js';
 
 export type ProxyRequest = IncomingMessage | Http2ServerRequest;
@@ -93,6 +94,8 @@ export class RequestContext {
   responseHeaders: HeaderMap | null = null;
   /** For a WebSocket tunnel: null while none; then whether it ended without a socket error. */
   tunnelClosedCleanly: boolean | null = null;
+  /** The final verdict on the connection's client certificate: `conn.client`, or what `conn.settling` settled to before the pipeline ran. */
+  client: ClientCertificate | null;
 
   constructor(
     readonly req: ProxyRequest,
@@ -101,7 +104,9 @@ export class RequestContext {
     readonly state: ProxyState,
     /** Bytes already read past the headers of an upgrade request. */
     readonly upgradeHead: Buffer | null,
-  ) {}
+  ) {
+    this.client = conn.client;
+  }
 
   /** The site whose HSTS policy applies to this response. */
   get hsts(): string | null {

@@ -20,13 +20,17 @@ export interface ConnectionInfo {
   /** The site whose certificate was served. */
   readonly site: Site | null;
   /**
-   * The verdict on the client certificate; null on sites without mutual TLS.
-   * It changes at most once after the handshake: to invalid when the
-   * revocation check (or a deny-list change) finds the chain revoked.
+   * The verdict on the client certificate (null on sites without mutual TLS):
+   * the handshake's, with the revocation check's when that answered at once.
+   * Final unless `settling` is set.
    */
-  client: ClientCertificate | null;
-  /** Set while the revocation check waits for a CRL or OCSP answer; requests wait for it. */
-  pending: Promise<void> | null;
+  readonly client: ClientCertificate | null;
+  /**
+   * The final verdict while the revocation check waits for a CRL or OCSP
+   * answer (it can only refuse what `client` admitted); requests wait for it.
+   * Null when `client` is final.
+   */
+  readonly settling: Promise<ClientCertificate> | null;
 }
 
 const kConnection = Symbol('portcullis.connection');
@@ -66,8 +70,18 @@ export function describeConnection(socket: TLSSocket, site: Site | null, hello: 
     site,
     // judged on every connection, resumed ones too: a resumed session is never a reason to skip it
     client: clientAuth ? verifyClientCertificate(socket, clientAuth) : null,
-    pending: null,
+    settling: null,
   };
+}
+
+/**
+ * The connection with the revocation check's verdict on its client
+ * certificate: the same object when the check confirmed the handshake's.
+ * The one place a verdict goes from pending to final.
+ */
+export function withVerdict(info: ConnectionInfo, verdict: ClientCertificate | Promise<ClientCertificate>): ConnectionInfo {
+  if (verdict === info.client) return info;
+  return verdict instanceof Promise ? { ...info, settling: verdict } : { ...info, client: verdict };
 }
 
 export function tagSocket(socket: TLSSocket, info: ConnectionInfo): void {

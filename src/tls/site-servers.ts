@@ -4,7 +4,8 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Config, Site } from '../config/index.js';
-import { connectionOfSocket, describeConnection, tagSession, tagSocket, tlsSocketOf, untagSession, type ConnectionInfo } from './connection-info.js';
+import { connectionOfSocket, describeConnection, tagSession, tagSocket, tlsSocketOf, untagSession, withVerdict, type ConnectionInfo } from './connection-info.js';
+import type { ClientCertificate } from '../trust/index.js';
 import { guardHttp2Session } from './http2-guard.js';
 import type { Reason } from '../errors.js';
 import type { TicketKeyRing } from './ticket-keys.js';
@@ -20,8 +21,12 @@ export interface TlsHandlers {
   connectionAccepted(info: ConnectionInfo, handshakeMs: number | null): void;
   /** An established connection the proxy ended because its client exceeded a per-connection limit. */
   connectionClosed(info: ConnectionInfo, reason: Reason, detail: string): void;
-  /** A connection to a mutual-TLS site whose client certificate was judged. */
-  clientCertificate(info: ConnectionInfo, site: Site): void;
+  /**
+   * A connection to a mutual-TLS site whose client certificate passed the
+   * handshake's checks: the final verdict, or its promise while the revocation
+   * check waits for an answer (return `info.client` when it stands).
+   */
+  clientCertificate(info: ConnectionInfo, site: Site): ClientCertificate | Promise<ClientCertificate>;
   /** An HTTP/1.1 request the parser refused. */
   clientError(err: Error & { code?: string }, socket: Duplex, site: Site): void;
   /** A handshake asks for a stapled OCSP response for `certificate` (DER): answer `callback(null, der)`, or `callback(null)` for none. */
@@ -36,8 +41,8 @@ interface Entry {
   readonly sockets: Set<TLSSocket>;
 }
 
-function closeIfRefused(socket: TLSSocket, info: ConnectionInfo): void {
-  if (info.client?.status !== 'valid') socket.destroy();
+function closeIfRefused(socket: TLSSocket, client: ClientCertificate): void {
+  if (client.status !== 'valid') socket.destroy();
 }
 
 /**
@@ -173,25 +178,23 @@ export class SiteServers {
     // Runs before the HTTP layer sees the socket, so every request finds its connection described.
     server.prependListener('secureConnection', (socket: TLSSocket) => {
       const accepted = takeAtAccept(socket);
-      let info: ConnectionInfo;
+      let described: ConnectionInfo;
       try {
-        info = describeConnection(socket, accepted?.site ?? entry.site, accepted?.hello ?? null);
+        described = describeConnection(socket, accepted?.site ?? entry.site, accepted?.hello ?? null);
       } catch (err) {
         // nothing a client sends may take the process down
         this.#handlers.handshakeFailed(Object.assign(err as Error, { code: 'PCL_TLS_UNREADABLE_CONNECTION' }), socket, entry.site, accepted?.hello ?? null);
         socket.destroy();
         return;
       }
-      tagSocket(socket, info);
       const hello = accepted?.hello;
-      this.#handlers.connectionAccepted(info, hello ? performance.now() - hello.acceptedAt : null);
-      if (info.client) {
-        this.#handlers.clientCertificate(info, info.site as Site);
-        // refuseAt: handshake: a certificate found invalid (now, or once its revocation check answers) ends the connection before any request
-        if (info.site?.clientAuth?.refuseAt === 'handshake') {
-          if (info.pending) void info.pending.then(() => closeIfRefused(socket, info));
-          else closeIfRefused(socket, info);
-        }
+      this.#handlers.connectionAccepted(described, hello ? performance.now() - hello.acceptedAt : null);
+      const info = described.client ? withVerdict(described, this.#handlers.clientCertificate(described, described.site as Site)) : described;
+      tagSocket(socket, info);
+      // refuseAt: handshake: a certificate found invalid (now, or once its revocation check answers) ends the connection before any request
+      if (info.client && info.site?.clientAuth?.refuseAt === 'handshake') {
+        if (info.settling) void info.settling.then((client) => closeIfRefused(socket, client));
+        else closeIfRefused(socket, info.client);
       }
       entry.sockets.add(socket);
       socket.on('close', forgetSocket);

@@ -58,8 +58,8 @@ function siteYaml(host: string, server: Leaf, clientAuth: string): string {
     routes: [{ path: /, upstream: "builtin:whoami" }]`;
 }
 
-function startSites(t: Scope, sites: string, dir?: string): Promise<RunningProxy> {
-  return startProxy(t, `listen: { https: "127.0.0.1:0" }\nsites:${sites}\n`, dir);
+function startSites(t: Scope, sites: string, dir?: string, top = ''): Promise<RunningProxy> {
+  return startProxy(t, `listen: { https: "127.0.0.1:0" }\n${top}sites:${sites}\n`, dir);
 }
 
 const rejected = (p: RunningProxy, reason: string) => p.logs.filter((l) => l.event === 'client_cert_rejected' && l.reason === reason);
@@ -195,6 +195,8 @@ describe('revocation by OCSP', () => {
         'down-allow.test',
         `ocsp: true, ocspResponder: "${down}", onRevocationUnavailable: allow`,
       )}`,
+      undefined,
+      `log: { access: ${join(tempDir(scope), 'access.log')} }\n`,
     );
   });
 
@@ -204,6 +206,15 @@ describe('revocation by OCSP', () => {
     const event = rejected(p, 'revoked').at(-1) as Record<string, unknown>;
     assert.equal(event.source, 'ocsp');
     assert.match(String(event.detail), /OCSP responder http:\/\/127\.0\.0\.1:\d+\/ says revoked at /);
+  });
+
+  test("records each request with the verdict it was judged by: the responder's answer arrives after the handshake admitted the certificate", async () => {
+    // the first test's requests, one per certificate
+    const recordOf = (commonName: string) => p.waitForAccess((r) => r.sni === 'ocsp.test' && String(r.clientSubject).includes(`CN=${commonName}`));
+    const ofRevoked = await recordOf('ocsp-revoked');
+    assert.deepEqual([ofRevoked.status, ofRevoked.reason, ofRevoked.clientCert], [403, 'revoked', 'invalid']);
+    const ofGood = await recordOf('ocsp-good');
+    assert.deepEqual([ofGood.status, ofGood.reason, ofGood.clientCert], [200, null, 'valid']);
   });
 
   test('asks the configured responder for a certificate that names none', async () => {

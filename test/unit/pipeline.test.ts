@@ -111,7 +111,7 @@ function stateOf(t: Scope, cfg: Config = config): Harness {
 /** A TLS connection as the TLS layer describes it: to the site its server name selected, with the verdict on the client certificate (null on sites without clientAuth). */
 function connection(serverName: string, client: ClientCertificate | null, remoteAddress = '192.0.2.10', cfg: Config = config): ConnectionInfo {
   const site = cfg.hosts.lookup(serverName) ?? cfg.defaultSite;
-  return { remoteAddress, remotePort: 50_000, tlsVersion: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', serverName, alpn: 'http/1.1', resumed: false, hello: null, site, client, pending: null };
+  return { remoteAddress, remotePort: 50_000, tlsVersion: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', serverName, alpn: 'http/1.1', resumed: false, hello: null, site, client, settling: null };
 }
 
 const noCertificate: ClientCertificate = { status: 'none' };
