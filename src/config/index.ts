@@ -1,6 +1,8 @@
 export { loadConfigFile, parseConfigText, buildConfig } from './load-config.js';
 export { readLeniently, type LenientRead, type InternalSite } from './lenient-read.js';
-export { quickstart, type Quickstart } from './quickstart.js';
+export { quickstart, renewQuickstartCertificate, type Quickstart } from './quickstart.js';
+export { certificateSource, type CertificateSource } from './certificate-sources.js';
+export { issueInternalCertificates } from './internal-certificates.js';
 export { configJsonSchema } from './schema.js';
 export { tlsProfiles, type TlsProfile } from './tls-profiles.js';
 export { hostFromAuthority, formatHostPort, hasDuplicateHost, sameAddress, type ListenAddress } from './addresses.js';

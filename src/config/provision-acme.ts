@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { certificateCovers, loadCertificatePair } from '../pki/index.js';
-import { acmeCertificateFiles } from '../state/index.js';
 import { readCertificateBundle } from './certificate-bundle.js';
+import { certificateSource } from './certificate-sources.js';
 import type { ProvisionContext } from './provision-context.js';
 import type { RawSite } from './schema.js';
 import type { AcmeSource, CertificatePair } from './types.js';
@@ -46,7 +46,7 @@ export function provisionAcme(certificates: RawSite['certificates'], hosts: read
 
 /** The certificate ACME issued earlier, when it is usable for every host; else why not (null: none stored yet). */
 function storedCertificate(dataDir: string, hosts: readonly string[]): { served: CertificatePair | null; problem: string | null } {
-  const files = acmeCertificateFiles(dataDir, hosts[0] as string);
+  const { files } = certificateSource.acme(dataDir, hosts);
   if (!existsSync(files.certFile)) return { served: null, problem: null };
   const loaded = loadCertificatePair(files.certFile, files.keyFile, 'server');
   if (!loaded.ok) return { served: null, problem: loaded.problems.map((p) => p.message).join('; ') };

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { certificateCovers, loadCertificatePair } from '../pki/index.js';
-import { internalCertificateFiles } from '../state/index.js';
+import { certificateSource, type CertificateSource } from './certificate-sources.js';
 import { provisionAcme } from './provision-acme.js';
 import type { ProvisionContext } from './provision-context.js';
 import type { RawSite } from './schema.js';
@@ -41,27 +41,30 @@ export function provisionCertificates(certificates: RawSite['certificates'], hos
 
 /** One `{cert, key}` or `{internal: true}` entry (at `at`, `sites[i].certificates[j]`); null when it has an issue. */
 function provisionPair(entry: RawSite['certificates'][number], hosts: readonly string[], at: string, ctx: ProvisionContext): CertificatePair | null {
-  let source = entry;
-  if (source.internal) {
-    if (source.cert !== undefined || source.key !== undefined) {
-      ctx.issue(at, 'give either internal: true or cert: and key:, not both');
-      return null;
-    }
-    const files = internalCertificateFiles(ctx.dataDir, hosts[0] as string);
-    if (!existsSync(files.certFile)) {
-      ctx.issue(`${at}.internal`, `the built-in CA has not issued ${files.certFile} yet; portcullis start issues it (portcullis validate does not)`);
-      return null;
-    }
-    source = { cert: files.certFile, key: files.keyFile };
-  }
-  if (source.cert === undefined || source.key === undefined) {
-    ctx.issue(at, `give both cert: (PEM chain, leaf first) and key: (PEM private key); ${source.cert === undefined ? 'cert' : 'key'} is missing`);
+  const source = sourceOf(entry, hosts, at, ctx);
+  if (!source) return null;
+  if (source.kind === 'internal' && !existsSync(source.files.certFile)) {
+    ctx.issue(`${at}.internal`, `the built-in CA has not issued ${source.files.certFile} yet; portcullis start issues it (portcullis validate does not)`);
     return null;
   }
-  const loaded = loadCertificatePair(ctx.file(source.cert), ctx.file(source.key), 'server');
+  const loaded = loadCertificatePair(source.files.certFile, source.files.keyFile, 'server');
   if (!loaded.ok) {
     for (const p of loaded.problems) ctx.issue(`${at}.${p.field}`, p.message);
     return null;
   }
   return loaded.certificate;
+}
+
+/** Where an entry's pair is: the files it names, or the built-in CA's for the site; null when it has an issue. */
+function sourceOf(entry: RawSite['certificates'][number], hosts: readonly string[], at: string, ctx: ProvisionContext): CertificateSource | null {
+  if (entry.internal) {
+    if (entry.cert === undefined && entry.key === undefined) return certificateSource.internal(ctx.dataDir, hosts);
+    ctx.issue(at, 'give either internal: true or cert: and key:, not both');
+    return null;
+  }
+  if (entry.cert === undefined || entry.key === undefined) {
+    ctx.issue(at, `give both cert: (PEM chain, leaf first) and key: (PEM private key); ${entry.cert === undefined ? 'cert' : 'key'} is missing`);
+    return null;
+  }
+  return certificateSource.file(ctx.file(entry.cert), ctx.file(entry.key));
 }

@@ -1,11 +1,11 @@
-import { ensureIssuedCertificate, ensureLocalCa, type LocalCa } from '../pki/index.js';
-import { caFolder, quickstartCertificateFiles, resolveDataDir } from '../state/index.js';
+import { ensureLocalCa, type LocalCa } from '../pki/index.js';
+import { caFolder, resolveDataDir } from '../state/index.js';
+import { certificateSource, issueFromLocalCa } from './certificate-sources.js';
 import { buildConfig } from './load-config.js';
 import type { Config } from './types.js';
 
 export const quickstartHosts = ['localhost', '127.0.0.1', '::1'] as const;
 export const quickstartListen = '127.0.0.1:8443';
-const leafLifetimeDays = 90;
 
 export interface Quickstart {
   readonly config: Config;
@@ -19,9 +19,9 @@ export interface Quickstart {
  */
 export async function quickstart(workDir: string, listen: string = quickstartListen): Promise<Quickstart> {
   const dataDir = resolveDataDir(workDir);
+  await renewQuickstartCertificate(workDir);
   const ca = await ensureLocalCa(caFolder(dataDir));
-  const { certFile, keyFile } = quickstartCertificateFiles(dataDir);
-  await ensureIssuedCertificate(ca, { certFile, keyFile, hosts: quickstartHosts, lifetimeDays: leafLifetimeDays });
+  const { certFile, keyFile } = certificateSource.quickstart(dataDir, quickstartHosts).files;
   const raw = {
     listen: { https: listen },
     dataDir,
@@ -35,4 +35,10 @@ export async function quickstart(workDir: string, listen: string = quickstartLis
     ],
   };
   return { config: buildConfig(raw, '(quickstart)', workDir), ca };
+}
+
+/** Issues the quickstart's localhost certificate, or renews it once two thirds of its lifetime have passed; returns the files written. */
+export function renewQuickstartCertificate(workDir: string): Promise<string[]> {
+  const dataDir = resolveDataDir(workDir);
+  return issueFromLocalCa(dataDir, [certificateSource.quickstart(dataDir, quickstartHosts)]);
 }

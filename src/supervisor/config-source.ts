@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { PortcullisError } from '../errors.js';
-import { parseConfigText, quickstart, type Config } from '../config/index.js';
-import { issueInternalCertificates } from './internal-certificates.js';
+import { issueInternalCertificates, parseConfigText, quickstart, renewQuickstartCertificate, type Config } from '../config/index.js';
 
 /**
  * Where the config comes from, so that a reload reads it the same way as the
@@ -13,7 +12,7 @@ export interface ConfigSource {
   readonly description: string;
   /** Builds a fresh, validated config and returns it with the text it was built from (null for the quickstart); throws the config's errors. */
   load(): Promise<{ config: Config; text: string | null }>;
-  /** Issues or renews `internal: true` certificates; returns the files written (the file watcher then reloads). */
+  /** Issues or renews the certificates the built-in CA issues for it (`internal: true`, the quickstart's); returns the files written (the file watcher then reloads). */
   renewInternal?(): Promise<string[]>;
 }
 
@@ -56,6 +55,7 @@ export function quickstartSource(workDir: string, listen: string): ConfigSource 
       source.caFile = qs.ca.certFile;
       return { config: qs.config, text: null };
     },
+    renewInternal: () => renewQuickstartCertificate(workDir),
   };
   return source;
 }

@@ -3,10 +3,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { dataDirOf } from '../../src/cli/data-dir.js';
-import { parseConfigText, readLeniently } from '../../src/config/index.js';
+import { issueInternalCertificates, parseConfigText, readLeniently } from '../../src/config/index.js';
 import type { PortcullisError } from '../../src/errors.js';
 import { internalCertificateFiles, resolveDataDir } from '../../src/state/index.js';
-import { issueInternalCertificates } from '../../src/supervisor/internal-certificates.js';
 import { tempDir } from '../helpers/proxy.js';
 
 /** YAML with `n` copies of one anchored scalar: the anchor and n - 1 aliases. */
