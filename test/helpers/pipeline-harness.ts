@@ -7,7 +7,7 @@ import { ApiKeyRing } from '../../src/access/index.js';
 import { parseConfigText, type Config } from '../../src/config/index.js';
 import { EventBus, Metrics, type TelemetryEvent } from '../../src/observe/index.js';
 import { UpstreamSet } from '../../src/proxy/index.js';
-import type { ProxyState } from '../../src/proxy/request-context.js';
+import type { ProxyState, RequestContext } from '../../src/proxy/request-context.js';
 import { memoryRateBuckets } from '../../src/state/index.js';
 import { ConnectionEvents } from '../../src/telemetry/index.js';
 import type { ConnectionInfo } from '../../src/tls/index.js';
@@ -128,4 +128,9 @@ export function valid(leaf: Leaf): ClientCertificate {
 /** The verdict on a certificate OpenSSL refused with `code`. */
 export function refused(leaf: Leaf, code: string): ClientCertificate {
   return { status: 'invalid', reason: clientCertReasonOf(code), detail: code, identity: identityOf(new X509Certificate(leaf.certPem)) };
+}
+
+/** The fields the proxy sets on every request it forwards (header-hygiene.ts) for a client at `clientAddress` outside trustedProxies that asked for `authority`. */
+export function forwardingFields(ctx: RequestContext, authority: string, clientAddress: string): Record<string, string> {
+  return { host: authority, 'x-forwarded-for': clientAddress, 'x-forwarded-proto': 'https', 'x-forwarded-host': authority, 'x-request-id': ctx.id };
 }
