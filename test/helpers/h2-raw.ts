@@ -29,7 +29,7 @@ export function frame(type: number, flags: number, stream: number, payload: Buff
 }
 
 /** An HPACK block for a request without Huffman coding or the dynamic table: indexed :method/:scheme, literal :path and :authority. */
-export function requestBlock(authority: string, path = '/', method: 'GET' | 'POST' = 'GET', extra: readonly [string, string][] = []): Buffer {
+export function requestBlock(authority: string, path = '/', method: 'GET' | 'POST' = 'GET', extra: readonly (readonly [string, string])[] = []): Buffer {
   const literal = (nameIndex: number, value: string) => {
     const v = Buffer.from(value);
     // literal without indexing, indexed name (4-bit prefix), then a length with a 7-bit prefix
@@ -59,6 +59,9 @@ export function windowUpdate(stream: number, increment: number): Buffer {
   payload.writeUInt32BE(increment);
   return frame(frameType.windowUpdate, 0, stream, payload);
 }
+
+/** What a client sends first (RFC 9113 §3.4): the connection preface, then its SETTINGS frame (empty: the defaults). */
+export const clientPreface: Buffer = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(frameType.settings, 0, 0)]);
 
 /** Acknowledges the server's SETTINGS (RFC 9113 §6.5.3): only then do its advertised limits bind the server's own HTTP/2 stack. */
 export const settingsAck: Buffer = frame(frameType.settings, flag.ack, 0);
@@ -120,7 +123,7 @@ export async function rawH2(t: { after(fn: () => unknown): void }, port: number,
     closed = true;
     for (const w of waiters) w();
   });
-  socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(frameType.settings, 0, 0)]));
+  socket.write(clientPreface);
   /** `check` answers a value when done, an Error when it never will be, undefined to keep waiting. */
   const wait = <T>(check: () => T | Error | undefined, timeoutMs: number): Promise<T> =>
     new Promise((resolve, reject) => {

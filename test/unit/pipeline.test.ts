@@ -1,132 +1,23 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
-import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { pino } from 'pino';
-import { ApiKeyRing, newApiKey, type ApiKeyRecord } from '../../src/access/index.js';
-import { parseConfigText, type Config } from '../../src/config/index.js';
+import { describe, test } from 'node:test';
+import { newApiKey, type ApiKeyRecord } from '../../src/access/index.js';
 import type { Reason } from '../../src/errors.js';
-import { EventBus, Metrics, type TelemetryEvent } from '../../src/observe/index.js';
-import { UpstreamSet } from '../../src/proxy/index.js';
 import { decide } from '../../src/proxy/pipeline.js';
 import { RequestContext, type ProxyState } from '../../src/proxy/request-context.js';
-import { memoryRateBuckets } from '../../src/state/index.js';
-import { ConnectionEvents } from '../../src/telemetry/index.js';
 import type { ConnectionInfo } from '../../src/tls/index.js';
-import { clientCertReasonOf, identityHeaderValue, identityOf, type ClientCertificate } from '../../src/trust/index.js';
-import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
-import type { Scope } from '../helpers/proxy.js';
+import { config, connection, expired, forwardingFields, noCertificate, partnerA, partnerB, refused, reloaded, stateOf, valid } from '../helpers/pipeline-harness.js';
 
 /**
  * The request pipeline's phases over injected requests, as fastify's
  * inject() does it: a request Node's HTTP/1.1 parser could have produced,
  * on a connection the TLS layer could have described, run through `decide`
  * (every phase, in order, up to the first reason) with no socket and no
- * upstream. The config comes from the real loader, the certificates from the
- * test PKI, and every component of the state is the real one.
+ * upstream. The config, certificates, state and connections come from the
+ * shared harness (test/helpers/pipeline-harness.ts); what differs for HTTP/2
+ * requests is tested in pipeline-http2.test.ts.
  */
-
-const pki = new TestPki();
-after(() => pki.cleanup());
-
-let clientsRoot: Ca;
-let partnerA: Leaf;
-let partnerB: Leaf;
-let expired: Leaf;
-let config: Config;
-/** The partners site after a reload that changed its clientAuth (another verifyDepth). */
-let reloaded: Config;
-
-function configText(serverLeaf: Leaf, verifyDepth: number): string {
-  const certificates = `[{ cert: ${serverLeaf.chainFile}, key: ${serverLeaf.keyFile} }]`;
-  const upstream = 'upstream: "http://127.0.0.1:9"';
-  return `listen: { https: "127.0.0.1:0" }
-trustedProxies: [10.0.0.0/8]
-limits: { maxHeaderBytes: 1024, maxHeaderFields: 16 }
-sites:
-  - hosts: [api.test, "*.api.test"]
-    certificates: ${certificates}
-    routes:
-      - { path: /, ${upstream} }
-      - { path: /payments/, ${upstream} }
-      - { path: /payments/refunds/, ${upstream} }
-      - { path: /admin, ${upstream} }
-      - { path: /keys/, ${upstream}, apiKeys: required }
-      - { path: /maybe-keys/, ${upstream}, apiKeys: optional }
-      - { path: /metered-keys/, ${upstream}, apiKeys: required, rateLimit: { rps: 0.01, burst: 1 } }
-      - { path: /limited/, ${upstream}, rateLimit: { rps: 0.01, burst: 2 } }
-  - hosts: [partners.test]
-    certificates: ${certificates}
-    clientAuth: { mode: optional, ca: [${clientsRoot.certFile}], verifyDepth: ${verifyDepth}, forwardHeader: x-partner }
-    routes:
-      - { path: /public/, ${upstream}, clientCert: optional }
-      - { path: /members/, ${upstream}, rateLimit: { rps: 0.01, burst: 1 } }
-      - { path: /partners/, ${upstream}, allow: { uri: ["spiffe://example.test/partner-a"] } }
-  - hosts: [mtls.test]
-    certificates: ${certificates}
-    clientAuth: { mode: require, ca: [${clientsRoot.certFile}] }
-    routes:
-      - { path: /v1/, ${upstream} }
-  - hosts: [fallback.test]
-    default: true
-    certificates: ${certificates}
-    routes:
-      - { path: /, ${upstream} }
-`;
-}
-
-before(() => {
-  const serverRoot = pki.root('pipeline-server-root');
-  const serverLeaf = pki.leaf('pipeline-server', serverRoot, { dns: ['api.test', '*.api.test', 'partners.test', 'mtls.test', 'fallback.test'] });
-  clientsRoot = pki.root('pipeline-clients-root');
-  partnerA = pki.leaf('partner-a', clientsRoot, { eku: 'clientAuth', uris: ['spiffe://example.test/partner-a'] });
-  partnerB = pki.leaf('partner-b', clientsRoot, { eku: 'clientAuth', uris: ['spiffe://example.test/partner-b'] });
-  expired = pki.leaf('partner-expired', clientsRoot, { eku: 'clientAuth', notBefore: new Date(Date.now() - 20 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
-  const source = join(pki.dir, 'portcullis.yaml');
-  config = parseConfigText(configText(serverLeaf, 4), source);
-  reloaded = parseConfigText(configText(serverLeaf, 2), source);
-});
-
-interface Harness {
-  readonly state: ProxyState;
-  /** Every event published on the bus, in order. */
-  readonly events: TelemetryEvent[];
-}
-
-/** The state one config generation runs with, every component the real one, nothing that listens or connects. */
-function stateOf(t: Scope, cfg: Config = config): Harness {
-  const log = pino({ level: 'silent' });
-  const metrics = new Metrics();
-  const bus = new EventBus(log);
-  const events: TelemetryEvent[] = [];
-  bus.subscribe((e) => events.push(e));
-  const upstreams = new UpstreamSet(cfg);
-  t.after(() => upstreams.close());
-  return { state: { config: cfg, upstreams, log, draining: false, accessLog: null, metrics, events: new ConnectionEvents(bus, metrics), apiKeys: new ApiKeyRing(), rateBuckets: memoryRateBuckets() }, events };
-}
-
-/** A TLS connection as the TLS layer describes it: to the site its server name selected, with the verdict on the client certificate (null on sites without clientAuth). */
-function connection(serverName: string, client: ClientCertificate | null, remoteAddress = '192.0.2.10', cfg: Config = config): ConnectionInfo {
-  const site = cfg.hosts.lookup(serverName) ?? cfg.defaultSite;
-  return { remoteAddress, remotePort: 50_000, tlsVersion: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', serverName, alpn: 'http/1.1', resumed: false, hello: null, site, client, settling: null };
-}
-
-const noCertificate: ClientCertificate = { status: 'none' };
-
-/** The verdict on a certificate OpenSSL accepted: its identity, identity header and chain, read from the certificate. */
-function valid(leaf: Leaf): ClientCertificate {
-  const cert = new X509Certificate(leaf.certPem);
-  const identity = identityOf(cert);
-  return { status: 'valid', identity, header: identityHeaderValue(identity), leaf: cert, chain: [cert, new X509Certificate(readFileSync(clientsRoot.certFile))] };
-}
-
-/** The verdict on a certificate OpenSSL refused with `code`. */
-function refused(leaf: Leaf, code: string): ClientCertificate {
-  return { status: 'invalid', reason: clientCertReasonOf(code), detail: code, identity: identityOf(new X509Certificate(leaf.certPem)) };
-}
 
 interface Injected {
   readonly method?: string;
@@ -432,15 +323,7 @@ describe('prepareUpstreamRequest', () => {
       ],
     });
     assert.equal(reason, null);
-    assert.deepEqual(ctx.upstreamHeaders, {
-      accept: 'application/json',
-      host: 'partners.test:8443',
-      'x-forwarded-for': '192.0.2.50',
-      'x-forwarded-proto': 'https',
-      'x-forwarded-host': 'partners.test:8443',
-      'x-request-id': ctx.id,
-      'x-partner': (client as { header: string }).header,
-    });
+    assert.deepEqual(ctx.upstreamHeaders, { accept: 'application/json', ...forwardingFields(ctx, 'partners.test:8443', '192.0.2.50'), 'x-partner': (client as { header: string }).header });
   });
 
   test('extends X-Forwarded-For and keeps X-Forwarded-Proto from an address in trustedProxies', (t) => {
