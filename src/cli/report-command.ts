@@ -16,6 +16,10 @@ const weaknesses: readonly { readonly name: WeakClientEntry['weakness']; readonl
   { name: 'legacy_protocol', meaning: 'offered nothing newer than TLS 1.1: refused by every profile; these clients cannot connect until they are upgraded' },
   { name: 'weak_ciphers_only', meaning: 'offered TLS 1.2 but no AEAD suite with forward secrecy: refused (no_shared_cipher) until they enable ECDHE with AES-GCM or ChaCha20-Poly1305' },
   { name: 'no_tls13', meaning: 'offered TLS 1.2 at most: served by the intermediate profile, refused once the minimum is raised to TLS 1.3 (tls.profile: modern)' },
+  {
+    name: 'no_pq_key_share',
+    meaning: 'offered TLS 1.3 but no post-quantum hybrid key share (X25519MLKEM768): served, with a classical key exchange that a recording made today could be decrypted from later; informational, nothing refuses them',
+  },
 ];
 
 const columns = ['address', 'offered', 'sni', 'ja4', 'count', 'refused', 'last reason', 'first seen', 'last seen'] as const;

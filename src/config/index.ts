@@ -5,6 +5,7 @@ export { certificateSource, type CertificateSource } from './certificate-sources
 export { issueInternalCertificates } from './internal-certificates.js';
 export { configJsonSchema } from './schema.js';
 export { tlsProfiles, type TlsProfile } from './tls-profiles.js';
+export { groupId, groupName, postQuantumGroups, runtimeAdvice, runtimeGroups, type GroupName } from './tls-groups.js';
 export { hostFromAuthority, formatHostPort, hasDuplicateHost, sameAddress, type ListenAddress } from './addresses.js';
 export type * from './types.js';
 export { normalisePath, type PathResult } from './url-path.js';

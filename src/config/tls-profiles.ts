@@ -1,5 +1,6 @@
 import { constants } from 'node:crypto';
 import type { SecureVersion } from 'node:tls';
+import { runtimeGroups, type GroupName } from './tls-groups.js';
 
 /**
  * TLS profiles. There is deliberately no way to configure anything weaker:
@@ -13,6 +14,13 @@ export interface TlsProfile {
   readonly maxVersion: SecureVersion;
   /** TLS 1.3 suites and TLS 1.2 ciphers, in server preference order. */
   readonly ciphers: string;
+  /**
+   * Key-exchange groups in tuples of equal preference, the most preferred
+   * tuple first: within a tuple a key share the client already sent wins, so
+   * it costs no extra round trip; across tuples our order wins.
+   */
+  readonly groups: readonly (readonly GroupName[])[];
+  /** `groups` as OpenSSL's groups list (`ecdhCurve`). */
   readonly ecdhCurve: string;
   readonly sigalgs: string;
   readonly secureOptions: number;
@@ -30,7 +38,18 @@ export const tls12Ciphers = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ] as const;
 
-export const groups = ['X25519', 'P-256', 'P-384'] as const;
+const classicalGroups: readonly GroupName[] = Object.freeze(['X25519', 'P-256', 'P-384']);
+
+/**
+ * With ML-KEM (OpenSSL ≥ 3.5): X25519MLKEM768 first, in a tuple of its own,
+ * so a client that lists it gets it (after a HelloRetryRequest if it sent no
+ * share for it), then the classical groups, where a client that does not list
+ * the hybrid keeps the share it sent. "*" marks the shares Portcullis sends as
+ * a client (to upstreams): the hybrid's and X25519's, as browsers do; a server
+ * ignores it. Without ML-KEM: the classical groups.
+ */
+const groups: readonly (readonly GroupName[])[] = Object.freeze(runtimeGroups.postQuantum ? [Object.freeze<GroupName[]>(['X25519MLKEM768']), classicalGroups] : [classicalGroups]);
+const groupsList = runtimeGroups.postQuantum ? `*X25519MLKEM768/*${classicalGroups.join(':')}` : classicalGroups.join(':');
 
 /** Handshake signatures: no SHA-1, no SHA-224. */
 const signatureAlgorithms = [
@@ -58,7 +77,8 @@ const secureOptions =
 const shared = {
   maxVersion: 'TLSv1.3' as const,
   ciphers: [...tls13Suites, ...tls12Ciphers].join(':'),
-  ecdhCurve: groups.join(':'),
+  groups,
+  ecdhCurve: groupsList,
   sigalgs: signatureAlgorithms.join(':'),
   secureOptions,
 };

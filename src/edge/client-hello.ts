@@ -19,6 +19,8 @@ export interface ClientHello {
   readonly serverName: string | null;
   readonly alpn: readonly string[];
   readonly groups: readonly number[];
+  /** The groups of the key_share extension (TLS 1.3), in client order; empty when absent. */
+  readonly keyShares: readonly number[];
   readonly signatureAlgorithms: readonly number[];
   /** ec_point_formats (for JA3); empty when absent. */
   readonly ecPointFormats: readonly number[];
@@ -182,6 +184,7 @@ function parseBody(body: Buffer, recordVersion: number): HelloParse {
     serverName: null as string | null,
     alpn: [] as string[],
     groups: [] as number[],
+    keyShares: [] as number[],
     signatureAlgorithms: [] as number[],
     ecPointFormats: [] as number[],
   };
@@ -204,7 +207,7 @@ const notHostName = 'server_name is not a host name';
 function readExtension(
   type: number,
   data: Reader,
-  hello: { serverName: string | null; alpn: string[]; supportedVersions: number[]; groups: number[]; signatureAlgorithms: number[]; ecPointFormats: number[] },
+  hello: { serverName: string | null; alpn: string[]; supportedVersions: number[]; groups: number[]; keyShares: number[]; signatureAlgorithms: number[]; ecPointFormats: number[] },
 ): string | null {
   switch (type) {
     case 0: {
@@ -243,6 +246,16 @@ function readExtension(
       const groups = u16List(data.vector(2));
       if (!groups) return 'bad supported_groups';
       hello.groups.push(...groups);
+      return null;
+    }
+    case 51: {
+      // read for what it offers, never refused here: OpenSSL judges key_share only when it negotiates TLS 1.3
+      const shares = data.vector(2);
+      while (shares && shares.remaining > 0) {
+        const group = shares.u16();
+        if (group < 0 || !shares.vector(2)) break;
+        hello.keyShares.push(group);
+      }
       return null;
     }
     case 11: {

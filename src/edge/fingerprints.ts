@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { highestOfferedVersion, versionName, type ClientHello } from './client-hello.js';
+import { postQuantumGroups } from '../config/index.js';
 import { weakOfferOf, type WeakOffer } from './weak-offer.js';
 
 /**
@@ -61,6 +62,11 @@ export interface HelloSummary {
   readonly offered: string;
   /** performance.now() when the TCP connection was accepted: the handshake's duration starts there. */
   readonly acceptedAt: number;
+  /** supported_groups and the groups of key_share, in client order: from these and our profile the TLS layer tells the group a handshake used. */
+  readonly groups: readonly number[];
+  readonly keyShares: readonly number[];
+  /** Whether the client sent a post-quantum hybrid key share (X25519MLKEM768 or a sibling). */
+  readonly postQuantum: boolean;
 }
 
 const summaries = new WeakMap<Socket, HelloSummary>();
@@ -76,7 +82,17 @@ function intern(value: string): string {
 
 /** Fingerprints and classifies a connection's ClientHello once, for every layer above to read. */
 export function summarizeHello(socket: Socket, hello: ClientHello, acceptedAt: number): HelloSummary {
-  const summary: HelloSummary = { sni: hello.serverName, ja4: intern(ja4(hello)), ja3: intern(ja3(hello).hash), weakness: weakOfferOf(hello), offered: versionName(highestOfferedVersion(hello)), acceptedAt };
+  const summary: HelloSummary = {
+    sni: hello.serverName,
+    ja4: intern(ja4(hello)),
+    ja3: intern(ja3(hello).hash),
+    weakness: weakOfferOf(hello),
+    offered: versionName(highestOfferedVersion(hello)),
+    acceptedAt,
+    groups: hello.groups,
+    keyShares: hello.keyShares,
+    postQuantum: hello.keyShares.some((g) => postQuantumGroups.has(g)),
+  };
   summaries.set(socket, summary);
   return summary;
 }

@@ -150,12 +150,12 @@ export class Metrics {
   }
 
   // --- connections and requests ---
-  // `version` and `cipher` come from the TLS profile (a handful of values), `route` from the config, `status` from HTTP: all bounded.
+  // `version`, `cipher` and `group` come from the TLS profile (a handful of values), `route` from the config, `status` from HTTP: all bounded.
 
-  readonly handshakes = new Counter<'version' | 'cipher' | 'resumed'>({
+  readonly handshakes = new Counter<'version' | 'cipher' | 'group' | 'resumed'>({
     name: 'portcullis_handshakes_total',
-    help: 'Completed TLS handshakes by negotiated version, cipher and whether the session was resumed (refused ones: portcullis_connections_refused_total)',
-    labelNames: ['version', 'cipher', 'resumed'],
+    help: 'Completed TLS handshakes by negotiated version, cipher, key-exchange group and whether the session was resumed (refused ones: portcullis_connections_refused_total)',
+    labelNames: ['version', 'cipher', 'group', 'resumed'],
     registers: [this.registry],
   });
 

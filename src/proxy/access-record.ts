@@ -38,7 +38,7 @@ function fieldsOf(c: ConnectionInfo): string {
   let text = connectionFields.get(c);
   if (text === undefined) {
     text =
-      `"clientAddress":${JSON.stringify(c.remoteAddress)},"tlsVersion":${JSON.stringify(c.tlsVersion)},"cipher":${JSON.stringify(c.cipher)},` +
+      `"clientAddress":${JSON.stringify(c.remoteAddress)},"tlsVersion":${JSON.stringify(c.tlsVersion)},"cipher":${JSON.stringify(c.cipher)},"group":${json(c.group)},` +
       `"alpn":${JSON.stringify(c.alpn)},"sni":${JSON.stringify(c.serverName)},"resumed":${c.resumed},"ja4":${json(c.hello?.ja4)}`;
     connectionFields.set(c, text);
   }

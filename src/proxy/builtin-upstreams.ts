@@ -22,7 +22,7 @@ function whoami(ctx: RequestContext): void {
       pid: process.pid,
       site: ctx.site?.id ?? null,
       route: ctx.route?.path ?? null,
-      tls: { version: c.tlsVersion, cipher: c.cipher, sni: c.serverName, alpn: c.alpn, resumed: c.resumed },
+      tls: { version: c.tlsVersion, cipher: c.cipher, group: c.group, sni: c.serverName, alpn: c.alpn, resumed: c.resumed },
       client: {
         address: c.remoteAddress,
         port: c.remotePort,

@@ -2,7 +2,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { readApiKeys, type ApiKeyRecord } from '../access/index.js';
 import { AcmeManager, ChallengeBoard, noChallenges } from '../acme/index.js';
 import { AdminListener } from '../admin/index.js';
-import type { Config } from '../config/index.js';
+import { runtimeAdvice, runtimeGroups, type Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { SupervisorMetrics, type Logger } from '../observe/index.js';
 import { memoryState } from '../state/index.js';
@@ -130,6 +130,8 @@ class ControlPlane {
     onStopSignals(this.log, (signal) => this.#stop(signal));
     const { https, http, workers } = this.plane.listening;
     const { config } = this.#accepted;
+    const advice = runtimeAdvice();
+    if (advice) this.log.warn({ event: 'runtime_without_post_quantum', node: process.version, openssl: runtimeGroups.openssl }, advice);
     this.log.info(
       { event: 'listening', https, http, config: this.source.description, ...(workers === null ? { sites: config.sites.length, profile: config.tls.profile.name } : { workers }) },
       `serving HTTPS on ${https}${http ? `, redirecting HTTP on ${http}` : ''}${workers === null ? '' : `, with ${workers} workers`}`,

@@ -24,6 +24,8 @@ export interface ConnectionEvent extends TelemetryEvent {
   readonly ja3: string | null;
   readonly offered: string | null;
   readonly weakness: HelloSummary['weakness'];
+  /** Whether the ClientHello carried a post-quantum hybrid key share; null when none arrived. */
+  readonly postQuantum: boolean | null;
 }
 
 /** Refusals the operator decided on (the detector's blocks, the ipAccess lists): counted and on the bus, logged at debug. */
@@ -33,7 +35,7 @@ const names: ReadonlySet<string> = new Set<ConnectionEventName>(['connection_acc
 
 export const isConnectionEvent = (e: TelemetryEvent): e is ConnectionEvent => names.has(e.event);
 
-const helloFields = (hello: HelloSummary | null) => ({ sni: hello?.sni ?? null, ja4: hello?.ja4 ?? null, ja3: hello?.ja3 ?? null, offered: hello?.offered ?? null, weakness: hello?.weakness ?? null });
+const helloFields = (hello: HelloSummary | null) => ({ sni: hello?.sni ?? null, ja4: hello?.ja4 ?? null, ja3: hello?.ja3 ?? null, offered: hello?.offered ?? null, weakness: hello?.weakness ?? null, postQuantum: hello?.postQuantum ?? null });
 
 /** What every event about an established TLS connection says of it. */
 const tlsFields = (conn: ConnectionInfo) => ({
@@ -43,6 +45,7 @@ const tlsFields = (conn: ConnectionInfo) => ({
   sni: conn.serverName,
   tlsVersion: conn.tlsVersion,
   cipher: conn.cipher,
+  group: conn.group,
   alpn: conn.alpn,
   resumed: conn.resumed,
 });
@@ -69,7 +72,7 @@ export class ConnectionEvents {
   }
 
   accepted(info: ConnectionInfo, handshakeMs: number | null): void {
-    this.metrics.handshakes.inc({ version: info.tlsVersion, cipher: info.cipher, resumed: String(info.resumed) });
+    this.metrics.handshakes.inc({ version: info.tlsVersion, cipher: info.cipher, group: info.group ?? 'unknown', resumed: String(info.resumed) });
     const identity = identityOf(info);
     this.bus.publish(
       'info',

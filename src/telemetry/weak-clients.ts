@@ -5,9 +5,17 @@ import type { EventBus } from '../observe/index.js';
 import type { Logger } from '../observe/index.js';
 import { readSummaries, SummaryFile, type EntryShape } from './summary-file.js';
 
+/**
+ * What the report lists a client for: a weak offer (edge/weak-offer.ts), or,
+ * for a client whose offer is fine otherwise, `no_pq_key_share`: it sent no
+ * post-quantum hybrid key share, so its key exchange is classical
+ * (informational: nothing refuses it).
+ */
+export type WeakClientKind = WeakOffer | 'no_pq_key_share';
+
 /** One client (source, fingerprint, server name) whose ClientHello was weak, as the report lists it. */
 export interface WeakClientEntry {
-  readonly weakness: WeakOffer;
+  readonly weakness: WeakClientKind;
   readonly address: string;
   readonly ja4: string | null;
   readonly sni: string | null;
@@ -61,7 +69,7 @@ export function readWeakClients(dataDir: string): WeakClientEntry[] {
 
 /**
  * The clients that offered a weak ClientHello (TLS < 1.2, no acceptable
- * suite, or no TLS 1.3), folded from the connection events into one entry
+ * suite, no TLS 1.3, or no post-quantum key share), folded from the connection events into one entry
  * per weakness, source, JA4 and server name, with counts and first/last
  * seen. Kept under dataDir/weak-clients/<process>.json (see SummaryFile):
  * the list an operator needs before raising the minimum version.
@@ -78,8 +86,10 @@ export class WeakClients {
     this.#pruneTimer = setInterval(() => this.#prune(), 3_600_000).unref();
     this.#unsubscribe = bus.subscribe((e) => {
       // a client-certificate refusal follows an accepted handshake that was already counted
-      if (!isConnectionEvent(e) || e.event === 'client_cert_rejected' || e.weakness === null) return;
-      const key = { weakness: e.weakness, address: e.remoteAddress, ja4: e.ja4, sni: e.sni };
+      if (!isConnectionEvent(e) || e.event === 'client_cert_rejected') return;
+      const weakness: WeakClientKind | null = e.weakness ?? (e.postQuantum === false ? 'no_pq_key_share' : null);
+      if (weakness === null) return;
+      const key = { weakness, address: e.remoteAddress, ja4: e.ja4, sni: e.sni };
       const { entry } = this.#summary.touch(keyOf(key), () => ({ ...key, offered: e.offered, firstSeen: e.time, lastSeen: e.time, count: 0, refused: 0, lastReason: null, sites: [] }));
       entry.lastSeen = e.time;
       entry.offered = e.offered;

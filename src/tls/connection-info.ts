@@ -1,9 +1,10 @@
 import type { IncomingMessage } from 'node:http';
 import type { Http2ServerRequest, ServerHttp2Session } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import type { Site } from '../config/index.js';
+import type { Site, TlsProfile } from '../config/index.js';
 import type { HelloSummary } from '../edge/index.js';
 import { verifyClientCertificate, type ClientCertificate } from '../trust/index.js';
+import { negotiatedGroup } from './negotiated-group.js';
 
 /** What the proxy knows about a TLS connection, captured once after the handshake. */
 export interface ConnectionInfo {
@@ -11,6 +12,8 @@ export interface ConnectionInfo {
   readonly remotePort: number;
   readonly tlsVersion: string;
   readonly cipher: string;
+  /** The key-exchange group, e.g. "X25519MLKEM768" (see negotiated-group.ts); null when the edge did not see the ClientHello. */
+  readonly group: string | null;
   /** The server name the client sent (SNI), lower case; null without SNI. */
   readonly serverName: string | null;
   readonly alpn: string;
@@ -55,14 +58,16 @@ function intern(value: string): string {
 }
 
 /** Reads the negotiated parameters of a finished handshake. */
-export function describeConnection(socket: TLSSocket, site: Site | null, hello: HelloSummary | null): ConnectionInfo {
+export function describeConnection(socket: TLSSocket, site: Site | null, hello: HelloSummary | null, profile: TlsProfile): ConnectionInfo {
   const clientAuth = site?.clientAuth ?? null;
   const servername = (socket as TLSSocket & { servername?: string | false }).servername;
+  const tlsVersion = intern(socket.getProtocol() ?? 'unknown');
   return {
     remoteAddress: socket.remoteAddress ?? '',
     remotePort: socket.remotePort ?? 0,
-    tlsVersion: intern(socket.getProtocol() ?? 'unknown'),
+    tlsVersion,
     cipher: intern(socket.getCipher()?.standardName ?? 'unknown'),
+    group: negotiatedGroup(hello, tlsVersion, profile),
     serverName: servername ? intern(servername.toLowerCase()) : null,
     alpn: intern(socket.alpnProtocol || 'http/1.1'),
     resumed: socket.isSessionReused(),

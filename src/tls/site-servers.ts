@@ -180,7 +180,7 @@ export class SiteServers {
       const accepted = takeAtAccept(socket);
       let described: ConnectionInfo;
       try {
-        described = describeConnection(socket, accepted?.site ?? entry.site, accepted?.hello ?? null);
+        described = describeConnection(socket, accepted?.site ?? entry.site, accepted?.hello ?? null, this.#config.tls.profile);
       } catch (err) {
         // nothing a client sends may take the process down
         this.#handlers.handshakeFailed(Object.assign(err as Error, { code: 'PCL_TLS_UNREADABLE_CONNECTION' }), socket, entry.site, accepted?.hello ?? null);

@@ -48,7 +48,7 @@ sites:
     assert.match(metrics, /portcullis_connections_refused_total\{reason="unsupported_protocol"\} 1/);
   });
 
-  test('an accepted connection has one event with version, cipher, ALPN, SNI, resumption, handshake time and JA4; its requests are counted and timed', async () => {
+  test('an accepted connection has one event with version, cipher, group, ALPN, SNI, resumption, handshake time and JA4; its requests are counted and timed', async () => {
     const seen = p.logs.length;
     const ok = await curl([...resolveTo('api.test', p.port), '--cacert', root.certFile, '--http1.1', '--tlsv1.3', '-o', '/dev/null', '-w', '%{http_code}', `https://api.test:${p.port}/v1/a`, '-o', '/dev/null', `https://api.test:${p.port}/nowhere`]);
     assert.equal(ok.stdout, '200404');
@@ -64,9 +64,12 @@ sites:
     assert.match(String(event.ja4), /^t13d\d{4}h1_/);
     assert.match(String(event.ja3), /^[0-9a-f]{32}$/);
     assert.equal(event.weakness, null, 'curl offers TLS 1.3 with its suites');
+    // Debian 12's curl links OpenSSL 3.0: no ML-KEM, whichever runtime the proxy is on
+    assert.equal(event.postQuantum, false);
+    assert.equal(event.group, 'X25519');
 
     const metrics = await scrape();
-    assert.match(metrics, /portcullis_handshakes_total\{version="TLSv1\.3",cipher="TLS_AES_128_GCM_SHA256",resumed="false"\} 1/);
+    assert.match(metrics, /portcullis_handshakes_total\{version="TLSv1\.3",cipher="TLS_AES_128_GCM_SHA256",group="X25519",resumed="false"\} 1/);
     assert.match(metrics, /portcullis_requests_total\{site="api\.test",route="\/v1\/",status="200"\} 1/);
     assert.match(metrics, /portcullis_requests_total\{site="api\.test",route="",status="404"\} 1/);
     assert.match(metrics, /portcullis_request_duration_seconds_count\{site="api\.test"\} 2/);
@@ -169,7 +172,7 @@ sites:
 });
 
 describe('the weak-client report', () => {
-  test('lists the sources, JA4 and names that offered TLS < 1.2, no acceptable suite or no TLS 1.3, merged over workers, read from a running instance', async (t) => {
+  test('lists the sources, JA4 and names that offered TLS < 1.2, no acceptable suite, no TLS 1.3 or no post-quantum key share, merged over workers, read from a running instance', async (t) => {
     const root = pki.root('weak-root');
     const leaf = pki.leaf('weak', root, { dns: ['api.test'] });
     const dir = tempDir(t);
@@ -203,8 +206,9 @@ sites:
         ['legacy_protocol', '127.0.0.1', 'api.test', 'TLSv1.0', 3, 3, 'unsupported_protocol'],
         ['weak_ciphers_only', '127.0.0.1', 'api.test', 'TLSv1.2', 1, 1, 'no_shared_cipher'],
         ['no_tls13', '127.0.0.1', 'api.test', 'TLSv1.2', 1, 0, null],
+        ['no_pq_key_share', '127.0.0.1', 'api.test', 'TLSv1.3', 1, 0, null],
       ],
-      'most urgent first; the TLS 1.3 client is not listed',
+      'most urgent first; the TLS 1.3 client (curl on OpenSSL 3.0) last, for its classical key share only',
     );
     assert.match(entries[0]?.ja4 ?? '', /^t10d/);
     assert.match(entries[2]?.ja4 ?? '', /^t12d/);

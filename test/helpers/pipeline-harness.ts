@@ -113,7 +113,7 @@ export function stateOf(t: Scope, cfg: Config = config): Harness {
  */
 export function connection(serverName: string, client: ClientCertificate | null, remoteAddress = '192.0.2.10', cfg: Config = config): ConnectionInfo {
   const site = cfg.hosts.lookup(serverName) ?? cfg.defaultSite;
-  return { remoteAddress, remotePort: 50_000, tlsVersion: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', serverName, alpn: 'http/1.1', resumed: false, hello: null, site, client, settling: null };
+  return { remoteAddress, remotePort: 50_000, tlsVersion: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', group: 'X25519', serverName, alpn: 'http/1.1', resumed: false, hello: null, site, client, settling: null };
 }
 
 export const noCertificate: ClientCertificate = { status: 'none' };

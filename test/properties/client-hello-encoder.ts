@@ -15,6 +15,7 @@ export type ExtensionSpec =
   | { readonly type: 10; readonly groups: readonly number[] }
   | { readonly type: 11; readonly formats: readonly number[] }
   | { readonly type: 13; readonly algorithms: readonly number[] }
+  | { readonly type: 51; readonly shares: readonly { readonly group: number; readonly key: Uint8Array }[] }
   | { readonly type: number; readonly data: Uint8Array };
 
 export interface HelloSpec {
@@ -42,6 +43,7 @@ function extensionBody(ext: ExtensionSpec): Buffer {
   if ('groups' in ext) return vec16(u16s(ext.groups));
   if ('formats' in ext) return vec8(Buffer.from(ext.formats));
   if ('algorithms' in ext) return vec16(u16s(ext.algorithms));
+  if ('shares' in ext) return vec16(Buffer.concat(ext.shares.map((k) => Buffer.concat([u16(k.group), vec16(k.key)]))));
   return Buffer.from(ext.data);
 }
 
@@ -83,6 +85,7 @@ export function expectedHello(spec: HelloSpec): ClientHello {
     serverName: hostName ? Buffer.from(hostName.name).toString('latin1').toLowerCase().replace(/\.$/, '') : null,
     alpn: exts.flatMap((e) => ('protocols' in e ? e.protocols.map((p) => Buffer.from(p).toString('latin1')) : [])),
     groups: of('groups'),
+    keyShares: exts.flatMap((e) => ('shares' in e ? e.shares.map((k) => k.group) : [])),
     signatureAlgorithms: of('algorithms'),
     ecPointFormats: of('formats'),
   };
@@ -100,7 +103,7 @@ export const hostNameArb = fc
   .map(([labels, dot]) => `${labels.join('.')}${dot ? '.' : ''}`)
   .filter((n) => n.length <= 253 && n !== '.');
 
-const knownTypes = new Set([0, 10, 11, 13, 16, 43]);
+const knownTypes = new Set([0, 10, 11, 13, 16, 43, 51]);
 
 const extensionArb: fc.Arbitrary<ExtensionSpec> = fc.oneof(
   fc
@@ -116,6 +119,7 @@ const extensionArb: fc.Arbitrary<ExtensionSpec> = fc.oneof(
   fc.array(u16Value, { maxLength: 40 }).map((groups) => ({ type: 10 as const, groups })),
   fc.array(fc.integer({ min: 0, max: 255 }), { maxLength: 8 }).map((formats) => ({ type: 11 as const, formats })),
   fc.array(u16Value, { maxLength: 40 }).map((algorithms) => ({ type: 13 as const, algorithms })),
+  fc.array(fc.record({ group: u16Value, key: bytes(1200, 1) }), { maxLength: 4 }).map((shares) => ({ type: 51 as const, shares })),
   fc.record({ type: u16Value.filter((t) => !knownTypes.has(t)), data: bytes(300) }),
 );
 

@@ -20,6 +20,7 @@ const chrome: ClientHello = {
   serverName: 'tls.browserleaks.com',
   alpn: ['h2', 'http/1.1'],
   groups: [grease, 4588, 29, 23, 24],
+  keyShares: [grease, 4588, 29],
   signatureAlgorithms: [0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601],
   ecPointFormats: [0],
 };
