@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { request, type RequestOptions } from 'node:https';
 import type { SecureVersion, TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { runtimeGroups } from '../../src/config/index.js';
+import { groupName, runtimeGroups } from '../../src/config/index.js';
+import { parseClientHello } from '../../src/edge/client-hello.js';
 import { run, sClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
@@ -35,9 +37,21 @@ describe('post-quantum key exchange and the negotiated group', () => {
   let root: Ca;
   let p: RunningProxy;
 
+  /** The first bytes of every connection the proxy opens to its upstream: its ClientHello. */
+  const upstreamHellos: Buffer[] = [];
+
   before(async () => {
     root = pki.root('pq-root');
     const leaf = pki.leaf('pq', root, { dns: ['pq.test'] });
+    const upstream = createServer((socket) =>
+      socket.once('data', (bytes) => {
+        upstreamHellos.push(bytes);
+        socket.destroy();
+      }),
+    );
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+    scope.after(() => upstream.close());
     p = await startProxy(
       scope,
       `listen: { https: "127.0.0.1:0" }
@@ -45,13 +59,15 @@ log: { access: ${join(tempDir(scope), 'access.log')} }
 sites:
   - hosts: [pq.test]
     certificates: [{ cert: ${leaf.chainFile}, key: ${leaf.keyFile} }]
-    routes: [{ path: /, upstream: "builtin:whoami" }]
+    routes:
+      - { path: /, upstream: "builtin:whoami" }
+      - { path: /upstream/, upstream: "https://127.0.0.1:${(upstream.address() as AddressInfo).port}", upstreamTls: { ca: ${root.certFile}, serverName: pq.test } }
 `,
     );
   });
 
-  /** One request to builtin:whoami on a new connection from a Node client offering `ecdhCurve` (the runtime's default when absent): what the client saw and what the proxy answered. */
-  async function ask(tls: { ecdhCurve?: string; maxVersion?: SecureVersion } = {}): Promise<{ clientGroup: string; whoami: Whoami }> {
+  /** One request (to builtin:whoami unless `path` says otherwise) on a new connection from a Node client offering `ecdhCurve` (the runtime's default when absent): what the client saw and what the proxy answered. */
+  async function ask(tls: { ecdhCurve?: string; maxVersion?: SecureVersion; path?: string } = {}, status = 200): Promise<{ clientGroup: string; whoami: Whoami }> {
     const options: RequestOptions = { host: '127.0.0.1', port: p.port, servername: 'pq.test', headers: { host: 'pq.test' }, ca: readFileSync(root.certFile), agent: false, ...tls };
     const req = request(options);
     req.end();
@@ -59,7 +75,7 @@ sites:
     const key = (res.socket as TLSSocket).getEphemeralKeyInfo() as { name?: string };
     let body = '';
     for await (const chunk of res) body += String(chunk);
-    assert.equal(res.statusCode, 200, body);
+    assert.equal(res.statusCode, status, body);
     return { clientGroup: ourName[key.name ?? ''] ?? String(key.name), whoami: JSON.parse(body) as Whoami };
   }
 
@@ -105,6 +121,15 @@ sites:
       assert.deepEqual([clientGroup, whoami.tls.group], [expected, expected]);
     });
   }
+
+  test('offers X25519MLKEM768 to upstreams too, with a key share for it and one for X25519', withMlKem, async () => {
+    await ask({ path: '/upstream/' }, 502);
+    const r = parseClientHello(upstreamHellos.at(-1) as Buffer);
+    assert.equal(r.kind, 'hello');
+    const hello = (r as Extract<typeof r, { kind: 'hello' }>).hello;
+    assert.deepEqual(hello.keyShares.map(groupName), ['X25519MLKEM768', 'X25519']);
+    assert.deepEqual(hello.groups.map(groupName), ['X25519MLKEM768', 'X25519', 'P-256', 'P-384']);
+  });
 
   test("gnutls-cli, which sends shares for P-256 then X25519, gets the one the runtime's OpenSSL picks, and the proxy names it", async () => {
     const seen = p.logs.length;
