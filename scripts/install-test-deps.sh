@@ -9,6 +9,7 @@ declare -A needed=(
   [curl]=curl
   [gnutls-cli]=gnutls-bin
   [pebble]=pebble
+  [chromium]=chromium
 )
 
 missing=()
