@@ -6,7 +6,8 @@ import { durationMs } from './durations.js';
 import { createProvisionContext, type ProvisionContext } from './provision-context.js';
 import { provisionSites } from './provision-sites.js';
 import type { RawConfig } from './schema.js';
-import { tlsProfiles } from './tls-profiles.js';
+import { runtimeGroups } from './tls-groups.js';
+import { postQuantumOnly, tlsProfiles, type TlsProfile } from './tls-profiles.js';
 import type { Config, Timeouts } from './types.js';
 
 /**
@@ -37,16 +38,25 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
   if (raw.ca.crlPath !== undefined && !ctx.hasHttpListener) {
     ctx.issue('ca.crlPath', 'the CRL is served on the plain-HTTP listener, as CRL distribution points are; add listen: {http: "0.0.0.0:80"} or remove ca.crlPath');
   }
+  const profile = profileOf(raw.tls, ctx);
   if (ctx.issues.length > 0) return { issues: [...ctx.issues] };
-  return { config: deepFreeze(configOf(raw, source, ctx, { sites, hosts, defaultSite })), issues: [] };
+  return { config: deepFreeze(configOf(raw, source, ctx, { sites, hosts, defaultSite }, profile)), issues: [] };
+}
+
+/** The TLS profile `tls` names; `postQuantum: required` needs TLS 1.3 only, and a runtime with ML-KEM. */
+function profileOf(tls: RawConfig['tls'], ctx: ProvisionContext): TlsProfile {
+  if (tls.postQuantum === 'preferred') return tlsProfiles[tls.profile];
+  if (tls.profile !== 'modern') ctx.issue('tls.postQuantum', 'required needs tls.profile: modern: TLS 1.2 has no post-quantum groups, so TLS 1.2 clients could never connect');
+  else if (!postQuantumOnly) ctx.issue('tls.postQuantum', `required needs a runtime with ML-KEM, and Node ${process.version} bundles OpenSSL ${runtimeGroups.openssl}; run Portcullis on Node 24 LTS (or Node 22.20 or later), or use preferred`);
+  return postQuantumOnly ?? tlsProfiles[tls.profile];
 }
 
 /** The top level of the runtime config, around the provisioned sites; nothing here can fail. */
-function configOf(raw: RawConfig, source: string, ctx: ProvisionContext, { sites, hosts, defaultSite }: Pick<Config, 'sites' | 'hosts' | 'defaultSite'>): Config {
+function configOf(raw: RawConfig, source: string, ctx: ProvisionContext, { sites, hosts, defaultSite }: Pick<Config, 'sites' | 'hosts' | 'defaultSite'>, profile: TlsProfile): Config {
   return {
     source,
     tls: {
-      profile: tlsProfiles[raw.tls.profile],
+      profile,
       ticketKeyRotationMs: durationMs(raw.tls.ticketKeyRotation),
       rotationMinValidityMs: durationMs(raw.tls.rotationMinValidity),
       expiryWarningsMs: raw.tls.expiryWarnings.map(durationMs).sort((a, b) => b - a),

@@ -218,6 +218,9 @@ export const configSchema = z.strictObject({
   tls: z
     .strictObject({
       profile: z.enum(['intermediate', 'modern'], { error: 'use "intermediate" (TLS 1.2 + 1.3) or "modern" (TLS 1.3 only)' }).default('intermediate'),
+      postQuantum: z
+        .enum(['preferred', 'required'], { error: 'use "preferred" (X25519MLKEM768 first where the runtime has it, classical groups too) or "required" (X25519MLKEM768 only; needs profile: modern)' })
+        .default('preferred'),
       ticketKeyRotation: duration('1m', '12h').default('12h'),
       rotationMinValidity: duration('1m', '90d').default('1d'),
       expiryWarnings: z

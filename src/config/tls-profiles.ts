@@ -22,6 +22,8 @@ export interface TlsProfile {
   readonly groups: readonly (readonly GroupName[])[];
   /** `groups` as OpenSSL's groups list (`ecdhCurve`). */
   readonly ecdhCurve: string;
+  /** `tls.postQuantum: required`: the hybrid group only (see postQuantumOnly). */
+  readonly postQuantumRequired: boolean;
   readonly sigalgs: string;
   readonly secureOptions: number;
 }
@@ -84,6 +86,15 @@ const shared = {
 };
 
 export const tlsProfiles: Readonly<Record<TlsProfile['name'], TlsProfile>> = Object.freeze({
-  intermediate: Object.freeze({ name: 'intermediate', minVersion: 'TLSv1.2', ...shared }),
-  modern: Object.freeze({ name: 'modern', minVersion: 'TLSv1.3', ...shared }),
+  intermediate: Object.freeze({ name: 'intermediate', minVersion: 'TLSv1.2', postQuantumRequired: false, ...shared }),
+  modern: Object.freeze({ name: 'modern', minVersion: 'TLSv1.3', postQuantumRequired: false, ...shared }),
 });
+
+/**
+ * `modern` with `tls.postQuantum: required`: X25519MLKEM768 only, so a client
+ * without it is refused in the handshake (no_shared_cipher,
+ * ERR_SSL_NO_SUITABLE_KEY_SHARE). Null on a runtime without ML-KEM.
+ */
+export const postQuantumOnly: TlsProfile | null = runtimeGroups.postQuantum
+  ? Object.freeze({ ...tlsProfiles.modern, postQuantumRequired: true, groups: Object.freeze([Object.freeze<GroupName[]>(['X25519MLKEM768'])]), ecdhCurve: '*X25519MLKEM768' })
+  : null;

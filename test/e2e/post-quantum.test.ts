@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { request, type RequestOptions } from 'node:https';
-import type { SecureVersion, TLSSocket } from 'node:tls';
+import { connect as tlsConnect, type SecureVersion, type TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { groupName, runtimeGroups } from '../../src/config/index.js';
@@ -153,5 +153,51 @@ sites:
       const accepted = await p.waitForLog((l) => l.event === 'connection_accepted', { after: seen });
       assert.deepEqual([accepted.group, accepted.postQuantum], [expected, false]);
     }
+  });
+});
+
+describe('tls.postQuantum: required', withMlKem, () => {
+  const scope = suiteScope();
+  const pki = new TestPki();
+  scope.after(() => pki.cleanup());
+  let root: Ca;
+  let p: RunningProxy;
+
+  before(async () => {
+    root = pki.root('pq-required-root');
+    const leaf = pki.leaf('pq-required', root, { dns: ['pq.test'] });
+    p = await startProxy(
+      scope,
+      `listen: { https: "127.0.0.1:0" }
+tls: { profile: modern, postQuantum: required }
+sites:
+  - hosts: [pq.test]
+    certificates: [{ cert: ${leaf.chainFile}, key: ${leaf.keyFile} }]
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`,
+    );
+  });
+
+  /** A handshake from a Node client offering `ecdhCurve` (the runtime's default when absent): the group it got, or the error it met. */
+  async function handshake(ecdhCurve?: string): Promise<string> {
+    const socket = tlsConnect({ host: '127.0.0.1', port: p.port, servername: 'pq.test', ca: readFileSync(root.certFile), ...(ecdhCurve ? { ecdhCurve } : {}) });
+    try {
+      await once(socket, 'secureConnect');
+      return String((socket.getEphemeralKeyInfo() as { name?: string }).name);
+    } catch (err) {
+      return `refused: ${(err as Error & { code?: string }).code}`;
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  test('serves a client that offers X25519MLKEM768, and refuses one that offers only classical groups in the handshake, as no_shared_cipher', async () => {
+    assert.equal(await handshake(), 'X25519MLKEM768');
+    const seen = p.logs.length;
+    assert.match(await handshake('X25519:P-256'), /^refused: ERR_SSL_.*HANDSHAKE_FAILURE/);
+    const refused = await p.waitForLog((l) => l.event === 'handshake_failed' && l.reason === 'no_shared_cipher', { after: seen });
+    assert.deepEqual([refused.detail, refused.postQuantum], ['ERR_SSL_NO_SUITABLE_KEY_SHARE', false]);
+    const openssl30 = await sClient(p.port, ['-servername', 'pq.test']);
+    assert.equal(openssl30.protocol, null, 'OpenSSL 3.0 has no ML-KEM');
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { loadConfigFile } from '../../src/config/index.js';
+import { loadConfigFile, runtimeGroups } from '../../src/config/index.js';
 import { ConfigError, PortcullisError } from '../../src/errors.js';
 import { runCli } from '../helpers/cli-process.js';
 import { TestPki } from '../helpers/pki.js';
@@ -115,6 +115,10 @@ const cases: { name: string; yaml: string; path: string; message: RegExp }[] = [
   { name: 'a route path without a leading slash', yaml: configWith(`sites:${site().replace('path: /', 'path: api')}`), path: 'sites[0].routes[0].path', message: /got "api"; use a path prefix starting with "\/"/ },
   { name: 'a route path not in normal form', yaml: configWith(`sites:${site().replace('path: /', 'path: "/a//b/../c/"')}`), path: 'sites[0].routes[0].path', message: /got "\/a\/\/b\/..\/c\/"; requests are matched in normal form; write it as "\/a\/c\/"/ },
   { name: 'a route path that requests can never have', yaml: configWith(`sites:${site().replace('path: /', 'path: "/a%2Fb/"')}`), path: 'sites[0].routes[0].path', message: /encoded slash/ },
+  { name: 'post-quantum required with TLS 1.2 allowed', yaml: configWith(`tls: { postQuantum: required }\nsites:${site()}`), path: 'tls.postQuantum', message: /required needs tls.profile: modern: TLS 1.2 has no post-quantum groups/ },
+  ...(runtimeGroups.postQuantum
+    ? []
+    : [{ name: 'post-quantum required on a runtime without ML-KEM', yaml: configWith(`tls: { profile: modern, postQuantum: required }\nsites:${site()}`), path: 'tls.postQuantum', message: /required needs a runtime with ML-KEM, and Node v\d+\.\d+\.\d+ bundles OpenSSL 3\.0\.\d+; run Portcullis on Node 24 LTS/ }]),
   { name: 'a missing listen block', yaml: `sites:${site()}`, path: 'listen', message: /missing; add listen: \{https: "127.0.0.1:8443"\}/ },
 ];
 
