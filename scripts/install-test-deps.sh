@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests talk to (real TLS peers), only when one
-# is missing, so a second run costs nothing. Needs root or sudo for apt-get.
+# Installs what the tests need and this machine lacks, so a second run costs
+# nothing: the Debian packages the tests talk to (real TLS peers), which needs
+# root or sudo for apt-get, and, when the system Node is older than 24, the
+# pinned Node 24 that the suite also runs on (scripts/node24.sh, into .cache/).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 # command -> Debian package
 declare -A needed=(
@@ -16,17 +19,22 @@ missing=()
 for cmd in "${!needed[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${needed[$cmd]}")
 done
-((${#missing[@]} == 0)) && exit 0
 
-echo "installing Debian packages for the tests: ${missing[*]}" >&2
-if [[ $(id -u) -eq 0 ]]; then
-  sudo=()
-elif command -v sudo >/dev/null 2>&1; then
-  sudo=(sudo)
-else
-  echo "need root (or sudo) to run: apt-get install -y ${missing[*]}" >&2
-  exit 1
+if ((${#missing[@]} > 0)); then
+  echo "installing Debian packages for the tests: ${missing[*]}" >&2
+  if [[ $(id -u) -eq 0 ]]; then
+    sudo=()
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo=(sudo)
+  else
+    echo "need root (or sudo) to run: apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+
+if (($(node -p 'process.versions.node.split(".")[0]') < 24)); then
+  bash scripts/node24.sh >/dev/null
+fi

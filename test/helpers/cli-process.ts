@@ -44,9 +44,12 @@ export interface CliProcess {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
 }
 
-/** Runs the `portcullis` CLI from the source as its own process; it is killed after the test. */
-export function startCli(t: Scope, args: readonly string[], cwd: string): CliProcess {
-  const child = spawn(process.execPath, cliArgv(args), { cwd, env: cliEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Runs the `portcullis` CLI from the source as its own process; it is killed after the test.
+ * `nodeOptions` go before the script, so cluster workers inherit them too.
+ */
+export function startCli(t: Scope, args: readonly string[], cwd: string, nodeOptions: readonly string[] = []): CliProcess {
+  const child = spawn(process.execPath, [...nodeOptions, ...cliArgv(args)], { cwd, env: cliEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   const waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   const proc: CliProcess = {
     child,
