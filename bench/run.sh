@@ -21,11 +21,28 @@
 #   full-tls13   full TLS 1.3 handshakes (no resumption, no HTTP request), driven by
 #                HS_CLIENTS parallel `openssl s_time -new`
 #   full-tls12   the same for TLS 1.2 (first round only; BENCH_TLS12=0 skips it)
+#   full-tls13-pq         full TLS 1.3 handshakes from a client offering the post-quantum
+#                hybrid X25519MLKEM768 with a key share (and X25519 with one): bench/full-handshakes.ts,
+#                HS_CLIENTS handshakes in flight, run by the first of BENCH_NODES whose OpenSSL
+#                has ML-KEM (s_time's OpenSSL 3.0 cannot offer it). A server without ML-KEM
+#                (nginx and Node 20 here) takes the X25519 share: classical, no extra round trip.
+#   full-tls13-classical  the same client offering classical groups only (X25519 key share;
+#                P-256, P-384 listed): what full-tls13-pq costs without the hybrid, same client.
+#                The two run by default when one of BENCH_NODES has ML-KEM; before measuring,
+#                the script records per proxy the key shares offered, whether the server asked
+#                for another (HelloRetryRequest) and the group of each handshake.
 #
 # Tunables (environment): BENCH_DURATION (s, default 10), BENCH_ROUNDS (2),
 # BENCH_CONNECTIONS (32), BENCH_HANDSHAKE_CLIENTS (4), BENCH_TLS12 (1),
-# BENCH_SCENARIOS ("keepalive reconnect full-tls13 full-tls12"), BENCH_MAX_OTHER_PCT (15),
-# BENCH_CLIENT_CPU (0), BENCH_PROXY_CPU (1), BENCH_MTLS (0).
+# BENCH_SCENARIOS ("keepalive reconnect full-tls13 full-tls12", plus "full-tls13-classical
+# full-tls13-pq" after full-tls13 when a node has ML-KEM), BENCH_MAX_OTHER_PCT (15),
+# BENCH_CLIENT_CPU (0), BENCH_PROXY_CPU (1), BENCH_MTLS (0), BENCH_NODES ("node").
+#
+# BENCH_NODES="node /opt/node24/package/bin/node" runs Portcullis once per Node binary
+# listed (all from the same dist/), each on its own port, named portcullis@VERSION in
+# the tables (with the default, just `portcullis`). All of them and nginx run for the
+# whole benchmark, pinned to PROXY_CPU; each scenario loads one at a time, in an order
+# that reverses every round.
 #
 # BENCH_MTLS=1 measures mutual TLS: both proxies require a client certificate and
 # check it against a CRL. The script makes a separate ECDSA P-256 client CA (an
@@ -68,7 +85,7 @@ die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 if [[ $MTLS == 1 ]]; then
   for scenario in $SCENARIOS; do
     [[ $scenario == full-tls13 || $scenario == full-tls12 ]] ||
-      die "BENCH_MTLS=1 runs only the handshake scenarios (full-tls13 full-tls12): wrk cannot present a client certificate, so '$scenario' would measure refusals"
+      die "BENCH_MTLS=1 runs only the handshake scenarios full-tls13 full-tls12: wrk and bench/full-handshakes.ts cannot present a client certificate, so '$scenario' would measure refusals"
   done
 fi
 
@@ -86,6 +103,44 @@ fi
 if (($(nproc) < 2)); then
   die "needs 2 CPUs (one for the proxy, one for the load generator); nproc says $(nproc)"
 fi
+
+# ---------------------------------------------------------------- runtimes
+# One Portcullis per Node binary of BENCH_NODES, named portcullis@VERSION when the
+# variable is set (plain `portcullis` by default, as before it existed). The Node
+# client of the full-tls13-pq/-classical scenarios runs on the first of them whose
+# OpenSSL has ML-KEM (HS_NODE).
+read -r -a NODES <<<"${BENCH_NODES:-node}"
+((${#NODES[@]})) || die "BENCH_NODES is empty; list one or more node binaries, e.g. BENCH_NODES=\"node /opt/node24/package/bin/node\""
+PCL_NAMES=()
+HS_NODE=''
+declare -A NODE_OF=() PROXY_PID=() PROXY_PORT=() PROXY_LOG=()
+for node_bin in "${NODES[@]}"; do
+  path=$(command -v "$node_bin") || die "BENCH_NODES: '$node_bin' is not an executable; give node binaries by name or path"
+  version=$("$path" -p process.versions.node 2>/dev/null) || die "BENCH_NODES: '$node_bin' is not a working node ('$node_bin -p process.versions.node' failed)"
+  name=portcullis
+  [[ -n ${BENCH_NODES:-} ]] && name="portcullis@$version"
+  [[ -z ${NODE_OF[$name]:-} ]] || die "BENCH_NODES lists Node $version twice ('${NODE_OF[$name]}' and '$path'); list each runtime once"
+  NODE_OF[$name]=$path
+  PCL_NAMES+=("$name")
+  if [[ -z $HS_NODE ]] && "$path" -e "require('node:tls').createSecureContext({ ecdhCurve: 'X25519MLKEM768' })" 2>/dev/null; then
+    HS_NODE=$path
+  fi
+done
+# the order of the first round; later rounds alternate it
+PROXIES=("${PCL_NAMES[@]}" nginx)
+HS_PQ_SCENARIOS='full-tls13-classical full-tls13-pq'
+if [[ -z ${BENCH_SCENARIOS:-} && $MTLS == 0 && -n $HS_NODE ]]; then
+  SCENARIOS=${SCENARIOS/full-tls13 /full-tls13 $HS_PQ_SCENARIOS }
+fi
+for scenario in $SCENARIOS; do
+  case $scenario in
+    keepalive | reconnect | full-tls13 | full-tls12) ;;
+    full-tls13-pq | full-tls13-classical)
+      [[ -n $HS_NODE ]] || die "$scenario needs a Node whose OpenSSL has ML-KEM (3.5 or later: Node 24, or 22.20 and later) among BENCH_NODES to run its client, and BENCH_NODES='${NODES[*]}' has none; add one, e.g. BENCH_NODES=\"node /opt/node24/package/bin/node\""
+      ;;
+    *) die "BENCH_SCENARIOS: unknown scenario '$scenario'; choose from keepalive reconnect full-tls13 full-tls12 $HS_PQ_SCENARIOS" ;;
+  esac
+done
 
 cd "$ROOT"
 if [[ ! -f dist/cli/main.js ]] || [[ -n $(find src -newer dist/cli/main.js -type f -print -quit) ]]; then
@@ -117,10 +172,12 @@ cleanup() {
   # keep the logs and configs next to the figures, then drop keys and temp files
   cp -f "$WORK"/backend/logs/error.log "$RESULTS/backend-error.log" 2>/dev/null || true
   cp -f "$WORK"/nginx/logs/error.log "$RESULTS/nginx-error.log" 2>/dev/null || true
-  cp -f "$WORK"/portcullis.log "$RESULTS/portcullis.log" 2>/dev/null || true
+  for name in "${PCL_NAMES[@]}"; do
+    cp -f "$WORK/$name.log" "$RESULTS/$name.log" 2>/dev/null || true
+    cp -f "$WORK/$name.yaml" "$RESULTS/$name.yaml" 2>/dev/null || true
+  done
   cp -f "$WORK"/nginx/nginx.conf "$RESULTS/nginx-proxy.conf" 2>/dev/null || true
   cp -f "$WORK"/backend/nginx.conf "$RESULTS/nginx-backend.conf" 2>/dev/null || true
-  cp -f "$WORK"/portcullis.yaml "$RESULTS/portcullis.yaml" 2>/dev/null || true
   rm -rf "$WORK"
   ((status == 0)) || log "failed (exit $status); partial output in $RESULTS"
   exit "$status"
@@ -234,9 +291,11 @@ EOF
 fi
 
 # ---------------------------------------------------------------- configs
-PORTS=$(node bench/free-ports.js 3)
-read -r -d '' BACKEND_PORT NGINX_PORT PCL_PORT <<<"$PORTS" || true
-log "ports: backend $BACKEND_PORT, nginx $NGINX_PORT, portcullis $PCL_PORT"
+mapfile -t PORT_LIST < <(node bench/free-ports.js $((2 + ${#PCL_NAMES[@]})))
+BACKEND_PORT=${PORT_LIST[0]} NGINX_PORT=${PORT_LIST[1]}
+PROXY_PORT[nginx]=$NGINX_PORT
+for i in "${!PCL_NAMES[@]}"; do PROXY_PORT[${PCL_NAMES[i]}]=${PORT_LIST[i + 2]}; done
+log "ports: backend $BACKEND_PORT, nginx $NGINX_PORT$(for name in "${PCL_NAMES[@]}"; do printf ', %s %s' "$name" "${PROXY_PORT[$name]}"; done)"
 
 # Common nginx main/events/http preamble: everything under its own prefix,
 # nothing under /etc/nginx, /var/lib/nginx or /run.
@@ -321,16 +380,19 @@ EOF
 EOF
 } >"$WORK/nginx/nginx.conf"
 
-cat >"$WORK/portcullis.yaml" <<EOF
-listen: { https: "127.0.0.1:$PCL_PORT" }
-dataDir: $WORK/portcullis-data
-log: { access: $WORK/portcullis-access.log }
+# One config per Portcullis; each instance needs its own dataDir (it holds the control socket).
+for name in "${PCL_NAMES[@]}"; do
+  cat >"$WORK/$name.yaml" <<EOF
+listen: { https: "127.0.0.1:${PROXY_PORT[$name]}" }
+dataDir: $WORK/$name-data
+log: { access: $WORK/$name-access.log }
 sites:
   - hosts: [bench.test, 127.0.0.1]
     default: true
     certificates: [{ cert: $PKI/leaf.pem, key: $PKI/leaf.key }]$PCL_MTLS
     routes: [{ path: /, upstream: "http://127.0.0.1:$BACKEND_PORT" }]
 EOF
+done
 
 # ---------------------------------------------------------------- start
 for prefix in backend nginx; do
@@ -346,10 +408,15 @@ taskset -c "$PROXY_CPU" "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g
   >"$RESULTS/nginx.out" 2>&1 &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
-taskset -c "$PROXY_CPU" node bin/portcullis.js start --config "$WORK/portcullis.yaml" \
-  >"$WORK/portcullis.log" 2>&1 &
-PCL_PID=$!
-PIDS+=("$PCL_PID")
+PROXY_PID[nginx]=$NGINX_PID
+PROXY_LOG[nginx]=$WORK/nginx/logs/error.log
+for name in "${PCL_NAMES[@]}"; do
+  taskset -c "$PROXY_CPU" "${NODE_OF[$name]}" bin/portcullis.js start --config "$WORK/$name.yaml" \
+    >"$WORK/$name.log" 2>&1 &
+  PROXY_PID[$name]=$!
+  PROXY_LOG[$name]=$WORK/$name.log
+  PIDS+=($!)
+done
 
 wait_ready() { # NAME PID URL
   local code
@@ -363,8 +430,8 @@ wait_ready() { # NAME PID URL
 }
 wait_ready backend "$BACKEND_PID" "http://127.0.0.1:$BACKEND_PORT/"
 wait_ready nginx "$NGINX_PID" "https://127.0.0.1:$NGINX_PORT/"
-wait_ready portcullis "$PCL_PID" "https://127.0.0.1:$PCL_PORT/"
-log "backend, nginx and portcullis are up"
+for name in "${PCL_NAMES[@]}"; do wait_ready "$name" "${PROXY_PID[$name]}" "https://127.0.0.1:${PROXY_PORT[$name]}/"; done
+log "backend, nginx and ${PCL_NAMES[*]} are up"
 
 # ---------------------------------------------------------------- environment
 {
@@ -372,10 +439,14 @@ log "backend, nginx and portcullis are up"
   echo "git: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ has uncommitted changes)')"
   echo "cpus: $(nproc) ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'))"
   echo "kernel: $(uname -r)"
-  echo "node: $(node -v)"
+  for name in "${PCL_NAMES[@]}"; do
+    echo "node ($name): $("${NODE_OF[$name]}" -v) at ${NODE_OF[$name]}, OpenSSL $("${NODE_OF[$name]}" -p process.versions.openssl)"
+  done
   echo "nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
   echo "openssl (CLI, wrk, nginx): $(openssl version)"
-  echo "openssl (node): $(node -p process.versions.openssl)"
+  if [[ " $SCENARIOS " == *" full-tls13-pq "* || " $SCENARIOS " == *" full-tls13-classical "* ]]; then
+    echo "client of full-tls13-pq/-classical: bench/full-handshakes.ts on Node $("$HS_NODE" -v) at $HS_NODE, OpenSSL $("$HS_NODE" -p process.versions.openssl)"
+  fi
   echo "wrk: $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
   echo "pinning: proxy under test on CPU $PROXY_CPU; load generator + backend on CPU $CLIENT_CPU"
   if [[ $MTLS == 1 ]]; then
@@ -383,9 +454,9 @@ log "backend, nginx and portcullis are up"
   fi
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "sysctl: $(sysctl -n net.ipv4.tcp_tw_reuse 2>/dev/null | sed 's/^/tcp_tw_reuse=/'), somaxconn=$(sysctl -n net.core.somaxconn 2>/dev/null)"
-  for target in "nginx:$NGINX_PORT" "portcullis:$PCL_PORT"; do
+  for target in nginx "${PCL_NAMES[@]}"; do
     for v in tls1_3 tls1_2; do
-      echo "negotiated (${target%%:*}, -$v): $(openssl s_client -connect "127.0.0.1:${target#*:}" -servername bench.test -"$v" "${OPENSSL_CERT[@]}" </dev/null 2>/dev/null |
+      echo "negotiated ($target, -$v): $(openssl s_client -connect "127.0.0.1:${PROXY_PORT[$target]}" -servername bench.test -"$v" "${OPENSSL_CERT[@]}" </dev/null 2>/dev/null |
         grep -E '^(New,|Peer signature type|Server Temp Key|Negotiated TLS1.3 group)' | tr '\n' ';' | sed 's/;$//')"
     done
   done
@@ -433,9 +504,9 @@ cpu_figures() { # SNAP0 SNAP1 OPS
   }'
 }
 
-proxy_pid() { [[ $1 == nginx ]] && echo "$NGINX_PID" || echo "$PCL_PID"; }
-proxy_port() { [[ $1 == nginx ]] && echo "$NGINX_PORT" || echo "$PCL_PORT"; }
-proxy_log() { [[ $1 == nginx ]] && echo "$WORK/nginx/logs/error.log" || echo "$WORK/portcullis.log"; }
+proxy_pid() { echo "${PROXY_PID[$1]}"; }
+proxy_port() { echo "${PROXY_PORT[$1]}"; }
+proxy_log() { echo "${PROXY_LOG[$1]}"; }
 log_lines() { [[ -f $1 ]] && wc -l <"$1" || echo 0; }
 
 # wrk prints latencies as 812.00us / 1.23ms / 1.02s
@@ -445,6 +516,15 @@ RUNS="$RESULTS/runs.tsv"
 printf '%s\t' scenario proxy round rate p50_ms p99_ms proxy_cpu_pct cpu_us_per_op proxy_core_idle_pct \
   loadgen_backend_cpu_pct other_cpu_pct non2xx socket_errors proxy_log_lines attempts >"$RUNS"
 printf 'note\n' >>"$RUNS"
+
+# The Node client of full-tls13-pq (the runtime's groups: X25519MLKEM768 and X25519 with
+# key shares) and full-tls13-classical (X25519 with a key share, P-256 and P-384 listed).
+run_node_handshakes() { # RAW SCENARIO PORT SECONDS
+  local groups=()
+  [[ $2 == full-tls13-classical ]] && groups=(--groups X25519:P-256:P-384)
+  taskset -c "$CLIENT_CPU" "$HS_NODE" --import tsx bench/full-handshakes.ts --port "$3" --ca "$PKI/ca.pem" \
+    --duration "$4" --concurrency "$HS_CLIENTS" "${groups[@]}" >"$1" 2>&1 || true
+}
 
 # Runs the load of one scenario against one port, raw output to $1.
 run_load() { # RAW SCENARIO PORT
@@ -469,6 +549,7 @@ run_load() { # RAW SCENARIO PORT
       for i in $(seq "$HS_CLIENTS"); do cat "$raw.$i"; done >"$raw"
       rm -f "$raw".[0-9]*
       ;;
+    full-tls13-pq | full-tls13-classical) run_node_handshakes "$raw" "$scenario" "$port" "$DURATION" ;;
   esac
 }
 
@@ -477,7 +558,7 @@ run_load() { # RAW SCENARIO PORT
 # most, and flagged if it still is. A dead proxy is reported, not hidden.
 measure() { # SCENARIO PROXY ROUND
   local scenario=$1 proxy=$2 round=$3
-  local pid port raw logf attempt lines0 snap0 snap1 ops rate p50=- p99=- non2xx=- sockerr=- figures note=''
+  local pid port raw logf attempt lines0 snap0 snap1 ops rate p50=- p99=- non2xx=- sockerr=- figures note='' groups=''
   local elapsed cpu_pct cpu_us idle loadgen other new_lines
   pid=$(proxy_pid "$proxy") port=$(proxy_port "$proxy") logf=$(proxy_log "$proxy")
   for attempt in 1 2 3; do
@@ -500,6 +581,13 @@ measure() { # SCENARIO PROXY ROUND
         p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$raw")")
         non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$raw")
         sockerr=$(awk '/Socket errors:/ { gsub(/,/, ""); print $4 + $6 + $8 + $10 }' "$raw")
+        ;;
+      full-tls13-pq | full-tls13-classical)
+        ops=$(awk '$1 == "handshakes:" { print $2 }' "$raw")
+        sockerr=$(awk '$1 == "failed:" { print $2 }' "$raw")
+        # the group of every handshake, and resumptions, which there must be none of
+        groups=$(awk '$1 == "groups:" { sub(/^groups: /, ""); g = $0 } $1 == "resumed:" && $2 > 0 { r = "; " $2 " RESUMED" }
+          END { print g r }' "$raw")
         ;;
       full-*)
         ops=$(awk '/connections in .* real seconds/ { n += $1 } END { print n + 0 }' "$raw")
@@ -526,7 +614,7 @@ measure() { # SCENARIO PROXY ROUND
   ((other <= MAX_OTHER_PCT)) && [[ $note != 'proxy died' ]] && note=''
   printf '%s\t' "$scenario" "$proxy" "$round" "$rate" "$p50" "$p99" "$cpu_pct" "$cpu_us" "$idle" "$loadgen" "$other" \
     "${non2xx:-0}" "${sockerr:-0}" "$new_lines" "$attempt" >>"$RUNS"
-  printf '%s\n' "$note" >>"$RUNS"
+  printf '%s\n' "$note${groups:+${note:+; }$groups}" >>"$RUNS"
 }
 
 # Mutual TLS: before measuring, make sure the mode is really on and the load really
@@ -536,7 +624,7 @@ mtls_check() {
   local -a tlsv
   log "mTLS checks: handshakes and requests with, without and with a revoked client certificate"
   : >"$out"
-  for proxy in nginx portcullis; do
+  for proxy in nginx "${PCL_NAMES[@]}"; do
     port=$(proxy_port "$proxy")
     for v in tls1_3 tls1_2; do
       openssl s_client -connect "127.0.0.1:$port" -servername bench.test -"$v" -CAfile "$PKI/ca.pem" -verify_return_error \
@@ -564,19 +652,22 @@ mtls_check() {
   done
   # Does `openssl s_time -new` (handshakes only, as measured) present the certificate?
   # Portcullis logs client_cert_rejected (no_certificate) for every handshake without one.
-  lines0=$(log_lines "$WORK/portcullis.log")
-  openssl s_client -connect "127.0.0.1:$PCL_PORT" -servername bench.test -tls1_3 </dev/null >/dev/null 2>&1 || true
-  sleep 0.2
-  rejected=$(tail -n +"$((lines0 + 1))" "$WORK/portcullis.log" | grep -c '"reason":"no_certificate"' || true)
-  echo "portcullis: handshake without a certificate logged $rejected no_certificate event(s)" >>"$out"
-  ((rejected > 0)) || die "mTLS: Portcullis did not log no_certificate for a handshake without a certificate; the s_time check below would prove nothing"
-  lines0=$(log_lines "$WORK/portcullis.log")
-  openssl s_time -connect "127.0.0.1:$PCL_PORT" -new -tls1_3 "${OPENSSL_CERT[@]}" -time 1 >"$RESULTS/mtls-check-s_time-portcullis.txt" 2>&1 || true
-  sleep 0.2
-  hs=$(awk '/connections in .* real seconds/ { n += $1 } END { print n + 0 }' "$RESULTS/mtls-check-s_time-portcullis.txt")
-  rejected=$(tail -n +"$((lines0 + 1))" "$WORK/portcullis.log" | grep -c '"event":"client_cert_rejected"' || true)
-  echo "portcullis: s_time -new with -cert: $hs handshakes, $rejected client_cert_rejected event(s)" >>"$out"
-  ((hs > 0 && rejected == 0)) || die "mTLS: s_time against Portcullis: $hs handshakes, $rejected refused client certificates (want >0 and 0)"
+  for proxy in "${PCL_NAMES[@]}"; do
+    port=$(proxy_port "$proxy")
+    lines0=$(log_lines "$(proxy_log "$proxy")")
+    openssl s_client -connect "127.0.0.1:$port" -servername bench.test -tls1_3 </dev/null >/dev/null 2>&1 || true
+    sleep 0.2
+    rejected=$(tail -n +"$((lines0 + 1))" "$(proxy_log "$proxy")" | grep -c '"reason":"no_certificate"' || true)
+    echo "$proxy: handshake without a certificate logged $rejected no_certificate event(s)" >>"$out"
+    ((rejected > 0)) || die "mTLS: $proxy did not log no_certificate for a handshake without a certificate; the s_time check below would prove nothing"
+    lines0=$(log_lines "$(proxy_log "$proxy")")
+    openssl s_time -connect "127.0.0.1:$port" -new -tls1_3 "${OPENSSL_CERT[@]}" -time 1 >"$RESULTS/mtls-check-s_time-$proxy.txt" 2>&1 || true
+    sleep 0.2
+    hs=$(awk '/connections in .* real seconds/ { n += $1 } END { print n + 0 }' "$RESULTS/mtls-check-s_time-$proxy.txt")
+    rejected=$(tail -n +"$((lines0 + 1))" "$(proxy_log "$proxy")" | grep -c '"event":"client_cert_rejected"' || true)
+    echo "$proxy: s_time -new with -cert: $hs handshakes, $rejected client_cert_rejected event(s)" >>"$out"
+    ((hs > 0 && rejected == 0)) || die "mTLS: s_time against $proxy: $hs handshakes, $rejected refused client certificates (want >0 and 0)"
+  done
   # nginx logs \$ssl_client_verify for s_time's request (-www) on ?mtlslog=1.
   openssl s_time -connect "127.0.0.1:$NGINX_PORT" -new -tls1_3 "${OPENSSL_CERT[@]}" -www '/?mtlslog=1' -time 1 \
     >"$RESULTS/mtls-check-s_time-nginx.txt" 2>&1 || true
@@ -593,7 +684,7 @@ if [[ $MTLS == 1 ]]; then
   mtls_check
   # wrk cannot present a client certificate: warm up with handshakes instead
   log "warm-up: ${WARMUP_S}s of full TLS 1.3 handshakes with the client certificate on each proxy (not recorded)"
-  for proxy in portcullis nginx; do
+  for proxy in "${PROXIES[@]}"; do
     taskset -c "$CLIENT_CPU" openssl s_time -connect "127.0.0.1:$(proxy_port "$proxy")" -new -tls1_3 "${OPENSSL_CERT[@]}" \
       -time "$WARMUP_S" >"$RESULTS/warmup-$proxy.txt" 2>&1 || true
   done
@@ -607,8 +698,21 @@ else
   PROTO=$(awk '{ print $1, $2 }' "$WORK/nginx/logs/session.log" 2>/dev/null | sort | uniq -c | sort -rn | head -1 | sed 's/^ *//')
   echo "wrk reconnect: $RESUMED of $TOTAL handshakes resumed (most common: $PROTO)" | tee -a "$RESULTS/environment.txt" >&2
 
+  # The Node client's handshakes: which key shares it offers, whether the proxy asks for
+  # another share (HelloRetryRequest), which group each handshake gets, and that none resumes.
+  for scenario in $HS_PQ_SCENARIOS; do
+    [[ " $SCENARIOS " == *" $scenario "* ]] || continue
+    log "checking the $scenario client against each proxy (1 s each)"
+    for proxy in "${PROXIES[@]}"; do
+      raw="$RESULTS/group-check-$scenario-$proxy.txt"
+      run_node_handshakes "$raw" "$scenario" "$(proxy_port "$proxy")" 1
+      grep -q '^sample: ' "$raw" || die "the $scenario client got no handshake from $proxy; see $raw"
+      echo "$scenario client vs $proxy: $(sed -n 's/^sample: //p' "$raw"); 1 s: $(sed -n 's/^groups: //p' "$raw"), resumed $(sed -n 's/^resumed: //p' "$raw"), failed $(sed -n 's/^failed: //p' "$raw")"
+    done | tee -a "$RESULTS/environment.txt" >&2
+  done
+
   log "warm-up: ${WARMUP_S}s keep-alive load on each proxy (not recorded)"
-  for proxy in portcullis nginx; do
+  for proxy in "${PROXIES[@]}"; do
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP_S}s" "https://127.0.0.1:$(proxy_port "$proxy")/" \
       >"$RESULTS/warmup-$proxy.txt" 2>&1 || true
   done
@@ -616,7 +720,10 @@ fi
 
 for round in $(seq "$ROUNDS"); do
   # alternate which proxy goes first, so drift (thermal, noisy neighbours) hits both
-  if ((round % 2)); then order=(portcullis nginx); else order=(nginx portcullis); fi
+  order=()
+  for i in "${!PROXIES[@]}"; do
+    if ((round % 2)); then order+=("${PROXIES[i]}"); else order=("${PROXIES[i]}" "${order[@]}"); fi
+  done
   scenarios=()
   for scenario in $SCENARIOS; do
     [[ $scenario == full-tls12 ]] && ((round > 1 || !TLS12)) && continue
@@ -638,30 +745,48 @@ peak_rss_mb() { # PID
   awk -v kb="$total" 'BEGIN { printf "%.0f MB", kb / 1024 }'
 }
 {
-  echo "peak RSS: portcullis $(peak_rss_mb "$PCL_PID"), nginx proxy $(peak_rss_mb "$NGINX_PID") (master + worker)"
-  echo "portcullis log, lines by level/event/reason/detail: $(awk '
-    { key = ""
-      n = split("level event reason detail", names, " ")
-      for (i = 1; i <= n; i++) if (match($0, "\"" names[i] "\":\"[^\"]*\"")) key = key (key == "" ? "" : "/") substr($0, RSTART + length(names[i]) + 4, RLENGTH - length(names[i]) - 5)
-      count[key]++ }
-    END { for (k in count) printf "%s%d x %s", (sep++ ? "; " : ""), count[k], k }' "$WORK/portcullis.log")"
+  echo "peak RSS: $(for name in "${PCL_NAMES[@]}"; do printf '%s %s, ' "$name" "$(peak_rss_mb "${PROXY_PID[$name]}")"; done)nginx proxy $(peak_rss_mb "$NGINX_PID") (master + worker)"
+  for name in "${PCL_NAMES[@]}"; do
+    echo "$name log, lines by level/event/reason/detail: $(awk '
+      { key = ""
+        n = split("level event reason detail", names, " ")
+        for (i = 1; i <= n; i++) if (match($0, "\"" names[i] "\":\"[^\"]*\"")) key = key (key == "" ? "" : "/") substr($0, RSTART + length(names[i]) + 4, RLENGTH - length(names[i]) - 5)
+        count[key]++ }
+      END { for (k in count) printf "%s%d x %s", (sep++ ? "; " : ""), count[k], k }' "$WORK/$name.log")"
+  done
   echo "nginx proxy error log (warn and above): $(wc -l <"$WORK/nginx/logs/error.log") lines; backend: $(wc -l <"$WORK/backend/logs/error.log") lines"
 } >>"$RESULTS/environment.txt"
 
 report() {
   echo "### Summary$MODE_NOTE: mean of $ROUNDS round(s), ${DURATION}s per run ($(date -u +%Y-%m-%d))"
   echo
-  echo "| scenario | metric | Portcullis | nginx | Portcullis / nginx |"
-  echo "|---|---|---:|---:|---:|"
-  awk -F'\t' '
+  # one column per proxy, then each Portcullis / nginx, then each later Portcullis / the first
+  awk -F'\t' -v proxies="${PROXIES[*]}" '
+    BEGIN {
+      np = split(proxies, P, " ")
+      for (i = 1; i <= np; i++) {
+        label[i] = P[i] == "nginx" ? "nginx" : "Portcullis" substr(P[i], 11)
+        if (P[i] != "nginx") pcl[++npcl] = i; else ng = i
+      }
+      head = "| scenario | metric |"; rule = "|---|---|"
+      for (i = 1; i <= np; i++) { head = head " " label[i] " |"; rule = rule "---:|" }
+      for (j = 1; j <= npcl; j++) { head = head " " label[pcl[j]] " / nginx |"; rule = rule "---:|" }
+      for (j = 2; j <= npcl; j++) { head = head " " label[pcl[j]] " / " label[pcl[1]] " |"; rule = rule "---:|" }
+      print head; print rule
+    }
     NR == 1 || $4 == "DEAD" { next }
     { k = $1 SUBSEP $2; n[k]++; rate[k] += $4; cpu[k] += $7; us[k] += $8; cap[k] += ($8 > 0 ? 1e6 / $8 : 0)
       idle[k] += $9; lg[k] += $10; if ($5 != "-") { p50[k] += $5; p99[k] += $6 } }
     !($1 in seen) { seen[$1] = 1; order[++m] = $1 }
     function mean(a, k) { return n[k] ? a[k] / n[k] : 0 }
-    function row(s, label, a, fmt, ratio,    pk, nk, pv, nv) {
-      pk = s SUBSEP "portcullis"; nk = s SUBSEP "nginx"; pv = mean(a, pk); nv = mean(a, nk)
-      printf "| %s | %s | " fmt " | " fmt " | %s |\n", s, label, pv, nv, (ratio && nv > 0 ? sprintf("%.2f", pv / nv) : "")
+    function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "" }
+    function row(s, label, a, fmt, ratios,    i, j, v, line) {
+      for (i = 1; i <= np; i++) v[i] = mean(a, s SUBSEP P[i])
+      line = "| " s " | " label " |"
+      for (i = 1; i <= np; i++) line = line " " sprintf(fmt, v[i]) " |"
+      for (j = 1; j <= npcl; j++) line = line " " (ratios ? ratio(v[pcl[j]], v[ng]) : "") " |"
+      for (j = 2; j <= npcl; j++) line = line " " (ratios ? ratio(v[pcl[j]], v[pcl[1]]) : "") " |"
+      print line
     }
     END {
       for (i = 1; i <= m; i++) {

@@ -1,0 +1,166 @@
+// Full TLS 1.3 handshakes from Node's TLS client, as many as one process makes:
+// the load generator of bench/run.sh's full-tls13-pq and full-tls13-classical
+// scenarios. `openssl s_time` (OpenSSL 3.0 here) cannot offer the post-quantum
+// hybrid X25519MLKEM768; a Node whose OpenSSL has ML-KEM (Node 24) offers it
+// with a key share by default.
+//
+//   node --import tsx bench/full-handshakes.ts --port PORT --ca FILE [options]   # from the repo root
+//
+//   --host H          server address (default 127.0.0.1; an IP, so no SNI is sent, as with s_time)
+//   --port P          server port (required)
+//   --ca FILE         PEM root that signed the server's certificate; the client verifies it
+//   --duration S      seconds to start new handshakes for (default 10); those in flight then finish
+//   --concurrency N   handshakes in flight at once (default 4)
+//   --groups LIST     the client's groups (ecdhCurve), e.g. X25519:P-256:P-384; default: the
+//                     runtime's own list (Node 24: X25519MLKEM768 and X25519 with key shares)
+//
+// Each handshake is a new connection with no session offered: no `session` option, and
+// OpenSSL's client never resumes on its own. Every handshake is checked with
+// isSessionReused() and counted by the group getEphemeralKeyInfo() names. Once the handshake
+// completes, the client ends the connection (its Finished, close_notify, FIN) and closes the
+// socket without reading the server's session tickets. `s_time -new` closes right after its
+// Finished, without close_notify; Node cannot do that: the client's Finished is still queued
+// when 'secureConnect' fires, so destroy() at that point drops it, and the server never
+// completes the handshake (no Finished check, no session tickets, an ECONNRESET instead).
+//
+// Before the timed loop, one handshake goes through a relay in this process that keeps
+// both directions' bytes: its ClientHello says which key shares were offered, and the
+// server's first ServerHello whether it asked for another one (HelloRetryRequest).
+//
+// Output on stdout, one fact per line (bench/run.sh reads them):
+//   sample: key shares offered X25519MLKEM768,X25519; hello retry request no; group X25519MLKEM768
+//   handshakes: 5123 in 10.004 s, 512/s
+//   groups: X25519MLKEM768 5123
+//   resumed: 0
+//   failed: 0
+// plus one `failure: CODE COUNT` line per kind of failure. Exit status 1 when a handshake
+// was resumed (the figures would not be full handshakes) or none completed.
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import { parseArgs } from 'node:util';
+import { groupName } from '../src/config/tls-groups.js';
+import { parseClientHello } from '../src/edge/client-hello.js';
+
+const { values: opts } = parseArgs({
+  options: {
+    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string' },
+    ca: { type: 'string' },
+    duration: { type: 'string', default: '10' },
+    concurrency: { type: 'string', default: '4' },
+    groups: { type: 'string' },
+  },
+});
+const usage = 'usage: node --import tsx bench/full-handshakes.ts --port PORT --ca FILE [--duration S] [--concurrency N] [--groups LIST]';
+const port = Number(opts.port);
+const durationS = Number(opts.duration);
+const concurrency = Number(opts.concurrency);
+if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--port: '${opts.port ?? ''}' is not a TCP port; ${usage}`);
+if (!opts.ca) throw new Error(`--ca: the PEM root of the server's certificate is required; ${usage}`);
+if (!(durationS > 0)) throw new Error(`--duration: '${opts.duration}' is not a positive number of seconds`);
+if (!Number.isInteger(concurrency) || concurrency < 1) throw new Error(`--concurrency: '${opts.concurrency}' is not a positive integer`);
+const host = opts.host;
+
+// One context for every connection: building one per connect (what tls.connect does
+// without `secureContext`) would spend the client's core on parsing the CA again.
+const secureContext: SecureContext = createSecureContext({
+  ca: readFileSync(opts.ca),
+  minVersion: 'TLSv1.3',
+  ...(opts.groups ? { ecdhCurve: opts.groups } : {}),
+});
+
+interface Outcome {
+  readonly group: string;
+  readonly resumed: boolean;
+}
+
+/** One full handshake on a new connection (through `via` when given); settles when the client's side is done, then closes. */
+function handshake(via?: Socket): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const socket: TLSSocket = tlsConnect({ host, port, secureContext, ...(via ? { socket: via } : {}) });
+    socket.once('secureConnect', () => {
+      resolve({ group: (socket.getEphemeralKeyInfo() as { name?: string }).name ?? 'none', resumed: socket.isSessionReused() });
+      // end() sends what is queued (the Finished) first; destroy() once the FIN is out skips reading the tickets
+      socket.end(() => socket.destroy());
+    });
+    // after 'secureConnect' an error (a reset while closing) no longer matters: the promise is settled
+    socket.on('error', (err) => {
+      socket.destroy();
+      reject(err);
+    });
+  });
+}
+
+/** RFC 8446 §4.1.3: a ServerHello with this random is a HelloRetryRequest. */
+const helloRetryRandom = Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex');
+
+/** The sample handshake through a relay that keeps each direction's bytes. */
+async function sampleHandshake(): Promise<string> {
+  const fromClient: Buffer[] = [];
+  const fromServer: Buffer[] = [];
+  const relay = createServer((inbound) => {
+    const outbound = netConnect({ host, port });
+    inbound.on('data', (d: Buffer) => (fromClient.push(d), outbound.write(d)));
+    outbound.on('data', (d: Buffer) => (fromServer.push(d), inbound.write(d)));
+    inbound.on('close', () => outbound.destroy());
+    outbound.on('close', () => inbound.destroy());
+    inbound.on('error', () => outbound.destroy());
+    outbound.on('error', () => inbound.destroy());
+  });
+  relay.listen(0, '127.0.0.1');
+  await once(relay, 'listening');
+  try {
+    const via = netConnect({ host: '127.0.0.1', port: (relay.address() as AddressInfo).port });
+    const { group } = await handshake(via);
+    const hello = parseClientHello(Buffer.concat(fromClient));
+    const shares = hello.kind === 'hello' ? hello.hello.keyShares.map(groupName).join(',') || 'none' : `unreadable (${hello.kind})`;
+    // first record: handshake (22), first message: ServerHello (2); its random follows the 4-byte
+    // message header and the 2-byte legacy_version
+    const first = Buffer.concat(fromServer);
+    const retry = first[0] === 22 && first[5] === 2 && first.subarray(11, 43).equals(helloRetryRandom);
+    return `key shares offered ${shares}; hello retry request ${retry ? 'yes' : 'no'}; group ${group}`;
+  } finally {
+    relay.close();
+  }
+}
+
+const sample = await sampleHandshake();
+process.stdout.write(`sample: ${sample}\n`);
+
+const groups = new Map<string, number>();
+const failures = new Map<string, number>();
+let completed = 0;
+let resumed = 0;
+const started = performance.now();
+const deadline = started + durationS * 1000;
+
+async function loop(): Promise<void> {
+  while (performance.now() < deadline) {
+    try {
+      const outcome = await handshake();
+      completed++;
+      if (outcome.resumed) resumed++;
+      groups.set(outcome.group, (groups.get(outcome.group) ?? 0) + 1);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      failures.set(code, (failures.get(code) ?? 0) + 1);
+    }
+  }
+}
+
+await Promise.all(Array.from({ length: concurrency }, loop));
+const elapsedS = (performance.now() - started) / 1000;
+let failed = 0;
+for (const n of failures.values()) failed += n;
+const lines = [
+  `handshakes: ${completed} in ${elapsedS.toFixed(3)} s, ${Math.round(completed / elapsedS)}/s`,
+  `groups: ${[...groups].map(([name, n]) => `${name} ${n}`).join(', ') || 'none'}`,
+  `resumed: ${resumed}`,
+  `failed: ${failed}`,
+  ...[...failures].map(([code, n]) => `failure: ${code} ${n}`),
+];
+process.stdout.write(lines.join('\n') + '\n');
+if (resumed > 0) process.stderr.write(`${resumed} of ${completed} handshakes were resumptions, not full handshakes\n`);
+if (resumed > 0 || completed === 0) process.exitCode = 1;
