@@ -13,6 +13,13 @@ import { startUpstream, type Upstream } from '../helpers/upstream.js';
 import { within } from '../helpers/wait.js';
 
 /**
+ * Resolves once the socket has closed, by a reset too: `once(socket, 'close')`
+ * rejects on the ECONNRESET that may come first, which would skip the
+ * clean-up after it and leave a trickle timer holding the file open.
+ */
+const closed = (socket: Socket): Promise<void> => new Promise((resolve) => socket.once('close', () => resolve()));
+
+/**
  * Slow and abusive clients: each is cut off at a documented limit
  * (docs/security.md#limits), what it receives is exact, the proxy logs and
  * counts it, and a well-behaved client is served right after. The limits are
@@ -127,7 +134,7 @@ sites:
           clearInterval(trickle);
           socket.end();
         });
-        await once(socket, 'close');
+        await closed(socket);
         clearInterval(trickle);
         return { answer, ms: since(t0) };
       });
@@ -200,7 +207,7 @@ sites:
           let received = Buffer.alloc(0);
           socket.on('data', (d: Buffer) => (received = Buffer.concat([received, d])));
           const stop = stall(socket, clientHello);
-          await once(socket, 'close');
+          await closed(socket);
           stop();
           return { received, ms: since(t0) };
         });
