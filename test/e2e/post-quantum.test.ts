@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { groupName, runtimeGroups } from '../../src/config/index.js';
 import { parseClientHello } from '../../src/edge/client-hello.js';
+import { startCli } from '../helpers/cli-process.js';
 import { run, sClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
@@ -200,4 +201,24 @@ sites:
     const openssl30 = await sClient(p.port, ['-servername', 'pq.test']);
     assert.equal(openssl30.protocol, null, 'OpenSSL 3.0 has no ML-KEM');
   });
+});
+
+describe('the runtime at start', () => {
+  test(
+    runtimeGroups.postQuantum ? 'on a runtime with ML-KEM, start says nothing about post-quantum key exchange' : 'on a runtime without ML-KEM, start warns once, naming the runtime and what to run instead',
+    async (t) => {
+      const cli = startCli(t, ['start', '--listen', '127.0.0.1:0'], tempDir(t));
+      await cli.waitFor(/"event":"listening"/);
+      const warnings = `${cli.stdout}${cli.stderr}`.split('\n').filter((line) => line.includes('"event":"runtime_without_post_quantum"'));
+      if (runtimeGroups.postQuantum) {
+        assert.deepEqual(warnings, []);
+        return;
+      }
+      assert.equal(warnings.length, 1);
+      const warning = JSON.parse(warnings[0] as string) as { level: string; node: string; openssl: string; msg: string };
+      assert.deepEqual([warning.node, warning.openssl], [process.version, runtimeGroups.openssl]);
+      assert.match(warning.msg, /which has no ML-KEM: handshakes use classical key exchange only .*run Portcullis on Node 24 LTS/);
+      if (process.version.startsWith('v20.')) assert.match(warning.msg, /Node 20 reached end of life in April 2026/);
+    },
+  );
 });
