@@ -314,6 +314,7 @@ else
   [[ -n ${PRODUCT_OF[nginx]:-} ]] && has_scenario reconnect && wrk_resumption_check
   for scenario in $HS_PQ_SCENARIOS; do has_scenario "$scenario" && group_check "$scenario"; done
   has_scenario h2 && h2_check
+  has_scenario large && large_check
   log "warm-up: ${WARMUP_S}s keep-alive load on each proxy (not recorded)"
   for name in "${INSTANCES[@]}"; do
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP_S}s" "https://127.0.0.1:${PROXY_PORT[$name]}/" \

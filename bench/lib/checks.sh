@@ -139,3 +139,13 @@ h2_check() {
     echo "h2load vs $name: $(grep -E '^(TLS Protocol|Cipher|Server Temp Key|Application protocol):' "$raw" | tr '\n' ';' | sed 's/;$//')"
   done | tee -a "$RESULTS/environment.txt" >&2
 }
+
+# Each proxy passes the backend's 1 MiB answer whole (the large scenario's path).
+large_check() {
+  local name got
+  for name in "${INSTANCES[@]}"; do
+    got=$(curl -sk "${CURL_CERT[@]}" -o /dev/null -w '%{http_code} %{size_download}' --max-time 10 "https://127.0.0.1:${PROXY_PORT[$name]}/1m" || true)
+    [[ $got == '200 1048576' ]] || die "GET /1m through $name: '$got', not '200 1048576'"
+  done
+  echo "GET /1m: 200 with 1048576 bytes through each proxy" | tee -a "$RESULTS/environment.txt" >&2
+}

@@ -81,8 +81,11 @@ run_load() { # RAW SCENARIO PORT
     reconnect) run_wrk "$raw" "$port" / -H 'Connection: close' ;;
     large) run_wrk "$raw" "$port" /1m ;;
     h2)
-      # h2load offers ALPN h2 only and sends no SNI (the proxies serve their default site)
-      taskset -c "$CLIENT_CPU" h2load -t1 -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" "https://127.0.0.1:$port/" >"$raw" 2>&1 || true
+      # h2load offers ALPN h2 only and sends no SNI (the proxies serve their default site).
+      # h2load 1.52 with -D sometimes never exits after "Stopped all clients" (seen with nginx):
+      # timeout ends it, and the run is reported as not finished rather than hanging the bench.
+      taskset -c "$CLIENT_CPU" timeout -k 5 $((DURATION + 15)) h2load -t1 -c"$H2_CONNS" -m"$H2_STREAMS" -D"$DURATION" \
+        "https://127.0.0.1:$port/" >"$raw" 2>&1 || true
       ;;
     full-tls13 | full-tls12)
       # s_time sends no SNI: the proxies answer with their default (only) site
@@ -120,6 +123,7 @@ parse_load() { # RAW SCENARIO
       NON2XX=$(awk '$1 == "status" && $2 == "codes:" { print $5 + $7 + $9 }' "$raw")
       SOCKERR=$(awk '$1 == "requests:" { print $10 + $12 + $14 }' "$raw")
       grep -q '^Application protocol: h2$' "$raw" || NOTE='NOT h2'
+      grep -q '^finished in ' "$raw" || NOTE='h2load hung and was killed: no figures'
       ;;
     full-tls13-pq | full-tls13-classical | new-conn)
       OPS=$(awk '$1 == "handshakes:" { print $2 }' "$raw")

@@ -28,6 +28,10 @@ nginx_backend_config() { # PORT
   local prefix=$WORK/backend
   mkdir -p "$prefix/logs" "$prefix/tmp" "$prefix/www"
   head -c 1048576 /dev/urandom >"$prefix/www/1m"
+  # nginx's worker runs as nobody: let it through the (mode 700) work dir to the file, and no further
+  chmod o+x "$WORK" "$prefix"
+  chmod o+rx "$prefix/www"
+  chmod o+r "$prefix/www/1m"
   {
     nginx_preamble "$prefix"
     cat <<CONF
