@@ -185,7 +185,12 @@ async function sampleHandshake(): Promise<string> {
   }
 }
 
-const sample = await sampleHandshake();
+/** The name of a failure in the output: its code (an errno, an OpenSSL reason, http_*), else its message. */
+const failureCode = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+
+// a failed sample is reported and the timed loop still runs: its failures are counted there
+// (bench/run.sh's mTLS check runs this client without its certificate, expecting just that)
+const sample = await sampleHandshake().catch((err: unknown) => `failed (${failureCode(err)})`);
 process.stdout.write(`sample: ${sample}\n`);
 
 const groups = new Map<string, number>();
@@ -203,7 +208,7 @@ async function loop(): Promise<void> {
       if (outcome.resumed) resumed++;
       groups.set(outcome.group, (groups.get(outcome.group) ?? 0) + 1);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      const code = failureCode(err);
       failures.set(code, (failures.get(code) ?? 0) + 1);
     }
   }
