@@ -1,21 +1,28 @@
 import type { AccessLog } from '../telemetry/index.js';
 import type { ConnectionInfo } from '../tls/index.js';
 import type { ClientCertificate } from '../trust/index.js';
-import { responseCompleted, type ProxyState, type RequestContext } from './request-context.js';
+import { contextOf, responseCompleted, type ProxyResponse, type RequestContext } from './request-context.js';
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 
 /**
  * The pipeline's last phase: once the response is over (finished or cut),
+ * an upstream exchange still in flight is told that the client left, then
  * the request's metrics and, when the access log is on, one line with
- * everything the request went through.
+ * everything the request went through. One listener function for every
+ * request (a response closes once): no closure per request.
  */
-export function recordWhenDone(ctx: RequestContext, state: ProxyState): void {
-  ctx.res.once('close', () => {
-    const now = performance.now();
-    state.metrics.requestDone((ctx.site ?? ctx.conn.site)?.id ?? '', ctx.route?.path ?? '', ctx.status, (now - ctx.startedAt) / 1000, ctx.upstreamOrigin === null ? null : ((ctx.upstreamEndedAt || now) - ctx.upstreamStartedAt) / 1000);
-    if (state.accessLog) writeRecord(ctx, state.accessLog, now);
-  });
+export function recordWhenDone(ctx: RequestContext): void {
+  ctx.res.on('close', responseClosed);
+}
+
+function responseClosed(this: ProxyResponse): void {
+  const ctx = contextOf(this) as RequestContext;
+  ctx.exchange?.clientLeft();
+  const state = ctx.state;
+  const now = performance.now();
+  state.metrics.requestDone((ctx.site ?? ctx.conn.site)?.id ?? '', ctx.route?.path ?? '', ctx.status, (now - ctx.startedAt) / 1000, ctx.upstreamOrigin === null ? null : ((ctx.upstreamEndedAt || now) - ctx.upstreamStartedAt) / 1000);
+  if (state.accessLog) writeRecord(ctx, state.accessLog, now);
 }
 
 /**
@@ -62,15 +69,27 @@ function clientFieldsOf(client: ClientCertificate | null): string {
 
 const json = (v: string | null | undefined): string => (v === null || v === undefined ? 'null' : JSON.stringify(v));
 
+/** JSON strings of the few values most fields take (methods, versions, sites, routes, upstreams): quoted once each, at most 512 kept. */
+const quotedValues = new Map<string, string>();
+function quoted(v: string | null | undefined): string {
+  if (v === null || v === undefined) return 'null';
+  let text = quotedValues.get(v);
+  if (text === undefined) {
+    text = JSON.stringify(v);
+    if (quotedValues.size < 512) quotedValues.set(v, text);
+  }
+  return text;
+}
+
 function writeRecord(ctx: RequestContext, log: AccessLog, now: number): void {
   // a WebSocket tunnel is complete when it ended without error; other responses when fully written
   const completed = ctx.tunnelClosedCleanly ?? responseCompleted(ctx.req, ctx.res);
   const upstreamMs = ctx.upstreamOrigin === null ? 'null' : String(round((ctx.upstreamEndedAt || now) - ctx.upstreamStartedAt));
   log.write(
-    `"requestId":"${ctx.id}","site":${json((ctx.site ?? ctx.conn.site)?.id)},"route":${json(ctx.route?.path)},` +
-      `"method":${json(ctx.req.method)},"path":${json(ctx.target || ctx.req.url)},"httpVersion":${json(ctx.req.httpVersion)},` +
-      `"status":${ctx.status},"completed":${completed},"reason":${json(ctx.reason ?? (completed ? null : 'client_closed'))},` +
+    `"requestId":"${ctx.id}","site":${quoted((ctx.site ?? ctx.conn.site)?.id)},"route":${quoted(ctx.route?.path)},` +
+      `"method":${quoted(ctx.req.method)},"path":${json(ctx.target || ctx.req.url)},"httpVersion":${quoted(ctx.req.httpVersion)},` +
+      `"status":${ctx.status},"completed":${completed},"reason":${quoted(ctx.reason ?? (completed ? null : 'client_closed'))},` +
       `"bytesIn":${ctx.bytesIn},"bytesOut":${ctx.bytesOut},"durationMs":${round(now - ctx.startedAt)},` +
-      `"upstream":${json(ctx.upstreamOrigin)},"upstreamMs":${upstreamMs},"apiKeyId":${json(ctx.apiKeyId)},${fieldsOf(ctx.conn)},${clientFieldsOf(ctx.client)}`,
+      `"upstream":${quoted(ctx.upstreamOrigin)},"upstreamMs":${upstreamMs},"apiKeyId":${json(ctx.apiKeyId)},${fieldsOf(ctx.conn)},${clientFieldsOf(ctx.client)}`,
   );
 }

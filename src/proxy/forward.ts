@@ -52,22 +52,6 @@ const clientStalled = Object.assign(new Error('the client read nothing of the re
 class ForwardHandler implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | null = null;
   #stall: NodeJS.Timeout | null = null;
-  readonly #onDrain = (): void => {
-    if (this.#stall) clearTimeout(this.#stall);
-    this.#stall = null;
-    this.#controller?.resume();
-  };
-  readonly #onStall = (): void => {
-    this.#stall = null;
-    this.#controller?.abort(clientStalled);
-    cutResponse(this.ctx, http2.NGHTTP2_CANCEL);
-  };
-  // Removed once the exchange ends, so a 'close' heard here always means the client left first.
-  // (Node 20's HTTP/2 compat response reports writableFinished even after a client reset: no flag is asked.)
-  readonly #onClientClose = (): void => {
-    if (this.#stall) clearTimeout(this.#stall);
-    this.#controller?.abort(clientGone);
-  };
 
   constructor(
     readonly ctx: RequestContext,
@@ -76,7 +60,15 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     readonly attempt: number,
     readonly withBody: boolean,
   ) {
-    ctx.res.once('close', this.#onClientClose);
+    // Cleared once the exchange ends, so the response's 'close' (access-record.ts) calls
+    // clientLeft only when the client left first. (Node 20's HTTP/2 compat response reports
+    // writableFinished even after a client reset: no flag is asked.)
+    ctx.exchange = this;
+  }
+
+  clientLeft(): void {
+    if (this.#stall) clearTimeout(this.#stall);
+    this.#controller?.abort(clientGone);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -99,22 +91,35 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.ctx.bytesOut += chunk.length;
     if (!(this.ctx.res as Writable).write(chunk)) {
+      // the client reads slower than the upstream sends: hold the upstream until it drains (closures only on this path)
       controller.pause();
-      this.ctx.res.once('drain', this.#onDrain);
-      this.#stall = setTimeout(this.#onStall, this.ctx.state.config.timeouts.sendMs);
+      this.ctx.res.once('drain', () => this.#resume());
+      this.#stall = setTimeout(() => this.#stalled(), this.ctx.state.config.timeouts.sendMs);
     }
+  }
+
+  #resume(): void {
+    if (this.#stall) clearTimeout(this.#stall);
+    this.#stall = null;
+    this.#controller?.resume();
+  }
+
+  #stalled(): void {
+    this.#stall = null;
+    this.#controller?.abort(clientStalled);
+    cutResponse(this.ctx, http2.NGHTTP2_CANCEL);
   }
 
   onResponseEnd(): void {
     this.ctx.upstreamEndedAt = performance.now();
-    this.ctx.res.off('close', this.#onClientClose);
+    this.ctx.exchange = null;
     this.ctx.res.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const ctx = this.ctx;
     ctx.upstreamEndedAt = performance.now();
-    ctx.res.off('close', this.#onClientClose);
+    ctx.exchange = null;
     if (err === clientGone) return;
     if (err === clientStalled) {
       ctx.reason = 'send_timeout';
@@ -146,7 +151,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   onRequestUpgrade(_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, upstream: Duplex): void {
     const ctx = this.ctx;
     ctx.upstreamEndedAt = performance.now();
-    ctx.res.off('close', this.#onClientClose);
+    ctx.exchange = null;
     ctx.status = statusCode;
     const client = ctx.req.socket as Duplex;
     // from here on the raw socket carries WebSocket frames, not HTTP

@@ -6,7 +6,7 @@ import { connectionOf, connectionOfSocket } from '../tls/index.js';
 import { recordWhenDone } from './access-record.js';
 import { runPipeline } from './pipeline.js';
 import { clientLeft, RequestContext, type ProxyRequest, type ProxyResponse, type ProxyState } from './request-context.js';
-import { cutResponse, refuseUnparsable, rememberContext, sendError } from './responses.js';
+import { cutResponse, refuseUnparsable, sendError } from './responses.js';
 
 /**
  * Node's HTTP/1 parser also takes "HTTP/0.9" and "HTTP/2.0" request lines,
@@ -34,9 +34,8 @@ export function handleRequest(state: ProxyState, req: ProxyRequest, res: ProxyRe
     return;
   }
   const ctx = new RequestContext(req, res, conn, state, null);
-  recordWhenDone(ctx, state);
+  recordWhenDone(ctx);
   if (req.httpVersionMajor === 1) {
-    rememberContext(ctx);
     if (state.draining) (res as ServerResponse).shouldKeepAlive = false;
     run(ctx);
     return;
@@ -122,7 +121,7 @@ export function handleUpgrade(state: ProxyState, req: IncomingMessage, socket: D
   // Any other Upgrade (h2c …) may be ignored (RFC 9110 §7.8): answer it as a plain request,
   // unless it carries a body, which Node's parser has stopped reading.
   const ctx = new RequestContext(req, res, conn, state, websocket ? head : null);
-  recordWhenDone(ctx, state);
+  recordWhenDone(ctx);
   if (websocket) {
     run(ctx);
     return;

@@ -60,6 +60,14 @@ export function responseCompleted(req: ProxyRequest, res: ProxyResponse): boolea
   return res.writableEnded && (req as Http2ServerRequest).stream.rstCode === http2.NGHTTP2_NO_ERROR;
 }
 
+const kContext = Symbol('portcullis.requestContext');
+type ResponseWithContext = ProxyResponse & { [kContext]?: RequestContext };
+
+/** The context of the request a response answers (set when the context is made): lets shared listeners find it without a closure per request. */
+export function contextOf(res: ProxyResponse): RequestContext | undefined {
+  return (res as ResponseWithContext)[kContext];
+}
+
 /**
  * Everything one request carries through the pipeline. Created once per
  * request with every field initialised, so its shape never changes.
@@ -96,6 +104,8 @@ export class RequestContext {
   tunnelClosedCleanly: boolean | null = null;
   /** The final verdict on the connection's client certificate: `conn.client`, or what `conn.settling` settled to before the pipeline ran. */
   client: ClientCertificate | null;
+  /** The upstream exchange in flight: told when the client leaves first; null before and after it. */
+  exchange: { clientLeft(): void } | null = null;
 
   constructor(
     readonly req: ProxyRequest,
@@ -106,6 +116,7 @@ export class RequestContext {
     readonly upgradeHead: Buffer | null,
   ) {
     this.client = conn.client;
+    (res as ResponseWithContext)[kContext] = this;
   }
 
   /** The site whose HSTS policy applies to this response. */

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type ServerResponse } from 'node:http';
 import { constants as http2, type Http2ServerRequest } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Site } from '../config/index.js';
 import { endWithLinger } from '../edge/index.js';
 import { reasonCatalog, type Reason } from '../errors.js';
-import type { HeaderMap, ProxyState, RequestContext } from './request-context.js';
+import { contextOf, type HeaderMap, type ProxyState, type RequestContext } from './request-context.js';
 
 /** Fields of every response the proxy writes itself. */
 function ownHeaders(requestId: string, hsts: string | null, contentType: string, length: number): HeaderMap {
@@ -71,14 +71,6 @@ const clientErrorReasons: Record<string, Reason> = {
   ERR_HTTP_REQUEST_TIMEOUT: 'request_timeout',
 };
 
-const kContext = Symbol('portcullis.requestContext');
-
-/** Lets a refusal of the parser find the request it interrupts (a body that stalled). */
-export function rememberContext(ctx: RequestContext): void {
-  (ctx.res as ProxyResponseWithContext)[kContext] = ctx;
-}
-
-type ProxyResponseWithContext = RequestContext['res'] & { [kContext]?: RequestContext };
 
 /**
  * Answers an HTTP/1.1 request the parser refused (too large, too slow,
@@ -98,7 +90,9 @@ export function refuseUnparsable(state: ProxyState, err: Error & { code?: string
     return;
   }
   const reason = clientErrorReasons[code] ?? 'malformed_request';
-  const inFlight = ((socket as Duplex & { _httpMessage?: ProxyResponseWithContext | null })._httpMessage ?? undefined)?.[kContext];
+  // the request a refusal interrupts (a body that stalled): its record carries the answer
+  const response = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  const inFlight = response ? contextOf(response) : undefined;
   const requestId = inFlight?.id ?? randomUUID();
   const { status, text } = errorBody(reason, requestId, null);
   const headers = ownHeaders(requestId, site.hsts, 'application/json', Buffer.byteLength(text));
