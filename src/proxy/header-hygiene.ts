@@ -65,9 +65,17 @@ function canonicalName(name: string): string {
 
 const lowerCase = (token: string) => token.toLowerCase();
 
+/** The two values nearly every `Connection` field has, parsed once (neither token changes under `spelling`). */
+const commonTokens = new Map<string, ReadonlySet<string>>([
+  ['keep-alive', new Set(['keep-alive'])],
+  ['close', new Set(['close'])],
+]);
+
 /** The field names listed in `Connection`, each passed through `spelling`; null without the field. */
-function connectionTokens(value: string | string[] | undefined, spelling: (token: string) => string): Set<string> | null {
+function connectionTokens(value: string | string[] | undefined, spelling: (token: string) => string): ReadonlySet<string> | null {
   if (value === undefined) return null;
+  const common = typeof value === 'string' ? commonTokens.get(value) : undefined;
+  if (common !== undefined) return common;
   const text = Array.isArray(value) ? value.join(',') : value;
   return new Set(text.split(',').map((t) => spelling(t.trim().toLowerCase())));
 }
