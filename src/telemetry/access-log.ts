@@ -4,7 +4,8 @@ import { dirname } from 'node:path';
 /**
  * The access log: one JSON line per request, apart from the diagnostic log.
  * Lines are collected and written asynchronously in batches, so the request
- * path never waits for the destination and pays one array push per line.
+ * path never waits for the destination and pays one string append per line
+ * (the batch is encoded once when it is written, not line by line).
  *
  * - Every write holds whole lines. To a pipe (stdout under a supervisor) a
  *   write is at most PIPE_BUF (4096 bytes), which the kernel keeps atomic, so
@@ -50,9 +51,9 @@ export function createAccessLog(destination: string, onTrouble: (message: string
   let fd = open();
   /** A descriptor replaced by `reopen` while a write on it was in flight: closed when that write ends. */
   let retiredFd: number | null = null;
-  const lines: string[] = [];
-  /** Characters waiting (a close estimate of bytes: lines are mostly ASCII). */
-  let pendingChars = 0;
+  /** The lines waiting, as one string (appending is cheap; it is encoded once, when written). */
+  let pending = '';
+  let pendingLines = 0;
   let writing = false;
   let idle: (() => void) | null = null;
   let dropped = 0;
@@ -68,19 +69,16 @@ export function createAccessLog(destination: string, onTrouble: (message: string
     onTrouble(message);
   };
 
-  /** Takes whole lines from the front, up to `chunkLimit` bytes (at least one line). */
-  const takeChunk = (): Buffer => {
-    let bytes = 0;
-    let n = 0;
-    while (n < lines.length) {
-      const size = Buffer.byteLength(lines[n] as string);
-      if (n > 0 && bytes + size > chunkLimit) break;
-      bytes += size;
-      n++;
-    }
-    const taken = lines.splice(0, n);
-    for (const line of taken) pendingChars -= line.length;
-    return Buffer.from(taken.join(''));
+  /**
+   * The end of the next write in `data` from `start`: the whole rest for a file;
+   * for a pipe, whole lines up to `chunkLimit` bytes (at least one line).
+   */
+  const chunkEnd = (data: Buffer, start: number): number => {
+    if (data.length - start <= chunkLimit) return data.length;
+    const lastNewline = data.lastIndexOf(0x0a, start + chunkLimit - 1);
+    if (lastNewline >= start) return lastNewline + 1;
+    const next = data.indexOf(0x0a, start + chunkLimit);
+    return next === -1 ? data.length : next + 1;
   };
 
   const finished = (): void => {
@@ -89,19 +87,21 @@ export function createAccessLog(destination: string, onTrouble: (message: string
       closeSync(retiredFd);
       retiredFd = null;
     }
-    if (pendingChars >= chunkLimit) writeNext();
-    else if (lines.length === 0) idle?.();
+    if (pending.length >= chunkLimit) writeNext();
+    else if (pendingLines === 0) idle?.();
   };
 
-  const writeOut = (data: Buffer, offset: number): void => {
-    write(fd, data, offset, data.length - offset, null, (err, written) => {
+  /** Writes `data` from `offset` up to `end`, then the chunks after it; a failed chunk is reported and skipped. */
+  const writeOut = (data: Buffer, offset: number, end: number): void => {
+    write(fd, data, offset, end - offset, null, (err, written) => {
       if (err?.code === 'EAGAIN') {
-        setTimeout(() => writeOut(data, offset), retryEagainMs);
+        setTimeout(() => writeOut(data, offset, end), retryEagainMs);
         return;
       }
-      if (err) report(`access log ${destination}: write failed (${err.code ?? err.message}); ${data.length - offset} bytes lost`);
-      else if (offset + written < data.length) return writeOut(data, offset + written);
-      finished();
+      if (err) report(`access log ${destination}: write failed (${err.code ?? err.message}); ${end - offset} bytes lost`);
+      else if (offset + written < end) return writeOut(data, offset + written, end);
+      if (end < data.length) writeOut(data, end, chunkEnd(data, end));
+      else finished();
     });
   };
 
@@ -110,15 +110,18 @@ export function createAccessLog(destination: string, onTrouble: (message: string
       report(`access log ${destination}: ${dropped} line(s) dropped because the destination could not keep up`);
       dropped = 0;
     }
-    if (writing || lines.length === 0) return;
+    if (writing || pendingLines === 0) return;
     writing = true;
-    writeOut(takeChunk(), 0);
+    const data = Buffer.from(pending);
+    pending = '';
+    pendingLines = 0;
+    writeOut(data, 0, chunkEnd(data, 0));
   };
   setInterval(writeNext, flushEveryMs).unref();
 
   return {
     write: (fields) => {
-      if (lines.length >= maxPendingLines) {
+      if (pendingLines >= maxPendingLines) {
         dropped++;
         return;
       }
@@ -127,10 +130,9 @@ export function createAccessLog(destination: string, onTrouble: (message: string
         stampedAt = now;
         stamp = new Date(now).toISOString();
       }
-      const line = `{"time":"${stamp}","log":"access",${fields}}\n`;
-      lines.push(line);
-      pendingChars += line.length;
-      if (pendingChars >= chunkLimit) writeNext();
+      pending += `{"time":"${stamp}","log":"access",${fields}}\n`;
+      pendingLines++;
+      if (pending.length >= chunkLimit) writeNext();
     },
     reopen: () => {
       if (!isFile) return;
@@ -140,7 +142,7 @@ export function createAccessLog(destination: string, onTrouble: (message: string
       else closeSync(old);
     },
     flush: async (timeoutMs = 5_000) => {
-      if (!writing && lines.length === 0) return;
+      if (!writing && pendingLines === 0) return;
       const done = new Promise<void>((resolve) => (idle = resolve));
       // with lines pending and nothing in flight, write them out back to back
       const drainAll = (): void => {
@@ -153,7 +155,7 @@ export function createAccessLog(destination: string, onTrouble: (message: string
       clearInterval(pump);
       clearTimeout(timer);
       idle = null;
-      if (lines.length > 0 || writing) report(`access log ${destination}: ${lines.length} line(s) not written at shutdown`);
+      if (pendingLines > 0 || writing) report(`access log ${destination}: ${pendingLines} line(s) not written at shutdown`);
     },
   };
 }
