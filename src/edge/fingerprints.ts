@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { highestOfferedVersion, versionName, type ClientHello } from './client-hello.js';
 import { postQuantumGroups } from '../config/index.js';
@@ -11,8 +11,19 @@ import { weakOfferOf, type WeakOffer } from './weak-offer.js';
  */
 
 const isGrease = (v: number): boolean => (v & 0x0f0f) === 0x0a0a && v >> 8 === (v & 0xff);
-const hex4 = (v: number): string => v.toString(16).padStart(4, '0');
-const truncatedSha256 = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 12);
+/** Four-digit hex of a 16-bit value; the few values clients send are formatted once each. */
+const hexOf = new Map<number, string>();
+function hex4(v: number): string {
+  let text = hexOf.get(v);
+  if (text === undefined) {
+    text = v.toString(16).padStart(4, '0');
+    hexOf.set(v, text);
+  }
+  return text;
+}
+/** Hex lists sort like the numbers (fixed width, lower case): sort numerically, then format. */
+const sortedHex = (values: readonly number[]): string => Uint16Array.from(values).sort().reduce((text, v, i) => (i === 0 ? hex4(v) : `${text},${hex4(v)}`), '');
+const truncatedSha256 = (text: string): string => hash('sha256', text, 'hex').slice(0, 12);
 const jaVersions: Record<number, string> = { 0x0304: '13', 0x0303: '12', 0x0302: '11', 0x0301: '10', 0x0300: 's3', 0x0002: 's2' };
 const alphanumeric = /^[A-Za-z0-9]$/;
 
@@ -34,9 +45,9 @@ export function ja4(hello: ClientHello): string {
   const extensions = hello.extensions.filter((e) => !isGrease(e));
   const count = (n: number) => String(Math.min(n, 99)).padStart(2, '0');
   const a = `t${jaVersions[version] ?? '00'}${hello.serverName === null ? 'i' : 'd'}${count(ciphers.length)}${count(extensions.length)}${alpnCode(hello.alpn)}`;
-  const b = ciphers.length ? truncatedSha256(ciphers.map(hex4).sort().join(',')) : '000000000000';
+  const b = ciphers.length ? truncatedSha256(sortedHex(ciphers)) : '000000000000';
   // SNI and ALPN are in part a already
-  const sorted = extensions.filter((e) => e !== 0x0000 && e !== 0x0010).map(hex4).sort().join(',');
+  const sorted = sortedHex(extensions.filter((e) => e !== 0x0000 && e !== 0x0010));
   const sigalgs = hello.signatureAlgorithms.filter((s) => !isGrease(s)).map(hex4).join(',');
   const c = sorted ? truncatedSha256(sigalgs ? `${sorted}_${sigalgs}` : sorted) : '000000000000';
   return `${a}_${b}_${c}`;
@@ -46,7 +57,7 @@ export function ja4(hello: ClientHello): string {
 export function ja3(hello: ClientHello): { text: string; hash: string } {
   const list = (values: readonly number[]) => values.filter((v) => !isGrease(v)).join('-');
   const text = `${hello.legacyVersion},${list(hello.cipherSuites)},${list(hello.extensions)},${list(hello.groups)},${hello.ecPointFormats.join('-')}`;
-  return { text, hash: createHash('md5').update(text).digest('hex') };
+  return { text, hash: hash('md5', text, 'hex') };
 }
 
 /** What the edge learnt from a connection's ClientHello, for the events, logs and metrics of the layers above. */
@@ -80,12 +91,34 @@ function intern(value: string): string {
   return value;
 }
 
+/**
+ * The fingerprints of the ClientHellos seen, by everything they are computed
+ * from: a client sends the same lists on every connection, so each kind of
+ * client is fingerprinted once (at most 1024 kinds kept; a client that
+ * shuffles its extensions, as Chrome does, or sends random GREASE values is
+ * fingerprinted every time).
+ */
+const fingerprintsByShape = new Map<string, { readonly ja4: string; readonly ja3: string }>();
+
+function fingerprintsOf(hello: ClientHello): { readonly ja4: string; readonly ja3: string } {
+  const shape =
+    `${hello.legacyVersion}|${hello.supportedVersions.join()}|${hello.cipherSuites.join()}|${hello.extensions.join()}|${hello.serverName === null ? 0 : 1}|` +
+    `${hello.alpn[0] ?? ''}|${hello.signatureAlgorithms.join()}|${hello.groups.join()}|${hello.ecPointFormats.join()}`;
+  let known = fingerprintsByShape.get(shape);
+  if (known === undefined) {
+    known = { ja4: intern(ja4(hello)), ja3: intern(ja3(hello).hash) };
+    if (fingerprintsByShape.size < 1024) fingerprintsByShape.set(shape, known);
+  }
+  return known;
+}
+
 /** Fingerprints and classifies a connection's ClientHello once, for every layer above to read. */
 export function summarizeHello(socket: Socket, hello: ClientHello, acceptedAt: number): HelloSummary {
+  const { ja4, ja3 } = fingerprintsOf(hello);
   const summary: HelloSummary = {
     sni: hello.serverName,
-    ja4: intern(ja4(hello)),
-    ja3: intern(ja3(hello).hash),
+    ja4,
+    ja3,
     weakness: weakOfferOf(hello),
     offered: versionName(highestOfferedVersion(hello)),
     acceptedAt,
