@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { createSecureContext, type SecureContext, type Server } from 'node:tls';
 
 /**
@@ -34,6 +34,23 @@ const ticketUnknown = 0;
 const ticketOk = 1;
 const ticketOkRenew = 2;
 const zeroKey = Buffer.alloc(16);
+
+/**
+ * Ticket IVs, drawn from one random block refilled when used up: a full TLS 1.3
+ * handshake issues two tickets, and a call into OpenSSL's RNG for each 16 bytes
+ * costs more than the copy. OpenSSL copies the IV in the callback, so handing
+ * out a view of the block is safe.
+ */
+const ivBlock = Buffer.alloc(16 * 256);
+let ivOffset = ivBlock.length;
+function nextIv(): Buffer {
+  if (ivOffset === ivBlock.length) {
+    randomFillSync(ivBlock);
+    ivOffset = 0;
+  }
+  ivOffset += 16;
+  return ivBlock.subarray(ivOffset - 16, ivOffset);
+}
 
 function newKey(): TicketKey {
   const bytes = randomBytes(48);
@@ -122,7 +139,7 @@ export class TicketKeyRing {
 
   #onTicket(name: Buffer, _iv: Buffer, encrypt: boolean): unknown[] {
     const current = this.#current;
-    if (encrypt) return [ticketOk, current.hmac, current.aes, current.name, randomBytes(16)];
+    if (encrypt) return [ticketOk, current.hmac, current.aes, current.name, nextIv()];
     // Accepted, and OpenSSL issues a fresh ticket: a client that reuses one ticket makes its
     // connections linkable (RFC 8446 §C.4), and under TLS 1.3 OpenSSL issues none after a
     // resumption unless asked to. A ticket of the previous key is renewed under the current one.
