@@ -13,10 +13,12 @@
 # the load generator's and backend's time, and everyone else's. A run that other
 # processes disturbed is repeated (twice at most) and flagged if it still is.
 #
-# Proxies (BENCH_PROXIES, default "portcullis nginx caddy haproxy"; one not installed is
-# left out with a log line): bench/lib/proxies.sh has the table, bench/lib/proxy-*.sh one
-# config per product, with the same TLS versions, suites, groups, HSTS, forwarding headers,
-# request id and file access log, where the product can.
+# Proxies (BENCH_PROXIES, default "portcullis nginx caddy haproxy node-bare"; one not
+# installed is left out with a log line): bench/lib/proxies.sh has the table,
+# bench/lib/proxy-*.sh one config per product, with the same TLS versions, suites, groups,
+# HSTS, forwarding headers, request id and file access log, where the product can.
+# node-bare (bench/node-bare.ts) is not a product: a bare Node https + HTTP/2 server
+# forwarding through undici with none of Portcullis's work, the floor under its figures.
 #
 # Scenarios (the proxies take turns in an order that reverses every round, ROUNDS times):
 #   keepalive    wrk -t1 -cCONNS, HTTP/1.1 keep-alive over TLS 1.3: proxied req/s
@@ -191,7 +193,7 @@ source "$LIB/report.sh"
 
 # INSTANCES: the order of the first round; later rounds alternate it
 # shellcheck disable=SC2086 # a list of names
-select_proxies ${BENCH_PROXIES:-portcullis nginx caddy haproxy}
+select_proxies ${BENCH_PROXIES:-portcullis nginx caddy haproxy node-bare}
 
 cd "$ROOT"
 if [[ ! -f dist/cli/main.js ]] || [[ -n $(find src -newer dist/cli/main.js -type f -print -quit) ]]; then

@@ -19,8 +19,9 @@ portcullis - - - yes
 nginx NGINX nginx nginx-light yes
 caddy CADDY caddy caddy no:Caddy 2.6 cannot check a CRL
 haproxy HAPROXY haproxy haproxy yes
+node-bare - - - yes
 '
-for product in portcullis nginx caddy haproxy; do
+for product in portcullis nginx caddy haproxy node-bare; do
   # shellcheck source=/dev/null
   source "$(dirname "${BASH_SOURCE[0]}")/proxy-$product.sh"
 done
@@ -37,6 +38,10 @@ select_proxies() { # PRODUCT...
       die "BENCH_PROXIES: unknown proxy '$product'; choose from $(awk 'NF { printf "%s ", $1 }' <<<"$PRODUCTS")"
     if [[ $product == portcullis ]]; then
       for name in "${PCL_NAMES[@]}"; do INSTANCES+=("$name") PRODUCT_OF[$name]=portcullis; done
+      continue
+    fi
+    if [[ $exe == - ]]; then # ours, run by Node: nothing to look for
+      INSTANCES+=("$product") PRODUCT_OF[$product]=$product
       continue
     fi
     path=$(command -v "$exe" || true)
