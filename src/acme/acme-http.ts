@@ -1,10 +1,13 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Agent, get } from 'node:https';
 import { rootCertificates } from 'node:tls';
-import acme from 'acme-client';
+import type AcmeClient from 'acme-client';
 
 /**
- * The HTTP side of acme-client (one shared axios instance), set up once.
+ * The HTTP side of acme-client (one shared axios instance), set up once, at
+ * the first exchange with a CA: acme-client, axios and node-forge are loaded
+ * then, so an instance without `acme` sites never loads them (about 25 MB of
+ * RSS on Node 20, 40 MB on Node 24; MEMORY-FINDINGS.md).
  * Every exchange with a CA runs in a session (async context) that carries:
  * - the TLS trust for that source: the public roots plus its `acme.ca`, so
  *   one source's extra CA never vouches for another source's server, even
@@ -86,10 +89,17 @@ function asProblem(doc: ProblemDocument | undefined): AcmeProblem | null {
   return { type: doc.type.startsWith(prefix) ? doc.type.slice(prefix.length) : doc.type, detail };
 }
 
-let installed = false;
-function install(): void {
-  if (installed) return;
-  installed = true;
+let installed: Promise<void> | null = null;
+/** Loads and sets up acme-client once; a failed load is tried again by the next exchange. */
+function install(): Promise<void> {
+  installed ??= import('acme-client').then(({ default: acme }) => configure(acme), (err: unknown) => {
+    installed = null;
+    throw err;
+  });
+  return installed;
+}
+
+function configure(acme: typeof AcmeClient): void {
   // acme-client retries a failed request itself (5 times, 5 s apart); one retry is enough: our own backoff takes over after that
   (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }).acmeSettings.retryMaxAttempts = 1;
   acme.axios.defaults.timeout = requestTimeoutMs;
@@ -192,9 +202,9 @@ export function getJson(url: string): Promise<Record<string, unknown>> {
  * exchange, or as the class of the local error.
  */
 export async function withCa<T>(caPem: string | null, fn: () => Promise<T>): Promise<{ ok: true; value: T } | { ok: false; problem: AcmeProblem }> {
-  install();
   const session: Session = { agent: agentFor(caPem), problem: null, timedOut: null };
   try {
+    await install();
     return { ok: true, value: await sessions.run(session, fn) };
   } catch (err) {
     const timedOut = session.timedOut ? { type: 'unreachable', detail: `the ACME server cannot be reached (ETIMEDOUT): ${session.timedOut} did not answer within ${requestTimeoutMs / 1000} s` } : null;

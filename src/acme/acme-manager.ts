@@ -4,7 +4,6 @@ import { acmeCertificateKeys, type StateBackend } from '../state/index.js';
 import type { Logger, SupervisorMetrics } from '../observe/index.js';
 import { withCa, type AcmeProblem } from './acme-http.js';
 import type { AcmeChallengeSet, ChallengeBoard } from './challenges.js';
-import { orderCertificate } from './order.js';
 import { renewalTime, retryDelay, suggestedWindow, timeInWindow } from './renewal.js';
 
 export interface AcmeManagerOptions {
@@ -21,6 +20,8 @@ const maxWaitMs = 86_400_000;
 /** An order that has not finished by then is given up (and retried): it holds the per-domain lock. */
 const orderDeadlineMs = 600_000;
 const random = () => randomInt(1_000_000) / 1_000_000;
+/** The order code and acme-client load with the first order (see acme-http.ts): an instance without `acme` sites never loads them. */
+const ordering = () => import('./order.js');
 
 interface Job {
   source: AcmeSource;
@@ -116,7 +117,7 @@ export class AcmeManager {
     let problem: AcmeProblem | null = null;
     try {
       const keys = acmeCertificateKeys(source.names[0] as string);
-      const outcome = await state.withLock(`acme-order/${keys.cert}`, () => withCa(source.caPem, () => withDeadline(orderCertificate(source, state, this.#opts.board), orderDeadlineMs)));
+      const outcome = await state.withLock(`acme-order/${keys.cert}`, () => withCa(source.caPem, async () => withDeadline((await ordering()).orderCertificate(source, state, this.#opts.board), orderDeadlineMs)));
       if (!outcome.ok) problem = outcome.problem;
       else {
         // the key first: a reader that sees the new certificate finds its key
