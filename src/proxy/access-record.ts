@@ -18,6 +18,9 @@ export function recordWhenDone(ctx: RequestContext): void {
 
 function responseClosed(this: ProxyResponse): void {
   const ctx = contextOf(this) as RequestContext;
+  // a WebSocket tunnel ends its detached response with a 'close' of its own: one record all the same
+  if (ctx.recorded) return;
+  ctx.recorded = true;
   ctx.exchange?.clientLeft();
   const state = ctx.state;
   const now = performance.now();

@@ -106,6 +106,8 @@ export class RequestContext {
   client: ClientCertificate | null;
   /** The upstream exchange in flight: told when the client leaves first; null before and after it. */
   exchange: { clientLeft(): void } | null = null;
+  /** Set when the response closed and the request was recorded. */
+  recorded = false;
 
   constructor(
     readonly req: ProxyRequest,
