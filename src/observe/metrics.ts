@@ -1,4 +1,8 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { SiteHistogram } from './site-histogram.js';
+
+/** Request and upstream durations: 5 ms to 30 s. */
+const durationBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /**
  * The instance's Prometheus registry. Label values come from bounded
@@ -166,28 +170,36 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  readonly requests = new Counter<'site' | 'route' | 'status'>({
+  readonly requests: Counter<'site' | 'route' | 'status'> = new Counter<'site' | 'route' | 'status'>({
     name: 'portcullis_requests_total',
     help: 'Requests by site, route (its path prefix; empty when none matched) and response status (0: no response was sent)',
     labelNames: ['site', 'route', 'status'],
     registers: [this.registry],
+    collect: () => this.#countRequests(),
   });
 
-  readonly requestSeconds = new Histogram<'site'>({
-    name: 'portcullis_request_duration_seconds',
-    help: 'Time from request to the end of the response, per site',
-    labelNames: ['site'],
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [this.registry],
-  });
+  /**
+   * Requests counted per site → route → status in plain numbers, handed to the
+   * counter above when it is read: prom-client hashes the label set on every
+   * `inc`, which a request should not pay.
+   */
+  readonly #requestCounts = new Map<string, Map<string, Map<number, { readonly labels: { site: string; route: string; status: string }; pending: number }>>>();
 
-  readonly upstreamSeconds = new Histogram<'site'>({
-    name: 'portcullis_upstream_duration_seconds',
-    help: 'Time from sending a request upstream to the end of the upstream response, per site',
-    labelNames: ['site'],
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [this.registry],
-  });
+  #countRequests(): void {
+    for (const routes of this.#requestCounts.values()) {
+      for (const statuses of routes.values()) {
+        for (const series of statuses.values()) {
+          if (series.pending === 0) continue;
+          this.requests.inc(series.labels, series.pending);
+          series.pending = 0;
+        }
+      }
+    }
+  }
+
+  readonly requestSeconds = new SiteHistogram('portcullis_request_duration_seconds', 'Time from request to the end of the response, per site', durationBuckets, this.registry);
+
+  readonly upstreamSeconds = new SiteHistogram('portcullis_upstream_duration_seconds', 'Time from sending a request upstream to the end of the upstream response, per site', durationBuckets, this.registry);
 
   #openConnections: () => number = () => 0;
 
@@ -205,9 +217,15 @@ export class Metrics {
   }
 
   requestDone(site: string, route: string, status: number, seconds: number, upstreamSeconds: number | null): void {
-    this.requests.inc({ site, route, status: String(status) });
-    this.requestSeconds.observe({ site }, seconds);
-    if (upstreamSeconds !== null) this.upstreamSeconds.observe({ site }, upstreamSeconds);
+    let routes = this.#requestCounts.get(site);
+    if (routes === undefined) this.#requestCounts.set(site, (routes = new Map()));
+    let statuses = routes.get(route);
+    if (statuses === undefined) routes.set(route, (statuses = new Map()));
+    const series = statuses.get(status);
+    if (series === undefined) statuses.set(status, { labels: { site, route, status: String(status) }, pending: 1 });
+    else series.pending++;
+    this.requestSeconds.observe(site, seconds);
+    if (upstreamSeconds !== null) this.upstreamSeconds.observe(site, upstreamSeconds);
   }
 
   readonly rateLimited = new Counter<'site' | 'route'>({
