@@ -91,25 +91,47 @@ function intern(value: string): string {
   return value;
 }
 
+/** Everything of a ClientHello that JA3 and JA4 are computed from. */
+type Shape = Pick<ClientHello, 'legacyVersion' | 'supportedVersions' | 'cipherSuites' | 'extensions' | 'serverName' | 'alpn' | 'signatureAlgorithms' | 'groups' | 'ecPointFormats'>;
+const shapeLists = ['supportedVersions', 'cipherSuites', 'extensions', 'signatureAlgorithms', 'groups', 'ecPointFormats'] as const;
+
+/** FNV-1a over the shape's numbers: no string is built to look a client up. */
+function shapeHash(h: Shape): number {
+  let x = Math.imul(0x811c9dc5 ^ h.legacyVersion, 16777619);
+  for (const name of shapeLists) {
+    const list = h[name];
+    x = Math.imul(x ^ list.length, 16777619);
+    for (let i = 0; i < list.length; i++) x = Math.imul(x ^ (list[i] as number), 16777619);
+  }
+  x = Math.imul(x ^ (h.serverName === null ? 0 : 1), 16777619);
+  const alpn = h.alpn[0] ?? '';
+  for (let i = 0; i < alpn.length; i++) x = Math.imul(x ^ alpn.charCodeAt(i), 16777619);
+  return x >>> 0;
+}
+
+const sameList = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
+
+function sameShape(a: Shape, b: Shape): boolean {
+  return a.legacyVersion === b.legacyVersion && (a.serverName === null) === (b.serverName === null) && (a.alpn[0] ?? '') === (b.alpn[0] ?? '') && shapeLists.every((name) => sameList(a[name], b[name]));
+}
+
 /**
  * The fingerprints of the ClientHellos seen, by everything they are computed
  * from: a client sends the same lists on every connection, so each kind of
  * client is fingerprinted once (at most 1024 kinds kept; a client that
  * shuffles its extensions, as Chrome does, or sends random GREASE values is
- * fingerprinted every time).
+ * fingerprinted every time). Found by a hash of the shape and confirmed field
+ * by field, so a collision costs a fingerprinting, never a wrong one.
  */
-const fingerprintsByShape = new Map<string, { readonly ja4: string; readonly ja3: string }>();
+const fingerprintsByShape = new Map<number, { readonly shape: Shape; readonly ja4: string; readonly ja3: string }>();
 
 function fingerprintsOf(hello: ClientHello): { readonly ja4: string; readonly ja3: string } {
-  const shape =
-    `${hello.legacyVersion}|${hello.supportedVersions.join()}|${hello.cipherSuites.join()}|${hello.extensions.join()}|${hello.serverName === null ? 0 : 1}|` +
-    `${hello.alpn[0] ?? ''}|${hello.signatureAlgorithms.join()}|${hello.groups.join()}|${hello.ecPointFormats.join()}`;
-  let known = fingerprintsByShape.get(shape);
-  if (known === undefined) {
-    known = { ja4: intern(ja4(hello)), ja3: intern(ja3(hello).hash) };
-    if (fingerprintsByShape.size < 1024) fingerprintsByShape.set(shape, known);
-  }
-  return known;
+  const hash = shapeHash(hello);
+  const known = fingerprintsByShape.get(hash);
+  if (known !== undefined && sameShape(known.shape, hello)) return known;
+  const computed = { shape: hello, ja4: intern(ja4(hello)), ja3: intern(ja3(hello).hash) };
+  if (known === undefined && fingerprintsByShape.size < 1024) fingerprintsByShape.set(hash, computed);
+  return computed;
 }
 
 /** Fingerprints and classifies a connection's ClientHello once, for every layer above to read. */

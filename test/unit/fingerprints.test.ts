@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ClientHello } from '../../src/edge/client-hello.js';
-import { ja3, ja4 } from '../../src/edge/fingerprints.js';
+import type { Socket } from 'node:net';
+import { ja3, ja4, summarizeHello } from '../../src/edge/fingerprints.js';
 
 const grease = 0x3a3a;
 
@@ -43,5 +44,30 @@ describe('ClientHello fingerprints', () => {
     assert.match(ja4({ ...chrome, cipherSuites: [], extensions: [0x0000, 0x0010] }), /_000000000000_000000000000$/);
     const withoutSigalgs = ja4({ ...chrome, signatureAlgorithms: [] });
     assert.notEqual(withoutSigalgs.split('_')[2], ja4(chrome).split('_')[2]);
+  });
+
+  test('a connection gets the fingerprints of its own ClientHello, whichever ClientHellos of the same or another shape came before', () => {
+    const summary = (hello: ClientHello) => summarizeHello({} as Socket, hello, 0);
+    // each input of JA3 or JA4 changed on its own: every variant is fingerprinted as itself, also the second time
+    const variants: ClientHello[] = [
+      chrome,
+      { ...chrome, cipherSuites: [...chrome.cipherSuites].reverse() },
+      { ...chrome, extensions: chrome.extensions.filter((e) => e !== 27) },
+      { ...chrome, supportedVersions: [0x0303] },
+      { ...chrome, legacyVersion: 0x0301 },
+      { ...chrome, serverName: null },
+      { ...chrome, alpn: ['http/1.1'] },
+      { ...chrome, signatureAlgorithms: chrome.signatureAlgorithms.slice(1) },
+      { ...chrome, groups: [29, 23] },
+      { ...chrome, ecPointFormats: [0, 1] },
+    ];
+    for (let round = 0; round < 2; round++) {
+      for (const hello of variants) {
+        const s = summary(hello);
+        assert.equal(s.ja4, ja4(hello));
+        assert.equal(s.ja3, ja3(hello).hash);
+      }
+    }
+    assert.equal(new Set(variants.map((h) => `${summary(h).ja4} ${summary(h).ja3}`)).size, variants.length, 'every variant has fingerprints of its own');
   });
 });
