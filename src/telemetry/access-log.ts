@@ -4,8 +4,8 @@ import { dirname } from 'node:path';
 /**
  * The access log: one JSON line per request, apart from the diagnostic log.
  * Lines are collected and written asynchronously in batches, so the request
- * path never waits for the destination and pays one string append per line
- * (the batch is encoded once when it is written, not line by line).
+ * path never waits for the destination: it encodes its line into the batch
+ * buffer, which is reused once written.
  *
  * - Every write holds whole lines. To a pipe (stdout under a supervisor) a
  *   write is at most PIPE_BUF (4096 bytes), which the kernel keeps atomic, so
@@ -16,6 +16,13 @@ import { dirname } from 'node:path';
  *   most `maxPendingLines` wait; beyond that lines are dropped and reported,
  *   memory does not grow.
  */
+/** Encoded lines for one write; `buffer` is the reusable buffer they are in (null for a line too long for one). */
+interface Batch {
+  readonly data: Buffer;
+  readonly buffer: Buffer | null;
+  readonly lines: number;
+}
+
 export interface AccessLog {
   /**
    * Writes one line: `{"time":…,"log":"access",` then `fields`, which is the
@@ -30,6 +37,8 @@ export interface AccessLog {
 
 const pipeBuf = 4096;
 const fileChunk = 64 * 1024;
+/** The size of a batch buffer: a file write takes a full one, a pipe write whole lines of at most PIPE_BUF from it. */
+const batchBytes = 64 * 1024;
 const flushEveryMs = 1000;
 const retryEagainMs = 10;
 const maxPendingLines = 100_000;
@@ -51,10 +60,19 @@ export function createAccessLog(destination: string, onTrouble: (message: string
   let fd = open();
   /** A descriptor replaced by `reopen` while a write on it was in flight: closed when that write ends. */
   let retiredFd: number | null = null;
-  /** The lines waiting, as one string (appending is cheap; it is encoded once, when written). */
-  let pending = '';
+  /**
+   * Lines are encoded into a batch buffer as they come, so that a line's
+   * string dies young instead of waiting for the write in the JavaScript heap;
+   * full batches queue up for the one write in flight. Buffers are reused.
+   */
+  let current: Buffer = Buffer.allocUnsafe(batchBytes);
+  let used = 0;
+  let currentLines = 0;
+  const full: Batch[] = [];
+  const spare: Buffer[] = [];
+  let inFlight: Batch | null = null;
+  /** Lines not written yet: in the current batch, queued, or in flight. */
   let pendingLines = 0;
-  let writing = false;
   let idle: (() => void) | null = null;
   let dropped = 0;
   let reportedAt = 0;
@@ -81,13 +99,25 @@ export function createAccessLog(destination: string, onTrouble: (message: string
     return next === -1 ? data.length : next + 1;
   };
 
+  /** Queues the current batch for writing and starts a new one. */
+  const seal = (): void => {
+    if (currentLines === 0) return;
+    full.push({ data: current.subarray(0, used), buffer: current, lines: currentLines });
+    current = spare.pop() ?? Buffer.allocUnsafe(batchBytes);
+    used = 0;
+    currentLines = 0;
+  };
+
   const finished = (): void => {
-    writing = false;
+    const batch = inFlight as Batch;
+    inFlight = null;
+    pendingLines -= batch.lines;
+    if (batch.buffer !== null && spare.length < 2) spare.push(batch.buffer);
     if (retiredFd !== null) {
       closeSync(retiredFd);
       retiredFd = null;
     }
-    if (pending.length >= chunkLimit) writeNext();
+    if (full.length > 0 || used >= chunkLimit) writeNext();
     else if (pendingLines === 0) idle?.();
   };
 
@@ -110,12 +140,12 @@ export function createAccessLog(destination: string, onTrouble: (message: string
       report(`access log ${destination}: ${dropped} line(s) dropped because the destination could not keep up`);
       dropped = 0;
     }
-    if (writing || pendingLines === 0) return;
-    writing = true;
-    const data = Buffer.from(pending);
-    pending = '';
-    pendingLines = 0;
-    writeOut(data, 0, chunkEnd(data, 0));
+    if (inFlight !== null) return;
+    if (full.length === 0) seal();
+    const batch = full.shift();
+    if (batch === undefined) return;
+    inFlight = batch;
+    writeOut(batch.data, 0, chunkEnd(batch.data, 0));
   };
   setInterval(writeNext, flushEveryMs).unref();
 
@@ -130,23 +160,38 @@ export function createAccessLog(destination: string, onTrouble: (message: string
         stampedAt = now;
         stamp = new Date(now).toISOString();
       }
-      pending += `{"time":"${stamp}","log":"access",${fields}}\n`;
+      const line = `{"time":"${stamp}","log":"access",${fields}}\n`;
       pendingLines++;
-      if (pending.length >= chunkLimit) writeNext();
+      // a UTF-16 unit takes at most 3 bytes in UTF-8: only a line that may not fit is measured
+      if (line.length * 3 > batchBytes - used) {
+        const size = Buffer.byteLength(line);
+        if (size > batchBytes - used) seal();
+        if (size > batchBytes) {
+          full.push({ data: Buffer.from(line), buffer: null, lines: 1 });
+          writeNext();
+          return;
+        }
+      }
+      used += current.write(line, used);
+      currentLines++;
+      if (used >= chunkLimit) {
+        seal();
+        writeNext();
+      }
     },
     reopen: () => {
       if (!isFile) return;
       const old = fd;
       fd = open();
-      if (writing) retiredFd = old;
+      if (inFlight !== null) retiredFd = old;
       else closeSync(old);
     },
     flush: async (timeoutMs = 5_000) => {
-      if (!writing && pendingLines === 0) return;
+      if (inFlight === null && pendingLines === 0) return;
       const done = new Promise<void>((resolve) => (idle = resolve));
       // with lines pending and nothing in flight, write them out back to back
       const drainAll = (): void => {
-        if (!writing) writeNext();
+        if (inFlight === null) writeNext();
       };
       const pump = setInterval(drainAll, 1);
       drainAll();
@@ -155,7 +200,7 @@ export function createAccessLog(destination: string, onTrouble: (message: string
       clearInterval(pump);
       clearTimeout(timer);
       idle = null;
-      if (pendingLines > 0 || writing) report(`access log ${destination}: ${pendingLines} line(s) not written at shutdown`);
+      if (pendingLines > 0) report(`access log ${destination}: ${pendingLines} line(s) not written at shutdown`);
     },
   };
 }
