@@ -121,8 +121,10 @@ if [[ $IDLE == 1 ]]; then
   log "idle connections: ${BENCH_IDLE_CONNECTIONS:-10000} per proxy; output in ${RESULTS#"$ROOT"/}"
   # it knows Portcullis and nginx (Caddy and HAProxy are not in it yet); it pins nothing,
   # and raises its own open-files limit for the connections
+  # Portcullis on the first Node of BENCH_NODES (the tool's default: the node that runs it)
+  idle_nodes=${BENCH_NODES:-node}
   node --import tsx bench/idle-connections.ts --connections "${BENCH_IDLE_CONNECTIONS:-10000}" --after-close 5 \
-    --proxy both | tee "$RESULTS/summary.md"
+    --proxy both --node "$(command -v "${idle_nodes%% *}")" | tee "$RESULTS/summary.md"
   exit "${PIPESTATUS[0]}"
 fi
 

@@ -39,6 +39,17 @@ s_time_presents_certificate() { # NAME
       echo "$name: s_time -new -www with -cert: $hs requests logged, $n with a verified client certificate"
       ((hs > 0 && n == hs)) || die "mTLS: s_time against $name: $n of $hs requests had a verified client certificate; see $mlog"
       ;;
+    node-bare)
+      # Node refuses a handshake without a valid certificate (rejectUnauthorized), so only a
+      # client that sent one reads an answer: s_time -www must read bytes with -cert, none without
+      local with without
+      openssl s_time -connect "127.0.0.1:$port" -new -tls1_3 "${OPENSSL_CERT[@]}" -www / -time 1 >"$RESULTS/mtls-check-s_time-$name.txt" 2>&1 || true
+      openssl s_time -connect "127.0.0.1:$port" -new -tls1_3 -www / -time 1 >"$RESULTS/mtls-check-s_time-$name-nocert.txt" 2>&1 || true
+      with=$(awk '/bytes read per connection/ { b = $(NF - 4) } END { print b + 0 }' "$RESULTS/mtls-check-s_time-$name.txt")
+      without=$(awk '/bytes read per connection/ { b = $(NF - 4) } END { print b + 0 }' "$RESULTS/mtls-check-s_time-$name-nocert.txt")
+      echo "$name: s_time -new -www with -cert: $with bytes read per connection; without: $without"
+      ((with > 0 && without == 0)) || die "mTLS: s_time against $name read $with bytes per connection with the certificate and $without without (want >0 and 0)"
+      ;;
     *) die "mTLS: no s_time check for ${PRODUCT_OF[$name]}" ;;
   esac
 }
