@@ -24,13 +24,13 @@
 // Prints a markdown table on stdout, progress on stderr; every process it starts is stopped by
 // PID on exit, failure or Ctrl-C.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { freePort, settledRssKb } from './lib/process-rss.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
@@ -62,44 +62,6 @@ function cleanup(): void {
 }
 process.on('exit', cleanup);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer().once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => res(port));
-    });
-  });
-}
-
-function rssKb(pid: number): { kb: number; processes: number } {
-  const pids = [pid];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  let kb = 0;
-  for (const p of pids) kb += Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
-  return { kb, processes: pids.length };
-}
-
-async function settledKb(pid: number): Promise<{ kb: number; processes: number }> {
-  let prev = rssKb(pid);
-  for (let s = 0; s < 30; s++) {
-    await sleep(1000);
-    const cur = rssKb(pid);
-    if (Math.abs(cur.kb - prev.kb) < 0.01 * prev.kb) return cur;
-    prev = cur;
-  }
-  log('RSS did not settle within 30 s; taking the last reading');
-  return prev;
-}
 
 /** Starts a child and resolves once its stderr or stdout contains `ready`. */
 function startChild(node: string, args: string[], cwd: string, ready: string): Promise<ChildProcess> {
@@ -187,11 +149,11 @@ async function quickstart(node: string): Promise<Row> {
     const args = [...opts['node-arg'], ...(opts.probe ? ['--import', probeFile] : []), join(ROOT, 'bin/portcullis.js'), 'start', '--listen', `127.0.0.1:${port}`];
     process.env.IDLE_RSS_PROBE_OUT = out;
     const child = await startChild(node, args, dir, 'quickstart is serving');
-    const start = await settledKb(child.pid!);
+    const start = await settledRssKb(child.pid!, log);
     const startProbe = await probeOf(child, out);
     const ca = readFileSync(join(dir, '.portcullis/ca/ca.pem'), 'utf8');
     for (let i = 0; i < REQUESTS; i++) await get(port, ca);
-    const after = await settledKb(child.pid!);
+    const after = await settledRssKb(child.pid!, log);
     const afterProbe = await probeOf(child, out);
     await stopChild(child);
     log(`${node} run ${run + 1}: start ${mb(start.kb)} MB${startProbe}, after ${REQUESTS} requests ${mb(after.kb)} MB${afterProbe}, processes ${after.processes}`);
@@ -207,9 +169,9 @@ async function baseline(node: string, scenario: string, args: string[], ready: s
   const row: Row = { runtime: '', scenario, start: [], after: [], processes: 1, note: '' };
   for (let run = 0; run < RUNS; run++) {
     const child = await startChild(node, args, work, ready);
-    row.start.push((await settledKb(child.pid!)).kb);
+    row.start.push((await settledRssKb(child.pid!, log)).kb);
     if (request) for (let i = 0; i < REQUESTS; i++) await request(port);
-    row.after.push((await settledKb(child.pid!)).kb);
+    row.after.push((await settledRssKb(child.pid!, log)).kb);
     await stopChild(child);
   }
   return row;

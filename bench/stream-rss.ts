@@ -23,11 +23,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { connect as http2Connect } from 'node:http2';
 import { request } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { freePort, rssKb, settledRssKb } from './lib/process-rss.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const { values: opts } = parseArgs({
@@ -55,28 +56,6 @@ process.on('exit', () => {
   rmSync(work, { recursive: true, force: true });
 });
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
-
-const rssKb = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
-async function settledKb(pid: number): Promise<number> {
-  let prev = rssKb(pid);
-  for (let s = 0; s < 30; s++) {
-    await sleep(1000);
-    const cur = rssKb(pid);
-    if (Math.abs(cur - prev) < 0.01 * prev) return cur;
-    prev = cur;
-  }
-  log('RSS did not settle within 30 s; taking the last reading');
-  return prev;
-}
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer().once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => res(port));
-    });
-  });
-}
 
 execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(work, 'key.pem'), '-out', join(work, 'cert.pem'), '-days', '2', '-subj', '/CN=bench.test', '-addext', 'subjectAltName=DNS:bench.test'], { stdio: 'ignore' });
 const ca = readFileSync(join(work, 'cert.pem'), 'utf8');
@@ -150,17 +129,17 @@ sites:
     child.once('exit', (code) => rej(new Error(`Portcullis exited (${code}):\n${output}`)));
   });
   for (let i = 0; i < 5; i++) await get(port, '/');
-  const idle = await settledKb(child.pid!);
+  const idle = (await settledRssKb(child.pid!, log)).kb;
   let peak = idle;
-  const sampler = setInterval(() => (peak = Math.max(peak, rssKb(child.pid!))), 100);
+  const sampler = setInterval(() => (peak = Math.max(peak, rssKb(child.pid!).kb)), 100);
   const started = Date.now();
   const size = await get(port, '/big');
   clearInterval(sampler);
   if (size !== MIB * 1024 * 1024) throw new Error(`received ${size} bytes, expected ${MIB * 1024 * 1024}`);
   log(`${node}: ${MIB} MiB in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  const after = await settledKb(child.pid!);
+  const after = (await settledRssKb(child.pid!, log)).kb;
   await sleep(LATER_S * 1000);
-  const later = rssKb(child.pid!);
+  const later = rssKb(child.pid!).kb;
   const runtime = execFileSync(node, ['-p', '`Node ${process.versions.node}`'], { encoding: 'utf8' }).trim();
   console.log(`| ${runtime}${opts['node-arg'].length ? ` ${opts['node-arg'].join(' ')}` : ''} | ${opts.alpn} | ${mb(idle)} | ${mb(peak)} | ${mb(after)} | ${mb(later)} | ${mb(after - idle)} |`);
   const exited = new Promise((r) => child.once('exit', r));
