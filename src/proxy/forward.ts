@@ -42,9 +42,9 @@ function dispatch(ctx: RequestContext, group: UpstreamGroup, target: Target, att
  * How much of an answer an HTTP/1.1 client may have waiting before the
  * upstream is paused. Pausing at the socket's high-water mark (16 KiB) paused
  * and resumed the upstream on nearly every 64 KiB chunk it sent, and wrote
- * the answer in small pieces: a 1 MiB answer cost 45 % more CPU than with
- * 256 KiB (measured in pairs with bench/run.sh's `large` load; 128 KiB saved
- * 38 %, 1 MiB another 20 % but four times the memory). One answer per HTTP/1.1
+ * the answer in small pieces: with 256 KiB a 1 MiB answer costs 35 % less CPU
+ * (measured in pairs with bench/run.sh's `large` load; 1 MiB would save
+ * another 20 %, at four times the memory per slow reader). One answer per HTTP/1.1
  * connection at a time, and at most limits.maxUpstreamConnections exchanges
  * per upstream, so clients that stop reading hold at most 256 KiB plus one
  * chunk each, 80 MiB per upstream with the defaults. HTTP/2 keeps the
