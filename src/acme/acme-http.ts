@@ -7,7 +7,7 @@ import type AcmeClient from 'acme-client';
  * The HTTP side of acme-client (one shared axios instance), set up once, at
  * the first exchange with a CA: acme-client, axios and node-forge are loaded
  * then, so an instance without `acme` sites never loads them (about 25 MB of
- * RSS on Node 20, 40 MB on Node 24; MEMORY-FINDINGS.md).
+ * RSS on Node 20, 40 MB on Node 24, measured alone; docs/benchmarks.md, "Memory").
  * Every exchange with a CA runs in a session (async context) that carries:
  * - the TLS trust for that source: the public roots plus its `acme.ca`, so
  *   one source's extra CA never vouches for another source's server, even

@@ -103,7 +103,7 @@ test('a command that runs loads its implementation (the recorder above sees dyna
  * A running proxy loads what serving needs; the ACME client (acme-client with
  * axios and node-forge: about 25 MB of RSS on Node 20, 40 MB on Node 24 when
  * loaded alone) loads with the first exchange with an ACME server, so an
- * instance without acme sites never carries it (MEMORY-FINDINGS.md).
+ * instance without acme sites never carries it (docs/benchmarks.md, "Memory").
  */
 test('a running quickstart that has served a request has not loaded the ACME client (acme-client, axios, node-forge) nor the ACME order code', async (t) => {
   const recorder = moduleRecorder(t);
