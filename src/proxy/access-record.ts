@@ -10,7 +10,7 @@ const round = (ms: number) => Math.round(ms * 100) / 100;
  * an upstream exchange still in flight is told that the client left, then
  * the request's metrics and, when the access log is on, one line with
  * everything the request went through. One listener function for every
- * request (a response closes once): no closure per request.
+ * request finds the request through its response: no closure per request.
  */
 export function recordWhenDone(ctx: RequestContext): void {
   ctx.res.on('close', responseClosed);
