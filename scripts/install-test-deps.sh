@@ -13,6 +13,10 @@ declare -A needed=(
   [gnutls-cli]=gnutls-bin
   [pebble]=pebble
   [chromium]=chromium
+  [redis-server]=redis-server
+  [redis-sentinel]=redis-sentinel
+  [redis-cli]=redis-tools
+  [haproxy]=haproxy
 )
 
 missing=()

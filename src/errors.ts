@@ -20,6 +20,7 @@ export const errorCatalog = {
   PCL_API_KEYS_INVALID: 'the API key store under dataDir exists but cannot be read; the instance refuses to start without it rather than refuse every key without saying why',
   PCL_DENY_LIST_INVALID: 'the deny list under dataDir exists but cannot be read; the instance refuses to start without it rather than readmit blocked certificates',
   PCL_STATE_WRITE_FAILED: 'a file under dataDir (or another state file) could not be written: full disk, read-only filesystem, permissions; nothing was changed',
+  PCL_STATE_UNREACHABLE: 'the redis state backend (state.redis) did not answer at start; the instance refuses to start rather than serve without the cluster\'s deny list and blocks',
   PCL_STATE_NOT_PERSISTED: 'a security-tightening change (deny add, keys revoke) could not be saved; the running instance applied it and keeps retrying to save it',
   // Failures met while serving, never thrown to a command: the code is the `detail` of a reason code (or, for the last two, the abort reason handed to undici).
   PCL_TLS_UNREADABLE_CONNECTION: 'a finished TLS handshake could not be described (protocol, cipher, client certificate); the connection is closed as handshake_failed rather than served undescribed',

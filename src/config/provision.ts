@@ -5,6 +5,7 @@ import { blockListOf, ipRulesOf } from './block-lists.js';
 import { durationMs } from './durations.js';
 import { createProvisionContext, type ProvisionContext } from './provision-context.js';
 import { provisionSites } from './provision-sites.js';
+import { provisionState } from './provision-state.js';
 import type { RawConfig } from './schema.js';
 import { runtimeGroups } from './tls-groups.js';
 import { postQuantumOnly, tlsProfiles, type TlsProfile } from './tls-profiles.js';
@@ -39,8 +40,9 @@ export function provision(raw: RawConfig, source: string, baseDir: string): { co
     ctx.issue('ca.crlPath', 'the CRL is served on the plain-HTTP listener, as CRL distribution points are; add listen: {http: "0.0.0.0:80"} or remove ca.crlPath');
   }
   const profile = profileOf(raw.tls, ctx);
+  const state = provisionState(raw.state, ctx);
   if (ctx.issues.length > 0) return { issues: [...ctx.issues] };
-  return { config: deepFreeze(configOf(raw, source, ctx, { sites, hosts, defaultSite }, profile)), issues: [] };
+  return { config: deepFreeze(configOf(raw, source, ctx, { sites, hosts, defaultSite, state }, profile)), issues: [] };
 }
 
 /** The TLS profile `tls` names; `postQuantum: required` needs TLS 1.3 only, and a runtime with ML-KEM. */
@@ -52,7 +54,7 @@ function profileOf(tls: RawConfig['tls'], ctx: ProvisionContext): TlsProfile {
 }
 
 /** The top level of the runtime config, around the provisioned sites; nothing here can fail. */
-function configOf(raw: RawConfig, source: string, ctx: ProvisionContext, { sites, hosts, defaultSite }: Pick<Config, 'sites' | 'hosts' | 'defaultSite'>, profile: TlsProfile): Config {
+function configOf(raw: RawConfig, source: string, ctx: ProvisionContext, { sites, hosts, defaultSite, state }: Pick<Config, 'sites' | 'hosts' | 'defaultSite' | 'state'>, profile: TlsProfile): Config {
   return {
     source,
     tls: {
@@ -74,6 +76,7 @@ function configOf(raw: RawConfig, source: string, ctx: ProvisionContext, { sites
     ipAccess: ipRulesOf(raw.ipAccess),
     detector: { threshold: raw.detector.threshold, windowMs: durationMs(raw.detector.window), blockMs: durationMs(raw.detector.blockFor), allow: blockListOf(raw.detector.allow), webhook: raw.detector.webhook ?? null, fingerprint: raw.detector.fingerprint },
     dataDir: ctx.dataDir,
+    state,
     ca: { crlPath: raw.ca.crlPath ?? null },
     timeouts: timeoutsOf(raw.timeouts),
     log: { level: raw.log.level, access: ['stdout', 'stderr', 'off'].includes(raw.log.access) ? raw.log.access : ctx.file(raw.log.access) },

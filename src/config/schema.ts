@@ -270,11 +270,17 @@ export const configSchema = z.strictObject({
     .prefault({}),
   state: z
     .strictObject({
-      backend: z
-        .enum(['memory', 'redis'], { error: 'use "memory" or "redis"' })
-        .refine((v) => v === 'memory', { error: 'the redis state backend is not supported yet by this version of Portcullis; use backend: memory' })
-        .default('memory'),
-      redis: z.string().optional(),
+      backend: z.enum(['memory', 'redis'], { error: 'use "memory" (one instance) or "redis" (a cluster of instances sharing one state)' }).default('memory'),
+      redis: z.string({ error: 'use a Redis URL, e.g. "redis://127.0.0.1:6379/0" or "rediss://user:password@redis.internal:6380/0"' }).optional(),
+      sentinels: z.array(listenAddress, { error: 'list Redis Sentinel addresses, e.g. ["10.0.0.1:26379", "10.0.0.2:26379"]' }).min(1, { error: 'list at least one Sentinel, or remove state.sentinels' }).optional(),
+      cluster: z
+        .string({ error: 'use a name for this cluster, e.g. "edge-prod"' })
+        .regex(/^[A-Za-z0-9._-]{1,64}$/, { error: 'use 1 to 64 letters, digits and "._-", e.g. "edge-prod"' })
+        .default('portcullis'),
+      passwordFile: path.optional(),
+      ca: path.optional(),
+      cert: path.optional(),
+      key: path.optional(),
     })
     .prefault({}),
   dataDir: path.default(defaultDataDir),

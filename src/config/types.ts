@@ -4,6 +4,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { CertificatePair } from '../pki/index.js';
 import type { AllowList, RevocationPolicy } from '../trust/index.js';
 import type { ListenAddress } from './addresses.js';
+import type { RedisSettings } from '../state/index.js';
 
 export type { CertificatePair };
 import type { TlsProfile } from './tls-profiles.js';
@@ -52,6 +53,8 @@ export interface Config {
     readonly fingerprint: { readonly threshold: number; readonly block: boolean };
   };
   readonly dataDir: string;
+  /** Where the security state lives: this instance's dataDir and memory, or the cluster's Redis. */
+  readonly state: StateSettings;
   /** The built-in CA: `crlPath` is where the redirect listener serves its current CRL (DER), or null. */
   readonly ca: { readonly crlPath: string | null };
   readonly timeouts: Timeouts;
@@ -213,3 +216,6 @@ export interface UpstreamTls {
   /** Client certificate presented to the upstream. */
   readonly clientCertificate: CertificatePair | undefined;
 }
+
+/** `state:` provisioned: `memory` (one instance), or `redis` with where and how to reach it. */
+export type StateSettings = { readonly backend: 'memory' } | { readonly backend: 'redis'; readonly redis: RedisSettings };

@@ -4,6 +4,7 @@ import type { AcmeChallengeSet } from '../acme/index.js';
 import type { CertificatePair, Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import type { EventBus, Logger, Metrics } from '../observe/index.js';
+import type { RedisLink } from '../state/index.js';
 import type { AccessLog } from '../telemetry/index.js';
 import { checkRotation, replacements, type TicketKeyRing } from '../tls/index.js';
 import type { DenyEntry } from '../trust/index.js';
@@ -66,6 +67,8 @@ export interface StartOptions {
   readonly denyList?: readonly DenyEntry[];
   /** ACME challenges to answer from the first connection (a worker that starts while an order runs). */
   readonly acmeChallenges?: AcmeChallengeSet;
+  /** The cluster's Redis (`state.backend: redis`), opened and closed by the caller; none with the memory backend. */
+  readonly cluster?: RedisLink | null;
 }
 
 

@@ -20,6 +20,8 @@ export {
   acmeAccountKeys,
   type CertificateFiles,
 } from './data-dir.js';
-export { memoryState, type StateBackend } from './state-backend.js';
+export { memoryState, type StateBackend, type LockLease } from './state-backend.js';
+export { RedisLink, type RedisSettings, type LinkListener } from './redis-link.js';
+export { redisState } from './redis-state.js';
 export { readStoreList } from './json-store.js';
 export { memoryRateBuckets, type RateBuckets, type RateDecision } from './rate-buckets.js';

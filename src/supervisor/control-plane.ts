@@ -5,7 +5,8 @@ import { AdminListener } from '../admin/index.js';
 import { runtimeAdvice, runtimeGroups, type Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { SupervisorMetrics, type Logger } from '../observe/index.js';
-import { memoryState } from '../state/index.js';
+import { memoryState, redisState, type RedisLink, type StateBackend } from '../state/index.js';
+import { openCluster } from './cluster-link.js';
 import { readDenyList, type DenyEntry } from '../trust/index.js';
 import type { ConfigSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
@@ -19,9 +20,9 @@ import { apiKeyStore, denyListStore, StoreSync } from './store-sync.js';
 import type { DenyChange, KeyRevocation } from './store-changes.js';
 import { startWorkerFleet } from './worker-fleet.js';
 
-/** The data plane a config asks for: this process (workers: 1) or a fleet of workers. */
-function startDataPlane(initial: ConfigGeneration, state: PlaneState, log: Logger): Promise<DataPlane> {
-  return initial.config.workers > 1 ? startWorkerFleet(initial, state, log) : startInProcessPlane(initial, state, log);
+/** The data plane a config asks for: this process (workers: 1, sharing the control plane's Redis connection) or a fleet of workers (each with its own). */
+function startDataPlane(initial: ConfigGeneration, state: PlaneState, cluster: RedisLink | null, log: Logger): Promise<DataPlane> {
+  return initial.config.workers > 1 ? startWorkerFleet(initial, state, log) : startInProcessPlane(initial, state, log, { cluster });
 }
 
 /**
@@ -36,8 +37,15 @@ function startDataPlane(initial: ConfigGeneration, state: PlaneState, log: Logge
 export async function runControlPlane(source: ConfigSource, initial: { config: Config; text: string | null }, log: Logger): Promise<Listening> {
   const { dataDir } = initial.config;
   const state: PlaneState = { denyList: readDenyList(dataDir), apiKeys: readApiKeys(dataDir), challenges: noChallenges };
-  const plane = await startDataPlane({ ...initial, generation: 1 }, state, log);
-  const control = new ControlPlane(source, { ...initial, generation: 1 }, plane, state, log);
+  const cluster = await openCluster(initial.config, log);
+  let plane: DataPlane;
+  try {
+    plane = await startDataPlane({ ...initial, generation: 1 }, state, cluster, log);
+  } catch (err) {
+    await cluster?.close();
+    throw err;
+  }
+  const control = new ControlPlane(source, { ...initial, generation: 1 }, plane, state, cluster, log);
   try {
     await control.open();
   } catch (err) {
@@ -65,6 +73,7 @@ class ControlPlane {
     accepted: ConfigGeneration,
     private readonly plane: DataPlane,
     state: PlaneState,
+    private readonly cluster: RedisLink | null,
     private readonly log: Logger,
   ) {
     this.#accepted = accepted;
@@ -85,6 +94,7 @@ class ControlPlane {
       return candidate.config;
     };
     const apply = async (config: Config) => {
+      if (!sameState(config, this.#accepted.config)) throw new PortcullisError('PCL_RELOAD_FAILED', 'state: changed; where the state lives is chosen at start: restart the instance to move it');
       const next = { config, text: (candidate as { text: string | null }).text, generation: this.#accepted.generation + 1 };
       await plane.apply(next);
       this.#accepted = next;
@@ -120,8 +130,13 @@ class ControlPlane {
     }
     this.#stopRenewal = scheduleInternalRenewal(renewalOf(this.source, this.#admin), this.log);
     // once this instance owns the dataDir (the control socket): only then may it order certificates into it
-    this.#acme = new AcmeManager({ state: memoryState(config.dataDir), board: new ChallengeBoard((set) => this.plane.setAcmeChallenges(set)), log: this.log, metrics: this.#metrics, issued: () => this.#reloader.reload('acme certificate issued') });
+    this.#acme = new AcmeManager({ state: this.#stateBackend(), board: new ChallengeBoard((set) => this.plane.setAcmeChallenges(set)), log: this.log, metrics: this.#metrics, issued: () => this.#reloader.reload('acme certificate issued') });
     this.#acme.apply(config);
+  }
+
+  /** Where values and locks are shared: the cluster's Redis, or this instance's dataDir. */
+  #stateBackend(): StateBackend {
+    return this.cluster ? redisState(this.cluster) : memoryState(this.#accepted.config.dataDir);
   }
 
   /** Signal handlers, then the "listening" line: whoever reads it may signal at once. */
@@ -144,6 +159,7 @@ class ControlPlane {
     this.#stopRenewal();
     this.#acme?.stop();
     await Promise.all([this.plane.close(), this.#control?.close(), this.#admin?.close()]);
+    await this.cluster?.close();
   }
 
   async #stop(signal: NodeJS.Signals): Promise<void> {
@@ -158,6 +174,7 @@ class ControlPlane {
       `received ${signal}: ${workers === null ? 'finishing' : 'workers finish'} in-flight requests (at most ${drainMs} ms)`,
     );
     await Promise.all([this.plane.drain(drainMs), this.#control?.close(), this.#admin?.close(), this.#denyList.stop(), this.#apiKeys.stop()]);
+    await this.cluster?.close();
     this.log.info({ event: 'stopped' }, 'stopped');
   }
 
@@ -174,4 +191,9 @@ class ControlPlane {
   async #scrape(): Promise<string> {
     return AggregatorRegistry.aggregate([await this.#metrics.registry.getMetricsAsJSON(), ...(await this.plane.metrics())]).metrics();
   }
+}
+
+/** Whether two configs keep the state in the same place (the settings are plain data, provisioned from the same keys). */
+function sameState(a: Config, b: Config): boolean {
+  return JSON.stringify(a.state) === JSON.stringify(b.state);
 }

@@ -2,6 +2,7 @@ import { collectDefaultMetrics } from 'prom-client';
 import { formatHostPort } from '../config/index.js';
 import { startPortcullis } from '../instance/index.js';
 import type { Logger } from '../observe/index.js';
+import type { RedisLink } from '../state/index.js';
 import type { TicketKeyRing } from '../tls/index.js';
 import { accessLogFor, reopenAccessLog } from './access-log-for.js';
 import type { ConfigGeneration, DataPlane, PlaneState } from './data-plane.js';
@@ -13,6 +14,8 @@ export interface InProcessOptions {
   readonly processName?: string;
   /** Adds the process metrics (CPU, memory, event loop) to the instance's registry: a worker's, which the primary sums. */
   readonly processMetrics?: boolean;
+  /** The cluster's Redis, with `state.backend: redis`: this process's connection (the caller closes it). */
+  readonly cluster?: RedisLink | null;
 }
 
 /** Serves in this process: one instance, with the access log its config asks for (reopened after every reload, for logrotate). */

@@ -1,9 +1,11 @@
 import cluster from 'node:cluster';
 import { PortcullisError } from '../errors.js';
 import { createLogger, type Level, type Logger } from '../observe/index.js';
+import type { RedisLink } from '../state/index.js';
 import { TicketKeyRing } from '../tls/index.js';
 import type { FileSource } from './config-source.js';
 import type { DataPlane, PlaneState } from './data-plane.js';
+import { openCluster } from './cluster-link.js';
 import { startInProcessPlane } from './in-process-plane.js';
 import type { Answer, Ask, ToPrimary, ToWorker, WorkerOps } from './messages.js';
 
@@ -69,6 +71,8 @@ class Worker {
   #stopping = false;
   /** timeouts.drain of the config served now. */
   #drainMs = 0;
+  /** This worker's own connection to the cluster's Redis, with `state.backend: redis`. */
+  #cluster: RedisLink | null = null;
 
   constructor(
     private readonly source: FileSource,
@@ -81,10 +85,12 @@ class Worker {
     this.#drainMs = config.timeouts.drainMs;
     const state = { ...start.state, ...this.#held };
     this.#held = {};
+    this.#cluster = await openCluster(config, this.log);
     const plane = await startInProcessPlane({ config, text: start.text, generation: start.generation }, state, this.log, {
       tickets: this.tickets,
       processName: `worker-${cluster.worker?.id ?? process.pid}`,
       processMetrics: true,
+      cluster: this.#cluster,
     });
     // what arrived while the instance started
     const held = this.#held;
@@ -139,6 +145,7 @@ class Worker {
     this.#stopping = true;
     void (async () => {
       if (this.plane) await this.plane.drain(this.#drainMs);
+      await this.#cluster?.close();
       process.exit(0);
     })();
   }
