@@ -39,6 +39,18 @@ if ((${#missing[@]} > 0)); then
   "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Valkey 8 (the tests run the cluster on it as well as on Redis 7) is in bookworm-backports only
+if ! command -v valkey-server >/dev/null 2>&1; then
+  echo "installing valkey-server from bookworm-backports for the tests" >&2
+  if [[ $(id -u) -eq 0 ]]; then sudo=(); else sudo=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  if ! grep -rqs '^deb .*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    echo 'deb http://deb.debian.org/debian bookworm-backports main' | "${sudo[@]}" tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+  fi
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq -t bookworm-backports valkey-server >/dev/null
+fi
+
 if (($(node -p 'process.versions.node.split(".")[0]') < 24)); then
   bash scripts/node24.sh >/dev/null
 fi

@@ -89,8 +89,8 @@ sites:
     assert.match(refused.stderr, /PCL_STATE_UNREACHABLE.*(certificate|self.signed|issuer)/i);
   });
 
-  test('a lock admits one holder at a time, and a holder overtaken after its lock expired cannot write', async (t) => {
-    const redis = await startRedis(t);
+  for (const server of ['redis', 'valkey'] as const) test(`a lock admits one holder at a time, and a holder overtaken after its lock expired cannot write (${server})`, async (t) => {
+    const redis = await startRedis(t, { server });
     const [a, b] = await Promise.all([RedisLink.open(settingsFor(redis.port), quiet), RedisLink.open(settingsFor(redis.port), quiet)]);
     t.after(() => Promise.all([a.close(), b.close()]));
     const stateA = redisState(a);

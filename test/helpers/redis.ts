@@ -7,12 +7,14 @@ import { freePort } from './pebble.js';
 import type { Scope } from './proxy.js';
 
 /*
- * Debian's redis-server and redis-sentinel, started by the test on free
+ * Debian's redis-server (or valkey-server) and redis-sentinel, started by the test on free
  * loopback ports in a temp folder, and stopped by PID after it (also when it
  * fails). Nothing persists between tests: no RDB, no AOF.
  */
 
 export interface RedisOptions {
+  /** Debian's redis-server 7 (the default), or valkey-server 8 from bookworm-backports. */
+  readonly server?: 'redis' | 'valkey';
   /** `requirepass`: AUTH as the default user. */
   readonly password?: string;
   /** ACL lines, e.g. ["user portcullis on >secret ~pcl:* &pcl:* +@all"]. */
@@ -52,7 +54,7 @@ export async function startRedis(t: Scope, opts: RedisOptions = {}): Promise<Red
     ...(opts.extra ?? []),
   ];
   writeFileSync(join(dir, 'redis.conf'), `${lines.join('\n')}\n`);
-  const proc = await startProcess(t, 'redis-server', [join(dir, 'redis.conf')], /Ready to accept connections/, dir);
+  const proc = await startProcess(t, opts.server === 'valkey' ? 'valkey-server' : 'redis-server', [join(dir, 'redis.conf')], /Ready to accept connections/, dir);
   const auth = opts.password ? ['-a', opts.password, '--no-auth-warning'] : [];
   const tls = opts.tls ? ['--tls', '--cacert', opts.tls.ca] : [];
   return {
