@@ -233,3 +233,42 @@ sites:
   await p.waitForLog((l) => l.reason === 'blocked' && l.remoteAddress === '127.0.0.6');
   assert.equal((await get('127.0.0.7', 'api.test')).stdout, '200', 'another client behind the same HAProxy is served');
 });
+
+test('a balancer\'s PROXY header is bounded: in size at once, in time by timeouts.handshake', async (t) => {
+  const root = pki.root('pp-bounds-root');
+  const leaf = pki.leaf('pp-bounds', root, { dns: ['api.test'] });
+  const p = await startProxy(
+    t,
+    `
+listen: { https: "127.0.0.1:0", proxyProtocol: ["127.0.0.1"] }
+log: { access: off }
+timeouts: { handshake: 1s }
+sites:
+  - hosts: [api.test]
+    certificates: [{ cert: ${leaf.chainFile}, key: ${leaf.keyFile} }]
+    routes: [{ path: /, upstream: "builtin:whoami" }]
+`,
+  );
+  const timed = async (bytes: Buffer) => {
+    const t0 = performance.now();
+    const answer = await sendRaw(p.port, '127.0.0.1', bytes);
+    assert.equal(answer.length, 0, 'closed without an answer');
+    return performance.now() - t0;
+  };
+  const tooLongV1 = Buffer.from(`PROXY UNKNOWN ${'x'.repeat(200)}`);
+  assert.ok((await timed(tooLongV1)) < 900, 'a v1 line past 107 bytes is refused at once');
+  assert.match(String((await p.waitForLog((l) => l.reason === 'proxy_protocol_malformed')).why), /without CRLF within 107 bytes/);
+  const tooLongV2 = Buffer.concat([v2Signature, Buffer.from([0x21, 0x11, 0x03, 0xe8])]);
+  assert.ok((await timed(tooLongV2)) < 900, 'a v2 header announcing more than 512 bytes is refused at once');
+  await p.waitForLog((l) => l.reason === 'proxy_protocol_malformed' && /announces 1000 bytes/.test(String(l.why)));
+
+  const stalled = await timed(Buffer.from('PROXY TCP4 192.0.2.1 '));
+  assert.ok(stalled >= 900 && stalled < 5_000, `a stalled header is cut at timeouts.handshake (${Math.round(stalled)} ms)`);
+  await p.waitForLog((l) => l.reason === 'proxy_protocol_malformed' && /incomplete after 1000 ms: 21 bytes/.test(String(l.why)));
+  const silent = await timed(Buffer.alloc(0));
+  assert.ok(silent >= 900 && silent < 5_000, `a balancer connection that sends nothing is cut at timeouts.handshake (${Math.round(silent)} ms)`);
+  await p.waitForLog((l) => l.reason === 'proxy_protocol_missing' && /no PROXY header within 1000 ms/.test(String(l.why)));
+  const metrics = await p.proxy.metrics.registry.metrics();
+  assert.match(metrics, /portcullis_connections_refused_total\{reason="proxy_protocol_malformed"\} 3/);
+  assert.match(metrics, /portcullis_connections_refused_total\{reason="proxy_protocol_missing"\} 1/);
+});
