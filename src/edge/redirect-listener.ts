@@ -45,6 +45,8 @@ export class RedirectListener {
   #challenges: ChallengeResponder | null = null;
   /** Node's own handlers of a new connection: called once the first bytes are judged, at once when no balancer is configured. */
   readonly #serve: ((this: Server, socket: Socket) => void)[];
+  /** Connections whose first bytes are being read: not the HTTP server's yet, so closed here. */
+  readonly #reading = new Set<Socket>();
 
   constructor(opts: RedirectListenerOptions) {
     this.#opts = opts;
@@ -71,6 +73,7 @@ export class RedirectListener {
   close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections();
+    for (const socket of this.#reading) socket.destroy();
     return closed;
   }
 
@@ -78,10 +81,12 @@ export class RedirectListener {
     const balancers = this.#opts.config().listen.proxyProtocol;
     if (balancers === null) return this.#handOver(socket);
     const trusted = fromBalancer(balancers, socket.remoteAddress ?? '');
+    this.#reading.add(socket);
     new ProxyHeaderRead(socket, trusted, headersTimeoutMs, (read) => this.#afterHeader(socket, read));
   }
 
   #afterHeader(socket: Socket, read: HeaderRead): void {
+    this.#reading.delete(socket);
     if (read.kind === 'refused') {
       this.#opts.log.info({ event: 'redirect_refused', reason: read.reason, remoteAddress: socket.remoteAddress, why: read.why }, `plain-HTTP connection refused: ${read.why}`);
       socket.destroy();
