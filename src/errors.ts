@@ -128,6 +128,10 @@ export const reasonCatalog = {
   blocked: { status: 0, text: 'the source address is blocked by the detector after repeated failed handshakes or client certificates; closed at accept' },
   ip_denied: { status: 0, text: 'the source address is outside the ipAccess lists: the global ones close it at accept, a site\'s refuse its ClientHello before TLS' },
   handshake_timeout: { status: 0, text: 'the TLS handshake did not finish within timeouts.handshake' },
+  // PROXY protocol (listen.proxyProtocol): refused before TLS or HTTP, nothing answered
+  proxy_protocol_missing: { status: 0, text: 'a connection from a load balancer of listen.proxyProtocol did not start with a PROXY header (none within timeouts.handshake, or other bytes first)' },
+  proxy_protocol_malformed: { status: 0, text: 'a load balancer of listen.proxyProtocol sent a PROXY header that is malformed, too long (v1 over 107 bytes, v2 over 528) or cut short; the log says what is wrong' },
+  proxy_protocol_untrusted: { status: 0, text: 'a source outside listen.proxyProtocol sent a PROXY header; it is not believed, and the connection is closed' },
   // established connections the proxy ends (never an HTTP answer: HTTP/2 GOAWAY with ENHANCE_YOUR_CALM, then the TCP connection is closed)
   rapid_reset: { status: 0, text: 'an HTTP/2 client reset more streams before their answer began than the per-connection budget allows (rapid reset, CVE-2023-44487)' },
   control_frame_flood: { status: 0, text: 'an HTTP/2 client sent more PING and SETTINGS frames than the per-connection budget allows' },

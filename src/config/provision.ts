@@ -68,6 +68,8 @@ function configOf(raw: RawConfig, source: string, ctx: ProvisionContext, { sites
       https: parseListenAddress(raw.listen.https)!,
       http: raw.listen.http === undefined ? null : parseListenAddress(raw.listen.http),
       admin: raw.listen.admin === undefined ? null : parseListenAddress(raw.listen.admin),
+      // null when empty: then no connection is read for a header, as without the key
+      proxyProtocol: raw.listen.proxyProtocol.length > 0 ? blockListOf(raw.listen.proxyProtocol) : null,
     },
     workers: raw.workers === 'auto' ? availableParallelism() : raw.workers,
     // null when empty: most deployments have no proxy in front, and then no check runs per request

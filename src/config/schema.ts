@@ -235,6 +235,13 @@ export const configSchema = z.strictObject({
       https: listenAddress,
       http: listenAddress.optional(),
       admin: listenAddress.optional(),
+      // PROXY protocol senders (L4 balancers): their connections must start with a header, whose client address is then believed
+      proxyProtocol: z
+        .array(cidr, { error: 'list the addresses or CIDRs of the load balancers that send a PROXY header, e.g. ["10.0.0.0/8", "127.0.0.1"]' })
+        .refine((list) => !list.some((entry) => entry.includes('/') && Number(entry.split('/')[1]) === 0), {
+          error: 'a /0 believes a PROXY header from anyone, so any client could choose the address it is judged by; list only the addresses of your load balancers',
+        })
+        .default([]),
     },
     { error: 'add listen: {https: "127.0.0.1:8443"}' },
   ),

@@ -27,8 +27,11 @@ export interface Config {
     /** Client certificates seen within this long are warned about before they expire. */
     readonly clientInventoryWindowMs: number;
   };
-  /** `http`: the redirect-only plain-HTTP listener; `admin`: the admin API (TLS, token; enrollment, metrics). Each null when not configured. */
-  readonly listen: { readonly https: ListenAddress; readonly http: ListenAddress | null; readonly admin: ListenAddress | null };
+  /**
+   * `http`: the redirect-only plain-HTTP listener; `admin`: the admin API (TLS, token; enrollment, metrics). Each null when not configured.
+   * `proxyProtocol`: the load balancers whose PROXY headers are believed on `https` and `http` (null when none: no header is read).
+   */
+  readonly listen: { readonly https: ListenAddress; readonly http: ListenAddress | null; readonly admin: ListenAddress | null; readonly proxyProtocol: BlockList | null };
   /** Worker processes ("auto" resolved to the number of cores). 1 means no cluster: one process serves. */
   readonly workers: number;
   /** Null when none are configured. */

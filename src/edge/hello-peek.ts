@@ -3,7 +3,8 @@ import { parseClientHello, type ClientHello, type TlsAlert } from './client-hell
 
 export type PeekOutcome =
   | { readonly kind: 'hello'; readonly hello: ClientHello }
-  | { readonly kind: 'not_tls'; readonly looksLikeHttp: boolean }
+  /** `head`: the bytes read, which told that they are no TLS handshake. */
+  | { readonly kind: 'not_tls'; readonly looksLikeHttp: boolean; readonly head: Buffer }
   | { readonly kind: 'malformed'; readonly why: string; readonly alert: TlsAlert | null }
   | { readonly kind: 'too_large' }
   | { readonly kind: 'timeout' }
@@ -52,7 +53,7 @@ export class HelloPeek {
     }
     this.#finish();
     if (parsed.kind === 'hello') this.#socket.unshift(data);
-    this.#report(parsed);
+    this.#report(parsed.kind === 'not_tls' ? { kind: 'not_tls', looksLikeHttp: parsed.looksLikeHttp, head: data } : parsed);
   };
 
   readonly #onTimeout = (): void => {

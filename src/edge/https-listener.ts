@@ -1,4 +1,4 @@
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type BlockList, type Server, type Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
 import { ipAdmitted, type IpRules } from '../access/index.js';
 import type { Config, ListenAddress } from '../config/index.js';
@@ -8,6 +8,8 @@ import { HelloPeek, type PeekOutcome } from './hello-peek.js';
 import { helloSummaryOf, summarizeHello, type HelloSummary } from './fingerprints.js';
 import { bindServer } from './bind.js';
 import { endWithLinger } from './linger.js';
+import { proxySignatureOf } from './proxy-header.js';
+import { adoptSource, fromBalancer, ProxyHeaderRead, type HeaderRead } from './proxy-source.js';
 
 /** A refusal the router decides on (a known site that cannot serve yet), with what the log line should say. */
 export interface HelloRefusal {
@@ -56,7 +58,10 @@ function ignoreSocketError(): void {
  * The TCP front of the HTTPS port. It owns accepting: each socket's first
  * bytes are read before any TLS work, plain HTTP is answered with a short 400,
  * garbage is dropped, and a ClientHello is handed to the TLS server of the
- * site its server name selects, or refused with an alert.
+ * site its server name selects, or refused with an alert. A connection from
+ * a balancer of `listen.proxyProtocol` starts with a PROXY header, read
+ * before all that: the client it names is the connection's address for
+ * every check and record that follows.
  */
 export class HttpsListener {
   readonly #server: Server;
@@ -67,6 +72,8 @@ export class HttpsListener {
   /** The global ipAccess lists and the handshake timeout of the config in force: a reload applies them to new connections. */
   #ipAccess!: IpRules;
   #handshakeTimeoutMs!: number;
+  /** The balancers whose PROXY headers are believed (`listen.proxyProtocol`); null when none, and then no connection is read for one. */
+  #balancers!: BlockList | null;
 
   constructor(config: Config, opts: HttpsListenerOptions) {
     this.#opts = opts;
@@ -81,25 +88,57 @@ export class HttpsListener {
   apply(config: Config): void {
     this.#ipAccess = config.ipAccess;
     this.#handshakeTimeoutMs = config.timeouts.handshakeMs;
+    this.#balancers = config.listen.proxyProtocol;
   }
 
   #accept(socket: Socket): void {
-    // a denied or blocked source gets nothing: no ClientHello is read, no TLS work is done
+    if (this.#balancers !== null && fromBalancer(this.#balancers, socket.remoteAddress ?? '')) {
+      // the balancer's own address is not the client's: the lists and blocks are checked once the header names the client
+      this.#track(socket);
+      const acceptedAt = performance.now();
+      new ProxyHeaderRead(socket, true, this.#handshakeTimeoutMs, (read) => this.#relayed(socket, read, acceptedAt));
+      return;
+    }
+    if (!this.#admitted(socket)) return;
+    this.#track(socket);
+    const acceptedAt = performance.now();
+    new HelloPeek(socket, this.#handshakeTimeoutMs, (outcome) => this.#dispatch(socket, outcome, acceptedAt));
+  }
+
+  /** A denied or blocked source gets nothing: no ClientHello is read, no TLS work is done. */
+  #admitted(socket: Socket): boolean {
     if (!ipAdmitted(this.#ipAccess, socket.remoteAddress ?? '')) {
       this.#opts.events.refused('ip_denied', socket.remoteAddress ?? '', null, { list: 'ipAccess' }, 'connection from a source outside ipAccess closed at accept');
       socket.destroy();
-      return;
+      return false;
     }
     if (this.#opts.guard.blocked(socket.remoteAddress ?? '')) {
       this.#opts.events.refused('blocked', socket.remoteAddress ?? '', null, { blockedBy: 'address' }, 'connection from a blocked source closed at accept');
       socket.destroy();
-      return;
+      return false;
     }
+    return true;
+  }
+
+  #track(socket: Socket): void {
     this.#sockets.add(socket);
     socket.on('close', this.#forget);
     socket.on('error', ignoreSocketError);
-    const acceptedAt = performance.now();
-    new HelloPeek(socket, this.#handshakeTimeoutMs, (outcome) => this.#dispatch(socket, outcome, acceptedAt));
+  }
+
+  /** After a balancer's PROXY header: the connection goes on as its client's, within what is left of the handshake time. */
+  #relayed(socket: Socket, read: HeaderRead, acceptedAt: number): void {
+    if (read.kind === 'refused') {
+      this.#refuse(socket, read.reason, null, { why: read.why }, 'connection from a balancer of listen.proxyProtocol refused: no valid PROXY header');
+      return;
+    }
+    if (read.kind !== 'header' || (read.source !== null && !adoptSource(socket, read.source))) {
+      socket.destroy();
+      return;
+    }
+    if (!this.#admitted(socket)) return;
+    const left = Math.max(1, this.#handshakeTimeoutMs - (performance.now() - acceptedAt));
+    new HelloPeek(socket, left, (outcome) => this.#dispatch(socket, outcome, acceptedAt));
   }
 
   #dispatch(socket: Socket, outcome: PeekOutcome, acceptedAt: number): void {
@@ -123,10 +162,17 @@ export class HttpsListener {
         this.#refuse(socket, name ? 'unknown_sni' : 'missing_sni', alertRecord(name ? tlsAlert.unrecognizedName : tlsAlert.handshakeFailure), {});
         return;
       }
-      case 'not_tls':
+      case 'not_tls': {
+        // only a balancer's header is believed, and only at the start of its connection (read in #relayed)
+        const signature = this.#balancers === null ? 'none' : proxySignatureOf(outcome.head);
+        if (signature === 'v1' || signature === 'v2') {
+          this.#refuse(socket, 'proxy_protocol_untrusted', null, { why: `a PROXY ${signature} header from a source outside listen.proxyProtocol` }, 'PROXY header from a source that is not a balancer of listen.proxyProtocol refused; it is not believed');
+          return;
+        }
         if (outcome.looksLikeHttp) this.#refuse(socket, 'plaintext_http', plaintextAnswer, {});
         else this.#refuse(socket, 'malformed_client_hello', null, { why: 'not a TLS handshake record' });
         return;
+      }
       case 'malformed':
         this.#refuse(socket, 'malformed_client_hello', outcome.alert === null ? null : alertRecord(outcome.alert), { why: outcome.why });
         return;

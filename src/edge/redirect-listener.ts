@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { isIP } from 'node:net';
 import { hasDuplicateHost, hostFromAuthority, type Config, type ListenAddress } from '../config/index.js';
 import type { Reason } from '../errors.js';
@@ -8,6 +8,7 @@ import type { Logger } from '../observe/index.js';
 import { caCrlFiles } from '../pki/index.js';
 import { caFolder } from '../state/index.js';
 import { bindServer } from './bind.js';
+import { adoptSource, fromBalancer, ProxyHeaderRead, type HeaderRead } from './proxy-source.js';
 
 /**
  * Answers an ACME http-01 challenge token (RFC 8555 §8.3) with its key
@@ -23,6 +24,8 @@ export interface RedirectListenerOptions {
   readonly log: Logger;
 }
 
+/** How long a request head may take (headersTimeout, requestTimeout), and a balancer's PROXY header before it. */
+const headersTimeoutMs = 10_000;
 const challengePrefix = '/.well-known/acme-challenge/';
 const tokenPattern = /^[A-Za-z0-9_-]{1,256}$/;
 
@@ -32,19 +35,30 @@ const tokenPattern = /^[A-Za-z0-9_-]{1,256}$/;
  * open redirect — an unknown or malformed Host, userinfo, an absolute-form
  * target for another host, a target that is not a plain path (`//evil.test`,
  * backslashes) — gets 400 or 421 and no Location. ACME http-01 tokens are
- * answered here when a responder is installed.
+ * answered here when a responder is installed. Behind a balancer of
+ * `listen.proxyProtocol`, the client its PROXY header names is the one
+ * logged; a PROXY header from anyone else is refused.
  */
 export class RedirectListener {
   readonly #server: Server;
   readonly #opts: RedirectListenerOptions;
   #challenges: ChallengeResponder | null = null;
+  /** Node's own handlers of a new connection: called once the first bytes are judged, at once when no balancer is configured. */
+  readonly #serve: ((this: Server, socket: Socket) => void)[];
+  /** Connections whose first bytes are being read: not the HTTP server's yet, so closed here. */
+  readonly #reading = new Set<Socket>();
 
   constructor(opts: RedirectListenerOptions) {
     this.#opts = opts;
     this.#server = createServer({ maxHeaderSize: 8192, requireHostHeader: true }, (req, res) => this.#answer(req, res));
-    this.#server.headersTimeout = 10_000;
-    this.#server.requestTimeout = 10_000;
+    this.#server.headersTimeout = headersTimeoutMs;
+    this.#server.requestTimeout = headersTimeoutMs;
     this.#server.keepAliveTimeout = 5_000;
+    // The server keeps listening itself (its request-timeout checks start with 'listening'); only its
+    // 'connection' handlers are taken over, so that a PROXY header is read before HTTP sees a byte.
+    this.#serve = this.#server.listeners('connection') as ((this: Server, socket: Socket) => void)[];
+    this.#server.removeAllListeners('connection');
+    this.#server.on('connection', (socket: Socket) => this.#accept(socket));
   }
 
   /** Installs (or removes, with null) the ACME http-01 responder. */
@@ -59,7 +73,34 @@ export class RedirectListener {
   close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeAllConnections();
+    for (const socket of this.#reading) socket.destroy();
     return closed;
+  }
+
+  #accept(socket: Socket): void {
+    const balancers = this.#opts.config().listen.proxyProtocol;
+    if (balancers === null) return this.#handOver(socket);
+    const trusted = fromBalancer(balancers, socket.remoteAddress ?? '');
+    this.#reading.add(socket);
+    new ProxyHeaderRead(socket, trusted, headersTimeoutMs, (read) => this.#afterHeader(socket, read));
+  }
+
+  #afterHeader(socket: Socket, read: HeaderRead): void {
+    this.#reading.delete(socket);
+    if (read.kind === 'refused') {
+      this.#opts.log.info({ event: 'redirect_refused', reason: read.reason, remoteAddress: socket.remoteAddress, why: read.why }, `plain-HTTP connection refused: ${read.why}`);
+      socket.destroy();
+      return;
+    }
+    if (read.kind === 'closed' || (read.kind === 'header' && read.source !== null && !adoptSource(socket, read.source))) {
+      socket.destroy();
+      return;
+    }
+    this.#handOver(socket);
+  }
+
+  #handOver(socket: Socket): void {
+    for (const serve of this.#serve) serve.call(this.#server, socket);
   }
 
   #answer(req: IncomingMessage, res: ServerResponse): void {

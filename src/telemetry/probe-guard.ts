@@ -8,8 +8,12 @@ import type { EventBus } from '../observe/index.js';
 import type { Logger } from '../observe/index.js';
 import type { Metrics } from '../observe/index.js';
 
-/** Failures that are not the source's doing, and so never count against it. */
-const notCounted: ReadonlySet<Reason> = new Set<Reason>(['blocked', 'ip_denied', 'certificate_pending', 'policy_changed']);
+/**
+ * Failures that are not the source's doing, and so never count against it. A
+ * missing or malformed PROXY header is reported with the address of a
+ * balancer of listen.proxyProtocol: blocking it would cut off every client behind it.
+ */
+const notCounted: ReadonlySet<Reason> = new Set<Reason>(['blocked', 'ip_denied', 'certificate_pending', 'policy_changed', 'proxy_protocol_missing', 'proxy_protocol_malformed']);
 
 /**
  * The detector wired to the instance. It hears every refused connection and
