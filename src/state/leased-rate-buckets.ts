@@ -36,9 +36,10 @@ if tokens < 1 then nextMs = math.ceil((1 - tokens) * 1000 / rps) end
 return {granted, tostring(tokens), nextMs}
 `;
 
-/** The script as an ioredis command: EVALSHA, falling back to EVAL once per connection. */
-interface LeaseCommand {
-  pclRateLease(key: string, rps: number, burst: number, want: number): Promise<[number, string, number]>;
+/** The script as an ioredis command on a pipeline: EVALSHA, the script loaded first when the connection lacks it. */
+interface LeasePipeline {
+  pclRateLease(key: string, rps: number, burst: number, want: number): LeasePipeline;
+  exec(): Promise<[Error | null, unknown][] | null>;
 }
 
 /**
@@ -100,12 +101,13 @@ interface Lease {
  */
 export class LeasedRateBuckets implements RateBuckets {
   readonly #link: RedisLink;
-  readonly #command: LeaseCommand;
   readonly #log: Logger;
   readonly #metrics: Metrics;
   readonly #leases = new Map<string, Lease>();
   readonly #max: number;
   readonly #unlisten: () => void;
+  /** Leases to ask for at the end of this turn of the event loop, in one pipeline. */
+  #queue: Lease[] = [];
   #local: RateBuckets | null = null;
   #localSince = 0;
   #stopped = false;
@@ -116,7 +118,6 @@ export class LeasedRateBuckets implements RateBuckets {
     this.#metrics = metrics;
     this.#max = max;
     link.redis.defineCommand('pclRateLease', { numberOfKeys: 1, lua: leaseScript });
-    this.#command = link.redis as unknown as LeaseCommand;
     this.#unlisten = link.onLink((up) => (up ? this.#rejoin() : this.#fallBack('the link to Redis was lost')));
     if (!link.up) this.#fallBack('the link to Redis is down');
   }
@@ -182,25 +183,45 @@ export class LeasedRateBuckets implements RateBuckets {
     this.#leases.delete(key);
   }
 
-  /** Asks Redis for enough tokens to pay the debt and fill the lease; at most one request per key in flight. */
+  /**
+   * Asks Redis, at the end of this turn of the event loop, for enough tokens
+   * to pay the debt and fill the lease; at most one request per key in
+   * flight. The request path only queues: the leases of one turn go in one
+   * pipeline, sent by `#flush`.
+   */
   #fetch(lease: Lease, now: number): void {
     if (lease.fetching || this.#stopped) return;
     lease.fetching = true;
     lease.fetchedAt = now;
-    const want = Math.max(1, lease.size - lease.tokens + lease.debt);
-    this.#command.pclRateLease(lease.redisKey, lease.rps, lease.burst, want).then(
-      (answer) => this.#settle(lease, want, answer),
-      (err: Error) => {
-        lease.fetching = false;
-        this.#metrics.rateLimitLeases.inc({ result: 'failed' });
-        this.#fallBack(err.message);
-      },
+    if (this.#queue.push(lease) === 1) setImmediate(this.#flush);
+  }
+
+  readonly #flush = (): void => {
+    const batch = this.#queue;
+    this.#queue = [];
+    if (this.#stopped || this.#local !== null) {
+      for (const lease of batch) lease.fetching = false;
+      return;
+    }
+    const pipeline = this.#link.redis.pipeline() as unknown as LeasePipeline;
+    // the debt run up since the request was queued is asked for too
+    const wants = batch.map((lease) => Math.max(1, lease.size - lease.tokens + lease.debt));
+    batch.forEach((lease, i) => pipeline.pclRateLease(lease.redisKey, lease.rps, lease.burst, wants[i] as number));
+    pipeline.exec().then(
+      (results) => batch.forEach((lease, i) => this.#answered(lease, wants[i] as number, results?.[i] ?? [new Error('no answer in the pipeline'), null])),
+      (err: Error) => batch.forEach((lease, i) => this.#answered(lease, wants[i] as number, [err, null])),
     );
+  };
+
+  #answered(lease: Lease, want: number, [err, answer]: [Error | null, unknown]): void {
+    lease.fetching = false;
+    if (err === null) return this.#settle(lease, want, answer as [number, string, number]);
+    this.#metrics.rateLimitLeases.inc({ result: 'failed' });
+    this.#fallBack(err.message);
   }
 
   /** A lease came: pay the debt first, hold the rest until it expires; an empty fleet refuses locally until its next token. */
   #settle(lease: Lease, want: number, [granted, left, nextMs]: [number, string, number]): void {
-    lease.fetching = false;
     if (this.#stopped || this.#leases.get(lease.key) !== lease) return; // forgotten meanwhile: the tokens are lost to the fleet
     this.#metrics.rateLimitLeases.inc({ result: granted > 0 ? 'granted' : 'empty' });
     const now = performance.now();
