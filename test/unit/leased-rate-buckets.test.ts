@@ -163,4 +163,21 @@ describe('leased rate buckets (state.backend: redis)', () => {
     assert.equal(h.buckets.take('up', 0.001, 2).allowed, true);
     await waitFor(async () => ((await leases(h, 'granted')) >= 1 ? true : undefined), { what: 'a lease from the restarted Redis' });
   });
+  test('a hung Redis (stopped, the link still up) counts as lost once a lease request waits over 2 s: the process serves on its own buckets', async (t) => {
+    const redis = await startRedis(t);
+    const { log, lines } = capturingLogger();
+    const [h] = (await holders(t, redis.port, 1, log)) as [Holder];
+    process.kill(redis.pid, 'SIGSTOP');
+    const burst = 10;
+    assert.equal(h.buckets.take('hung', 0.001, burst).allowed, true, 'on debt; the lease request goes out and hangs');
+    await turn();
+    assert.equal(h.buckets.take('hung', 0.001, burst).allowed, false, 'L = 1: the debt is run, no answer yet');
+    // three seconds later by the clock `take` is given
+    const later = performance.now() + 3_000;
+    const answers = Array.from({ length: burst + 1 }, () => h.buckets.take('hung', 0.001, burst, later).allowed);
+    assert.equal(h.buckets.shared, false);
+    assert.deepEqual(answers, [...Array<boolean>(burst).fill(true), false], "this process's own bucket: the full burst, then refused");
+    assert.match(String(lines.find((l) => l.event === 'rate_limit_local')?.error), /no answer within 2 s/);
+    process.kill(redis.pid, 'SIGCONT'); // (killed after the test either way)
+  });
 });
