@@ -4,7 +4,7 @@ import type { Config } from '../config/index.js';
 import type { HttpsListenerOptions } from '../edge/index.js';
 import { EventBus, Metrics, type Logger } from '../observe/index.js';
 import { ClientVerdicts, handleRequest, handleUpgrade, refuseUnparsable, UpstreamSet, type ProxyState } from '../proxy/index.js';
-import { inventoryFile, memoryRateBuckets, weakClientsFile } from '../state/index.js';
+import { inventoryFile, LeasedRateBuckets, memoryRateBuckets, weakClientsFile } from '../state/index.js';
 import { ClientInventory, ConnectionEvents, ProbeGuard, WeakClients } from '../telemetry/index.js';
 import { AlpnChallengeServers, classifyHandshakeFailure, ExpiryMonitor, helloRouter, OcspStapler, SiteServers, TicketKeyRing, type TlsHandlers } from '../tls/index.js';
 import { RevocationChecker } from '../trust/index.js';
@@ -49,7 +49,9 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
   const events = new ConnectionEvents(bus, metrics);
   const apiKeys = new ApiKeyRing();
   apiKeys.set(options.apiKeys ?? []);
-  const rateBuckets = memoryRateBuckets();
+  // with the redis backend one limit across the cluster, from leased tokens (no Redis call per request)
+  const leasedRates = options.cluster ? new LeasedRateBuckets(options.cluster, log, metrics) : null;
+  const rateBuckets = leasedRates ?? memoryRateBuckets();
   const accessLog = options.accessLog ?? null;
   const stateFor = (c: Config): ProxyState => ({ config: c, upstreams: new UpstreamSet(c), log, draining: false, accessLog, metrics, events, apiKeys, rateBuckets });
   const revocation = new RevocationChecker(log, metrics);
@@ -78,6 +80,7 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
     setAcmeChallenges: (set: AcmeChallengeSet) => challenges.set(set),
     stop: async () => {
       challenges.alpn.close();
+      leasedRates?.stop();
       await Promise.all([...components.map((c) => c.stop()), holder.state.upstreams.destroy(), weakClients.stop()]);
     },
   });

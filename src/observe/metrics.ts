@@ -235,6 +235,20 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** The redis backend's rate limits (src/state/leased-rate-buckets.ts): lease requests to Redis, and falls back to local buckets. */
+  readonly rateLimitLeases = new Counter<'result'>({
+    name: 'portcullis_rate_limit_leases_total',
+    help: 'Rate-limit token leases asked of the redis state backend, by result (granted, empty: the fleet bucket had no token, failed)',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+
+  readonly rateLimitFallbacks = new Counter({
+    name: 'portcullis_rate_limit_fallbacks_total',
+    help: "Times rate limits fell back to this process's own buckets because the redis state backend was lost (each process then admits a client's full limit)",
+    registers: [this.registry],
+  });
+
   readonly sourcesBlocked = new Counter({
     name: 'portcullis_sources_blocked_total',
     help: 'Source addresses the detector blocked (their later connections count as connections_refused_total{reason="blocked"})',
