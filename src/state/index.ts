@@ -25,3 +25,16 @@ export { RedisLink, type RedisSettings, type LinkListener } from './redis-link.j
 export { redisState } from './redis-state.js';
 export { readStoreList } from './json-store.js';
 export { memoryRateBuckets, type RateBuckets, type RateDecision } from './rate-buckets.js';
+export {
+  readFleet,
+  writeInstanceRecord,
+  removeInstanceRecord,
+  heartbeatMs,
+  recordTtlMs,
+  fleetSchema,
+  type InstanceRecord,
+  type ServedCertificate,
+  type ReloadOutcomeRecord,
+  type FleetRead,
+} from './fleet-records.js';
+export { compareFleet, servedSerials, type FleetReport, type FleetEntry, type FleetFlag } from './fleet-report.js';
