@@ -144,6 +144,23 @@ describe('fleet status', () => {
     assert.equal((await redis.cli('ZSCORE', 'pcl:portcullis:fleet:instances', cId)).stdout.trim(), '', 'the reader dropped the expired id from the index');
   });
 
+  test('the ACL docs/cluster.md recommends is enough for an instance and for status --fleet', async (t) => {
+    const docs = readFileSync(new URL('../../docs/cluster.md', import.meta.url), 'utf8');
+    const block = (/```acl\n([\s\S]*?)```/.exec(docs) as RegExpExecArray)[1] as string;
+    const acl = block.trim().split('\n').map((line) => line.replace('CHANGE-ME-TO-A-LONG-RANDOM-PASSWORD', 'pw-from-docs'));
+    assert.ok(acl.some((l) => l.includes('~pcl:prod:*') && l.includes('&pcl:prod:*')), 'restricted to the cluster prod');
+    const redis = await startRedis(t, { acl });
+    const dir = tempDir(t);
+    writeFileSync(join(dir, 'redis-password'), 'pw-from-docs\n');
+    const member = await startMember(t, `redis://portcullis@127.0.0.1:${redis.port}/0`, leaf, { stateExtra: `cluster: prod, passwordFile: ${join(dir, 'redis-password')}` });
+    const { code, fleet, stderr } = await fleetStatus(member);
+    assert.equal(code, 0, stderr);
+    assert.equal(fleet.instances.length, 1);
+    assert.doesNotMatch(member.cli.stderr, /NOPERM/);
+    const other = await redis.cli('--user', 'portcullis', '--pass', 'pw-from-docs', '--no-auth-warning', 'SET', 'pcl:other:x', '1');
+    assert.match(other.stdout + other.stderr, /NOPERM/, 'another cluster\'s keys are out of reach');
+  });
+
   test('status --fleet refuses a memory-backend config, naming the key to set', async (t) => {
     const dir = tempDir(t);
     const file = join(dir, 'portcullis.yaml');
