@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import type { FleetFlag, InstanceRecord } from '../../src/state/index.js';
 import { runCli } from '../helpers/cli-process.js';
+import { startInstance } from '../helpers/cli-logs.js';
 import { startMember, type ClusterMember } from '../helpers/cluster.js';
 import { TestPki } from '../helpers/pki.js';
 import { tempDir } from '../helpers/proxy.js';
@@ -161,7 +162,7 @@ describe('fleet status', () => {
     assert.match(other.stdout + other.stderr, /NOPERM/, 'another cluster\'s keys are out of reach');
   });
 
-  test('status --fleet refuses a memory-backend config, naming the key to set', async (t) => {
+  test('status --fleet refuses a memory-backend config, naming the key to set; status alone describes the instance', async (t) => {
     const dir = tempDir(t);
     const file = join(dir, 'portcullis.yaml');
     writeFileSync(
@@ -176,5 +177,13 @@ sites:
     const r = await runCli(['status', '--fleet', '--config', file], 30_000);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /PCL_CLI_USAGE: --fleet needs state\.backend: redis/);
+
+    // the instance itself describes itself all the same, over its control socket
+    assert.equal((await runCli(['status', '--config', file], 30_000)).code, 1, 'nothing runs yet');
+    const { cli } = await startInstance(t, dir, file);
+    const local = await runCli(['status', '--config', file], 30_000);
+    assert.equal(local.code, 0, local.stderr);
+    assert.match(local.stdout, /^state +memory \(this instance only\)$/m);
+    assert.match(local.stdout, new RegExp(`^instance +\\S+/${cli.pid}/[0-9a-f]{6}$`, 'm'));
   });
 });
