@@ -7,11 +7,13 @@ import type { KeyCreateOptions, KeyRotateOptions } from './keys-command.js';
 import type { ClientsOptions } from './clients-command.js';
 import type { ReportOptions } from './report-command.js';
 import type { CaOptions, EnrollTokenOptions, IssueOptions } from './ca-command.js';
+import type { StatusOptions } from './status-command.js';
 
 /**
  * Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 a
  * tightening change (deny add, keys revoke) applied by the running instance
- * but not saved under dataDir.
+ * but not saved under dataDir, 4 `status --fleet` found instances that
+ * differ (or none).
  */
 function exitCodeOf(code: ErrorCode): number {
   if (code === 'PCL_CONFIG_INVALID' || code === 'PCL_CONFIG_YAML' || code === 'PCL_CONFIG_NOT_FOUND' || code === 'PCL_CLI_USAGE') return 2;
@@ -70,6 +72,14 @@ program
   .description('make the running instance re-read its config and certificates (same as SIGHUP), and print the outcome')
   .option('-c, --config <file>', 'the config file the instance was started with (finds its dataDir)')
   .action(async (opts: { config?: string }) => (await import('./reload-command.js')).runReload(opts.config));
+
+program
+  .command('status')
+  .description('describe the running instance (over its control socket); with --fleet, every instance of the cluster (from Redis), exit status 4 when one serves another config or other certificates')
+  .option('-c, --config <file>', 'the config file (finds the dataDir; with --fleet, the state: settings)')
+  .option('--fleet', 'list every instance of the cluster (needs state.backend: redis)')
+  .addOption(new Option('--format <format>', 'output format').choices(['table', 'json']).default('table'))
+  .action(async (opts: StatusOptions) => (await import('./status-command.js')).runStatus(opts));
 
 program
   .command('validate')

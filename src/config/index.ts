@@ -10,3 +10,4 @@ export { hostFromAuthority, formatHostPort, hasDuplicateHost, sameAddress, type 
 export type * from './types.js';
 export { normalisePath, type PathResult } from './url-path.js';
 export { durationMs, durationPattern } from './durations.js';
+export { configDigest } from './config-digest.js';

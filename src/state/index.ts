@@ -26,3 +26,16 @@ export { redisState } from './redis-state.js';
 export { readStoreList } from './json-store.js';
 export { memoryRateBuckets, type RateBuckets, type RateDecision } from './rate-buckets.js';
 export { LeasedRateBuckets, leaseSizeOf, leaseTtlMs } from './leased-rate-buckets.js';
+export {
+  readFleet,
+  writeInstanceRecord,
+  removeInstanceRecord,
+  heartbeatMs,
+  recordTtlMs,
+  fleetSchema,
+  type InstanceRecord,
+  type ServedCertificate,
+  type ReloadOutcomeRecord,
+  type FleetRead,
+} from './fleet-records.js';
+export { compareFleet, servedSerials, type FleetReport, type FleetEntry, type FleetFlag } from './fleet-report.js';

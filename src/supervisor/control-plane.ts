@@ -2,7 +2,7 @@ import { AggregatorRegistry } from 'prom-client';
 import { readApiKeys, type ApiKeyRecord } from '../access/index.js';
 import { AcmeManager, ChallengeBoard, noChallenges } from '../acme/index.js';
 import { AdminListener } from '../admin/index.js';
-import { runtimeAdvice, runtimeGroups, type Config } from '../config/index.js';
+import { formatHostPort, runtimeAdvice, runtimeGroups, type Config } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { SupervisorMetrics, type Logger } from '../observe/index.js';
 import { memoryState, redisState, type RedisLink, type StateBackend } from '../state/index.js';
@@ -14,7 +14,10 @@ import type { Applied, ConfigGeneration, DataPlane, Listening, PlaneState } from
 import { FileWatcher, watchedFilesOf } from './file-watcher.js';
 import { startInProcessPlane } from './in-process-plane.js';
 import { renewalOf, scheduleInternalRenewal } from './internal-certificates.js';
-import { Reloader, type ReloadResult } from './reloader.js';
+import { Reloader, type ReloadOutcome, type ReloadResult } from './reloader.js';
+import { FleetRegistry } from './fleet-registry.js';
+import { describeInstance, InstanceIdentity } from './instance-status.js';
+import type { InstanceRecord } from '../state/index.js';
 import { onStopSignals } from './stop-signals.js';
 import { apiKeyStore, denyListStore, StoreSync } from './store-sync.js';
 import type { DenyChange, KeyRevocation } from './store-changes.js';
@@ -67,6 +70,10 @@ class ControlPlane {
   #admin: AdminListener | null = null;
   #acme: AcmeManager | null = null;
   #stopRenewal: () => void = () => {};
+  readonly #identity = new InstanceIdentity();
+  #acceptedAt = new Date();
+  #lastReload: ReloadOutcome | null = null;
+  #fleet: FleetRegistry | null = null;
 
   constructor(
     private readonly source: ConfigSource,
@@ -98,10 +105,14 @@ class ControlPlane {
       const next = { config, text: (candidate as { text: string | null }).text, generation: this.#accepted.generation + 1 };
       await plane.apply(next);
       this.#accepted = next;
+      this.#acceptedAt = new Date();
       await this.#watcher.watch(watchedFilesOf(config));
       this.#acme?.apply(config);
     };
-    this.#reloader = new Reloader(source.description, load, apply, log, this.#metrics, () => this.#accepted.config);
+    this.#reloader = new Reloader(source.description, load, apply, log, this.#metrics, () => this.#accepted.config, (outcome) => {
+      this.#lastReload = outcome;
+      void this.#fleet?.beat();
+    });
   }
 
   /** "applied by 3 workers, " for a fleet; nothing when this process serves. */
@@ -119,6 +130,7 @@ class ControlPlane {
         denyList: (change) => this.#denyList.sync(change),
         apiKeys: (change) => this.#apiKeys.sync(change),
         flush: () => this.#flush(),
+        status: async () => ({ ok: true, message: `${this.#identity.id}: config generation ${this.#accepted.generation}`, status: this.#describe() }),
       },
       // before every control request: another attempt to save what commands could not
       async () => {
@@ -132,6 +144,17 @@ class ControlPlane {
     // once this instance owns the dataDir (the control socket): only then may it order certificates into it
     this.#acme = new AcmeManager({ state: this.#stateBackend(), board: new ChallengeBoard((set) => this.plane.setAcmeChallenges(set)), log: this.log, metrics: this.#metrics, issued: () => this.#reloader.reload('acme certificate issued') });
     this.#acme.apply(config);
+    if (this.cluster) {
+      this.#fleet = new FleetRegistry(this.cluster, () => this.#describe(), this.log);
+      await this.#fleet.start();
+    }
+  }
+
+  /** This instance as the fleet registry and `portcullis status` show it. */
+  #describe(): InstanceRecord {
+    const admin = this.#admin?.address;
+    const facts = { accepted: this.#accepted, acceptedAt: this.#acceptedAt, lastReload: this.#lastReload, listening: this.plane.listening, admin: admin ? formatHostPort(admin.address, admin.port) : null };
+    return describeInstance(this.#identity, facts);
   }
 
   /** Where values and locks are shared: the cluster's Redis, or this instance's dataDir. */
@@ -158,6 +181,7 @@ class ControlPlane {
     this.#watcher.close();
     this.#stopRenewal();
     this.#acme?.stop();
+    await this.#fleet?.stop();
     await Promise.all([this.plane.close(), this.#control?.close(), this.#admin?.close()]);
     await this.cluster?.close();
   }
@@ -169,6 +193,8 @@ class ControlPlane {
     this.#stopRenewal();
     this.#acme?.stop();
     await this.#reloader.stop();
+    // out of the fleet as soon as it stops taking connections
+    await this.#fleet?.stop();
     this.log.info(
       { event: 'stopping', signal, drainMs, ...(workers === null ? {} : { workers }) },
       `received ${signal}: ${workers === null ? 'finishing' : 'workers finish'} in-flight requests (at most ${drainMs} ms)`,

@@ -1,7 +1,7 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { PortcullisError } from '../errors.js';
-import { controlSocketFile } from '../state/index.js';
+import { controlSocketFile, type InstanceRecord } from '../state/index.js';
 import type { ReloadResult } from './reloader.js';
 import { parseDenyChange, parseKeyRevocation, type DenyChange, type KeyRevocation } from './store-changes.js';
 
@@ -22,7 +22,12 @@ export interface ControlHandlers {
   apiKeys(change: KeyRevocation | null): Promise<ReloadResult>;
   /** Writes every process's summaries under dataDir (client inventory, weak clients), for a report to read. */
   flush(): Promise<ReloadResult>;
+  /** Describes the instance (`portcullis status`): the record it keeps in the fleet registry. */
+  status(): Promise<ControlAnswer>;
 }
+
+/** An answer; `status` is there in the answer to a status request. */
+export type ControlAnswer = ReloadResult & { readonly status?: InstanceRecord };
 
 /**
  * What a client may send. `unpersisted` carries a tightening change a
@@ -30,13 +35,13 @@ export interface ControlHandlers {
  * the instance applies it and keeps trying to save it.
  */
 export type ControlRequest =
-  | { readonly command: 'reload' | 'flush' }
+  | { readonly command: 'reload' | 'flush' | 'status' }
   | { readonly command: 'deny-list'; readonly unpersisted?: DenyChange }
   | { readonly command: 'api-keys'; readonly unpersisted?: KeyRevocation };
 
-type Run = (handlers: ControlHandlers) => Promise<ReloadResult>;
+type Run = (handlers: ControlHandlers) => Promise<ControlAnswer>;
 
-const commandNames: readonly string[] = ['reload', 'deny-list', 'api-keys', 'flush'] satisfies ControlRequest['command'][];
+const commandNames: readonly string[] = ['reload', 'deny-list', 'api-keys', 'flush', 'status'] satisfies ControlRequest['command'][];
 
 /** The longest request line read; past it the socket hangs up. A deny entry with its longest note fits. */
 const maxRequestChars = 16_384;
@@ -55,6 +60,8 @@ function parseRequest(request: unknown): Run | string {
       return (h) => h.reload();
     case 'flush':
       return (h) => h.flush();
+    case 'status':
+      return (h) => h.status();
     case 'deny-list': {
       const change = raw === undefined ? null : parseDenyChange(raw);
       return typeof change === 'string' ? change : (h) => h.denyList(change);
@@ -67,7 +74,7 @@ function parseRequest(request: unknown): Run | string {
 }
 
 /** Asks the instance behind `path` something; rejects with PCL_CONTROL_UNREACHABLE when nobody answers. */
-export function sendControl(path: string, request: ControlRequest, timeoutMs = 60_000): Promise<ReloadResult> {
+export function sendControl(path: string, request: ControlRequest, timeoutMs = 60_000): Promise<ControlAnswer> {
   return new Promise((resolve, reject) => {
     const socket = connect(path);
     let text = '';
@@ -76,7 +83,7 @@ export function sendControl(path: string, request: ControlRequest, timeoutMs = 6
     socket.on('data', (d: Buffer) => (text += d.toString()));
     socket.on('end', () => {
       try {
-        resolve(JSON.parse(text) as ReloadResult);
+        resolve(JSON.parse(text) as ControlAnswer);
       } catch {
         reject(new PortcullisError('PCL_CONTROL_UNREACHABLE', `${path} answered something that is not a Portcullis control answer`));
       }
@@ -121,7 +128,7 @@ export async function openControlSocket(dataDir: string, handlers: ControlHandle
     let text = '';
     socket.setTimeout(10_000, () => socket.destroy());
     socket.on('error', () => {});
-    const answer = (result: ReloadResult) => socket.end(`${JSON.stringify(result)}\n`);
+    const answer = (result: ControlAnswer) => socket.end(`${JSON.stringify(result)}\n`);
     const onData = (d: Buffer) => {
       text += d.toString();
       const end = text.indexOf('\n');

@@ -1,5 +1,5 @@
 export { fileSource, quickstartSource, type ConfigSource, type FileSource } from './config-source.js';
-export { sendControl, type ControlRequest } from './control-socket.js';
+export { sendControl, type ControlRequest, type ControlAnswer } from './control-socket.js';
 export { unsavedRetryMs } from './store-sync.js';
 export { runControlPlane } from './control-plane.js';
 export { runWorker } from './worker.js';

@@ -12,6 +12,13 @@ export type ReloadResult =
   | { readonly ok: true; readonly message: string; readonly unsaved?: number }
   | { readonly ok: false; readonly code: string; readonly message: string };
 
+/** A reload that ended: its result, what asked for it, and when (for the fleet registry). */
+export interface ReloadOutcome {
+  readonly result: ReloadResult;
+  readonly trigger: ReloadTrigger;
+  readonly at: Date;
+}
+
 /**
  * Runs reloads one at a time, whatever triggered them (signal, control
  * socket). A config that fails validation, or that cannot be applied, is
@@ -32,6 +39,8 @@ export class Reloader {
     private readonly metrics: SupervisorMetrics,
     /** The config served before a reload: what its certificates are compared with. */
     private readonly served: () => Config,
+    /** Told of every reload once it ended, applied or refused. */
+    private readonly ended: (outcome: ReloadOutcome) => void = () => {},
   ) {}
 
   reload(trigger: ReloadTrigger): Promise<ReloadResult> {
@@ -50,6 +59,7 @@ export class Reloader {
     const result = await this.#attempt(trigger);
     this.metrics.reloads.inc({ trigger: triggerLabel[trigger], result: result.ok ? 'applied' : 'refused', code: result.ok ? '' : result.code });
     this.metrics.lastReloadSuccessful.set(result.ok ? 1 : 0);
+    this.ended({ result, trigger, at: new Date() });
     return result;
   }
 

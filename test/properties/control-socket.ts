@@ -19,7 +19,7 @@ import { propertyCase, within, type PropertySuite } from './harness.js';
  * length limit are the protocol's to change.
  */
 
-const commands = { reload: 'reload', 'deny-list': 'denyList', 'api-keys': 'apiKeys', flush: 'flush' } as const;
+const commands = { reload: 'reload', 'deny-list': 'denyList', 'api-keys': 'apiKeys', flush: 'flush', status: 'status' } as const;
 type Command = keyof typeof commands;
 type Handler = (typeof commands)[Command];
 
@@ -248,6 +248,7 @@ function recordingHandlers(calls: Call[]): ControlHandlers {
     },
     apiKeys: async (change) => (record('apiKeys', change), handlerAnswer('apiKeys')),
     flush: async () => (record('flush'), handlerAnswer('flush')),
+    status: async () => (record('status'), handlerAnswer('status')),
   };
 }
 

@@ -40,6 +40,7 @@ describe('the control socket', () => {
         return { ok: true, message: 'keys' };
       },
       flush: async () => ({ ok: true, message: 'flushed' }),
+      status: async () => ({ ok: true, message: 'status' }),
     }, async () => void retries++);
   });
   after(async () => {
@@ -58,7 +59,7 @@ describe('the control socket', () => {
       const answer = JSON.parse(await raw(path, `${request}\n`)) as { ok: boolean; code: string; message: string };
       assert.equal(answer.ok, false, request);
       assert.equal(answer.code, 'PCL_CLI_USAGE', request);
-      assert.match(answer.message, /^unknown command; send \{"command": one of reload, deny-list, api-keys, flush\}$/, request);
+      assert.match(answer.message, /^unknown command; send \{"command": one of reload, deny-list, api-keys, flush, status\}$/, request);
     }
     assert.equal((JSON.parse(await raw(path, 'not json\n')) as { message: string }).message, 'not a JSON request');
     assert.equal((await sendControl(path, { command: 'reload' })).ok, true);
