@@ -92,6 +92,11 @@ export class HttpsListener {
   }
 
   #accept(socket: Socket): void {
+    // reset before it was accepted (a balancer's health check closes with RST): no peer, nothing to serve or report
+    if (socket.remoteAddress === undefined) {
+      socket.destroy();
+      return;
+    }
     if (this.#balancers !== null && fromBalancer(this.#balancers, socket.remoteAddress ?? '')) {
       // the balancer's own address is not the client's: the lists and blocks are checked once the header names the client
       this.#track(socket);

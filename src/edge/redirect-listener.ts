@@ -80,6 +80,11 @@ export class RedirectListener {
   #accept(socket: Socket): void {
     const balancers = this.#opts.config().listen.proxyProtocol;
     if (balancers === null) return this.#handOver(socket);
+    // reset before it was accepted (a balancer's health check closes with RST): no peer, nothing to read or report
+    if (socket.remoteAddress === undefined) {
+      socket.destroy();
+      return;
+    }
     const trusted = fromBalancer(balancers, socket.remoteAddress ?? '');
     this.#reading.add(socket);
     new ProxyHeaderRead(socket, trusted, headersTimeoutMs, (read) => this.#afterHeader(socket, read));
