@@ -7,7 +7,7 @@ import { ClientVerdicts, handleRequest, handleUpgrade, refuseUnparsable, Upstrea
 import { inventoryFile, LeasedRateBuckets, memoryRateBuckets, weakClientsFile } from '../state/index.js';
 import { ClientInventory, ConnectionEvents, ProbeGuard, WeakClients } from '../telemetry/index.js';
 import { AlpnChallengeServers, classifyHandshakeFailure, ExpiryMonitor, helloRouter, OcspStapler, SiteServers, TicketKeyRing, type TlsHandlers } from '../tls/index.js';
-import { RevocationChecker } from '../trust/index.js';
+import { RevocationChecker, SharedIntermediates } from '../trust/index.js';
 import type { StartOptions } from './portcullis.js';
 
 /** Something of an instance that follows the config: applied after every reload, stopped once. */
@@ -66,13 +66,15 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
   const probes = new ProbeGuard(config, metrics, bus, log);
   const ownKeys: Component[] = options.tickets ? [] : [ownTickets(tickets)];
   const revocationPolicies: Component = { apply: (c) => revocation.configure(clientPolicies(c)), stop: () => revocation.stop() };
+  // with state.backend: redis, the client intermediates every instance saw, so a session resumed from another instance's ticket can be checked
+  const shared: Component[] = options.cluster ? [new SharedIntermediates(options.cluster, log)] : [];
   // before the site servers exist: their handshakes use what these hold
-  for (const c of [...ownKeys, stapler, expiry, inventory, revocationPolicies]) c.apply(config);
+  for (const c of [...ownKeys, stapler, expiry, inventory, revocationPolicies, ...shared]) c.apply(config);
   const holder = { state: stateFor(config) };
   const servers = new SiteServers(config, tickets, siteHandlers(() => holder.state, stapler, verdicts, events, metrics));
   const challenges = new AcmeChallenges(config);
   if (options.acmeChallenges) challenges.set(options.acmeChallenges);
-  const components: Component[] = [...ownKeys, servers, stapler, expiry, probes, inventory, revocationPolicies];
+  const components: Component[] = [...ownKeys, servers, stapler, expiry, probes, inventory, revocationPolicies, ...shared];
   return Object.assign(holder, {
     metrics, bus, events, stateFor, revocation, verdicts, servers, apiKeys, inventory, weakClients, components,
     listenerOptions: { route: helloRouter(servers, challenges.alpn), events, guard: probes },

@@ -7,6 +7,7 @@ import { PortcullisError } from '../errors.js';
 import { SupervisorMetrics, type Logger } from '../observe/index.js';
 import { memoryState, redisState, type RedisLink, type StateBackend } from '../state/index.js';
 import { openCluster } from './cluster-link.js';
+import { ClusterTicketKeys, type TicketKeyRing } from '../tls/index.js';
 import { readDenyList, type DenyEntry } from '../trust/index.js';
 import type { ConfigSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
@@ -23,9 +24,12 @@ import { apiKeyStore, denyListStore, StoreSync } from './store-sync.js';
 import type { DenyChange, KeyRevocation } from './store-changes.js';
 import { startWorkerFleet } from './worker-fleet.js';
 
-/** The data plane a config asks for: this process (workers: 1, sharing the control plane's Redis connection) or a fleet of workers (each with its own). */
-function startDataPlane(initial: ConfigGeneration, state: PlaneState, cluster: RedisLink | null, log: Logger): Promise<DataPlane> {
-  return initial.config.workers > 1 ? startWorkerFleet(initial, state, log) : startInProcessPlane(initial, state, log, { cluster });
+/**
+ * The data plane a config asks for: this process (workers: 1, sharing the control plane's Redis connection) or a fleet of workers (each with its own).
+ * `tickets`: the cluster's session-ticket keys (state.backend: redis), kept by the control plane for either kind; null: the plane rotates its own.
+ */
+function startDataPlane(initial: ConfigGeneration, state: PlaneState, cluster: RedisLink | null, tickets: TicketKeyRing | null, log: Logger): Promise<DataPlane> {
+  return initial.config.workers > 1 ? startWorkerFleet(initial, state, log, tickets) : startInProcessPlane(initial, state, log, { cluster, ...(tickets ? { tickets } : {}) });
 }
 
 /**
@@ -41,14 +45,18 @@ export async function runControlPlane(source: ConfigSource, initial: { config: C
   const { dataDir } = initial.config;
   const state: PlaneState = { denyList: readDenyList(dataDir), apiKeys: readApiKeys(dataDir), challenges: noChallenges };
   const cluster = await openCluster(initial.config, log);
+  let tickets: ClusterTicketKeys | null = null;
   let plane: DataPlane;
   try {
-    plane = await startDataPlane({ ...initial, generation: 1 }, state, cluster, log);
+    // the cluster's keys before the first handshake
+    tickets = cluster && (await ClusterTicketKeys.open(cluster, initial.config.tls.ticketKeyRotationMs, log));
+    plane = await startDataPlane({ ...initial, generation: 1 }, state, cluster, tickets?.ring ?? null, log);
   } catch (err) {
+    tickets?.stop();
     await cluster?.close();
     throw err;
   }
-  const control = new ControlPlane(source, { ...initial, generation: 1 }, plane, state, cluster, log);
+  const control = new ControlPlane(source, { ...initial, generation: 1 }, plane, state, cluster, tickets, log);
   try {
     await control.open();
   } catch (err) {
@@ -81,6 +89,7 @@ class ControlPlane {
     private readonly plane: DataPlane,
     state: PlaneState,
     private readonly cluster: RedisLink | null,
+    private readonly tickets: ClusterTicketKeys | null,
     private readonly log: Logger,
   ) {
     this.#accepted = accepted;
@@ -108,6 +117,7 @@ class ControlPlane {
       this.#acceptedAt = new Date();
       await this.#watcher.watch(watchedFilesOf(config));
       this.#acme?.apply(config);
+      this.tickets?.apply(config);
     };
     this.#reloader = new Reloader(source.description, load, apply, log, this.#metrics, () => this.#accepted.config, (outcome) => {
       this.#lastReload = outcome;
@@ -183,6 +193,7 @@ class ControlPlane {
     this.#acme?.stop();
     await this.#fleet?.stop();
     await Promise.all([this.plane.close(), this.#control?.close(), this.#admin?.close()]);
+    this.tickets?.stop();
     await this.cluster?.close();
   }
 
@@ -200,6 +211,7 @@ class ControlPlane {
       `received ${signal}: ${workers === null ? 'finishing' : 'workers finish'} in-flight requests (at most ${drainMs} ms)`,
     );
     await Promise.all([this.plane.drain(drainMs), this.#control?.close(), this.#admin?.close(), this.#denyList.stop(), this.#apiKeys.stop()]);
+    this.tickets?.stop();
     await this.cluster?.close();
     this.log.info({ event: 'stopped' }, 'stopped');
   }
@@ -215,7 +227,8 @@ class ControlPlane {
 
   /** The instance's metrics: the control plane's own plus every serving process's, counters summed. */
   async #scrape(): Promise<string> {
-    return AggregatorRegistry.aggregate([await this.#metrics.registry.getMetricsAsJSON(), ...(await this.plane.metrics())]).metrics();
+    const tickets = this.tickets ? [await this.tickets.registry.getMetricsAsJSON()] : [];
+    return AggregatorRegistry.aggregate([await this.#metrics.registry.getMetricsAsJSON(), ...tickets, ...(await this.plane.metrics())]).metrics();
   }
 }
 

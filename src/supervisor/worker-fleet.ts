@@ -36,8 +36,8 @@ type Outcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: fals
  * repeat; a worker that cannot apply a reload is replaced, so all converge
  * on one config. Resolves once every worker serves.
  */
-export async function startWorkerFleet(initial: ConfigGeneration, state: PlaneState, log: Logger): Promise<DataPlane> {
-  const fleet = new WorkerFleet(initial, state, log);
+export async function startWorkerFleet(initial: ConfigGeneration, state: PlaneState, log: Logger, tickets: TicketKeyRing | null = null): Promise<DataPlane> {
+  const fleet = new WorkerFleet(initial, state, log, tickets);
   let ready: { port: number; httpPort: number | null };
   try {
     [ready] = (await Promise.all(Array.from({ length: initial.config.workers }, () => fleet.fork()))) as [typeof ready];
@@ -52,7 +52,9 @@ export async function startWorkerFleet(initial: ConfigGeneration, state: PlaneSt
 
 class WorkerFleet {
   readonly #members = new Map<Worker, Member>();
-  readonly #tickets = new TicketKeyRing();
+  /** The keys every worker gets: rotated here, or the cluster's (`state.backend: redis`), which the caller keeps current. */
+  readonly #tickets: TicketKeyRing;
+  readonly #ownsTickets: boolean;
   readonly #crashes: number[] = [];
   #accepted: ConfigGeneration & { readonly text: string };
   #state: PlaneState;
@@ -63,11 +65,14 @@ class WorkerFleet {
     initial: ConfigGeneration,
     state: PlaneState,
     private readonly log: Logger,
+    tickets: TicketKeyRing | null,
   ) {
     if (initial.text === null) throw new PortcullisError('PCL_WORKER_FAILED', 'workers need a config file: they are handed its text');
     this.#accepted = initial as ConfigGeneration & { readonly text: string };
     this.#state = state;
-    this.#tickets.start(initial.config.tls.ticketKeyRotationMs);
+    this.#tickets = tickets ?? new TicketKeyRing();
+    this.#ownsTickets = tickets === null;
+    if (this.#ownsTickets) this.#tickets.start(initial.config.tls.ticketKeyRotationMs);
     this.#tickets.onRotate = () => {
       const keys = this.#tickets.export().toString('base64');
       for (const w of this.#members.keys()) this.#send(w, { type: 'tickets', keys });
@@ -168,7 +173,7 @@ class WorkerFleet {
       throw new PortcullisError('PCL_RELOAD_FAILED', failed.map((f) => `worker ${f.member.worker.id}: ${(f.outcome as { message: string }).message}`).join('; '));
     }
     const before = this.#accepted.config;
-    if (next.config.tls.ticketKeyRotationMs !== before.tls.ticketKeyRotationMs) this.#tickets.start(next.config.tls.ticketKeyRotationMs);
+    if (this.#ownsTickets && next.config.tls.ticketKeyRotationMs !== before.tls.ticketKeyRotationMs) this.#tickets.start(next.config.tls.ticketKeyRotationMs);
     if (next.config.workers !== before.workers) this.log.warn({ event: 'workers_unchanged', running: this.#members.size, configured: next.config.workers }, 'a new worker count applies at the next start');
     this.#accepted = generation;
     for (const f of failed) {

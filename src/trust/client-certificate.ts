@@ -3,6 +3,7 @@ import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Reason } from '../errors.js';
 import { identityHeaderValue } from './identity-header.js';
 import { identityOf, type ClientIdentity } from './identity.js';
+import { issuerAmong, knownIntermediates } from './known-intermediates.js';
 
 /** Why a presented client certificate is refused: reason codes of the catalog (errors.ts). */
 export type ClientCertReason = Extract<Reason, 'unknown_ca' | 'expired' | 'not_yet_valid' | 'bad_signature' | 'wrong_key_usage' | 'chain_too_long' | 'revoked' | 'revocation_unavailable' | 'bad_certificate'>;
@@ -69,27 +70,6 @@ function forgedUnder(leaf: X509Certificate, cas: readonly X509Certificate[]): bo
 }
 
 type Linked = PeerCertificate & { issuerCertificate?: Linked };
-
-/**
- * CA certificates clients sent in verified chains, so that the chain of a
- * resumed session (OpenSSL keeps only the leaf) can be rebuilt for the
- * revocation check. Only used through signature checks up to a configured
- * root, so nothing placed here can create trust. Bounded: few intermediates
- * exist, the oldest go first.
- */
-const knownIntermediates = new Map<string, X509Certificate>();
-const maxIntermediates = 1_000;
-
-function rememberIntermediate(cert: X509Certificate): void {
-  if (knownIntermediates.has(cert.fingerprint256)) return;
-  knownIntermediates.set(cert.fingerprint256, cert);
-  if (knownIntermediates.size > maxIntermediates) knownIntermediates.delete(knownIntermediates.keys().next().value as string);
-}
-
-function issuerAmong(cert: X509Certificate, candidates: Iterable<X509Certificate>): X509Certificate | undefined {
-  for (const c of candidates) if (c.subject === cert.issuer && cert.verify(c.publicKey)) return c;
-  return undefined;
-}
 
 /**
  * The chain from the leaf up to a configured root, checked link by link:
@@ -210,7 +190,7 @@ function judge(socket: TLSSocket, policy: ClientCertPolicy): ClientCertificate {
     rememberChainFailure(chainKey, reading.chainFailure);
     return { status: 'invalid', ...reading.chainFailure, identity };
   }
-  for (const ca of (reading.chain as X509Certificate[]).slice(1, -1)) if (!policy.caCerts.some((c) => c.fingerprint256 === ca.fingerprint256)) rememberIntermediate(ca);
+  for (const ca of (reading.chain as X509Certificate[]).slice(1, -1)) if (!policy.caCerts.some((c) => c.fingerprint256 === ca.fingerprint256)) knownIntermediates.remember(ca);
   return reading.valid as ClientCertificate;
 }
 

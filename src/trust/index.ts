@@ -1,4 +1,5 @@
 export { clientCertReasonOf, verifyClientCertificate, type ClientCertificate, type ClientCertReason } from './client-certificate.js';
+export { SharedIntermediates, type ClientCaSource } from './shared-intermediates.js';
 export { identityOf, fingerprintOf, parseSubjectAltName, rfc4514, type ClientIdentity } from './identity.js';
 export { compileAllowList, hasAmbiguousEncoding, normaliseFingerprint, parseSubjectPattern, type AllowList, type RawAllowList } from './allow-list.js';
 export { identityHeaderValue, quoteValue } from './identity-header.js';
