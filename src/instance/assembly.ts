@@ -4,7 +4,7 @@ import type { Config } from '../config/index.js';
 import type { HttpsListenerOptions } from '../edge/index.js';
 import { EventBus, Metrics, type Logger } from '../observe/index.js';
 import { ClientVerdicts, handleRequest, handleUpgrade, refuseUnparsable, UpstreamSet, type ProxyState } from '../proxy/index.js';
-import { inventoryFile, memoryRateBuckets, weakClientsFile } from '../state/index.js';
+import { inventoryFile, localAnswers, memoryRateBuckets, sharedAnswers, weakClientsFile } from '../state/index.js';
 import { ClientInventory, ConnectionEvents, ProbeGuard, WeakClients } from '../telemetry/index.js';
 import { AlpnChallengeServers, classifyHandshakeFailure, ExpiryMonitor, helloRouter, OcspStapler, SiteServers, TicketKeyRing, type TlsHandlers } from '../tls/index.js';
 import { RevocationChecker } from '../trust/index.js';
@@ -52,14 +52,16 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
   const rateBuckets = memoryRateBuckets();
   const accessLog = options.accessLog ?? null;
   const stateFor = (c: Config): ProxyState => ({ config: c, upstreams: new UpstreamSet(c), log, draining: false, accessLog, metrics, events, apiKeys, rateBuckets });
-  const revocation = new RevocationChecker(log, metrics);
+  // in a cluster, CRLs, OCSP answers and staples are fetched once and shared, each verified by every instance
+  const answers = options.cluster ? sharedAnswers(options.cluster, log, metrics) : localAnswers;
+  const revocation = new RevocationChecker(log, metrics, answers);
   revocation.setDenyList(options.denyList ?? []);
   const processName = options.processName ?? 'main';
   const inventory = new ClientInventory(inventoryFile(config.dataDir, processName), log);
   const verdicts = new ClientVerdicts(revocation, inventory, log, metrics, events);
   const weakClients = new WeakClients(weakClientsFile(config.dataDir, processName), bus, log);
   // stapling is automatic: every served certificate that names an OCSP responder gets its response stapled
-  const stapler = new OcspStapler({ log, metrics });
+  const stapler = new OcspStapler({ log, metrics, answers });
   const expiry = new ExpiryMonitor(log, metrics);
   const probes = new ProbeGuard(config, metrics, bus, log);
   const ownKeys: Component[] = options.tickets ? [] : [ownTickets(tickets)];
