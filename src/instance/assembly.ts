@@ -5,7 +5,7 @@ import type { HttpsListenerOptions } from '../edge/index.js';
 import { EventBus, Metrics, type Logger } from '../observe/index.js';
 import { ClientVerdicts, handleRequest, handleUpgrade, refuseUnparsable, UpstreamSet, type ProxyState } from '../proxy/index.js';
 import { inventoryFile, localAnswers, memoryRateBuckets, sharedAnswers, weakClientsFile } from '../state/index.js';
-import { ClientInventory, ConnectionEvents, ProbeGuard, WeakClients } from '../telemetry/index.js';
+import { ClientInventory, ConnectionEvents, ProbeGuard, shareSummaries, summaryOwner, WeakClients } from '../telemetry/index.js';
 import { AlpnChallengeServers, classifyHandshakeFailure, ExpiryMonitor, helloRouter, OcspStapler, SiteServers, TicketKeyRing, type TlsHandlers } from '../tls/index.js';
 import { RevocationChecker } from '../trust/index.js';
 import type { StartOptions } from './portcullis.js';
@@ -60,6 +60,7 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
   const inventory = new ClientInventory(inventoryFile(config.dataDir, processName), log);
   const verdicts = new ClientVerdicts(revocation, inventory, log, metrics, events);
   const weakClients = new WeakClients(weakClientsFile(config.dataDir, processName), bus, log);
+  const unshareSummaries = shareSummaries(options.cluster ?? null, { inventory, weakClients }, summaryOwner(config.dataDir, processName), log);
   // stapling is automatic: every served certificate that names an OCSP responder gets its response stapled
   const stapler = new OcspStapler({ log, metrics, answers });
   const expiry = new ExpiryMonitor(log, metrics);
@@ -80,6 +81,7 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
     setAcmeChallenges: (set: AcmeChallengeSet) => challenges.set(set),
     stop: async () => {
       challenges.alpn.close();
+      unshareSummaries();
       await Promise.all([...components.map((c) => c.stop()), holder.state.upstreams.destroy(), weakClients.stop()]);
     },
   });
