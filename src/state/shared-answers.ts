@@ -57,6 +57,9 @@ const pollMs = 100;
 
 const releaseScript = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 
+/** What a look at the shared copy found: an answer to use, or the `at` of the copy not taken (null: there was none). */
+type Look<T> = { readonly use: Obtained<T> } | { readonly seen: string | null };
+
 const codeOf = (err: unknown): string => {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : 'error';
@@ -90,48 +93,54 @@ class RedisAnswers implements AnswerSharing {
     if (!this.link.up) return this.#fetch(request, null, 'direct');
     const hash = createHash('sha256').update(request.subject).digest('hex');
     const key = this.link.key('answer', request.kind, hash);
-    const shared = await this.#take(request, key);
-    if (shared) return shared;
+    const first = await this.#look(request, key, null);
+    if ('use' in first) return first.use;
     const lock = this.link.key('answer-lock', request.kind, hash);
     const token = randomBytes(16).toString('hex');
     const held = await this.link.redis.set(lock, token, 'PX', lockTtlMs, 'NX').catch(() => null);
     if (held === 'OK') {
       try {
-        return await this.#fetch(request, key, 'fetched');
+        // the previous holder may have stored it between the first look and the lock
+        const again = await this.#look(request, key, first.seen);
+        return 'use' in again ? again.use : await this.#fetch(request, key, 'fetched');
       } finally {
         await this.link.redis.eval(releaseScript, 1, lock, token).catch(() => {}); // expires by itself otherwise
       }
     }
     // another instance fetches it now: its copy is awaited, then taken like any other
     if (await this.#waitForRelease(lock)) {
-      const after = await this.#take(request, key);
-      if (after) return after;
+      const after = await this.#look(request, key, first.seen);
+      if ('use' in after) return after.use;
     }
     return this.#fetch(request, key, 'fetched');
   }
 
-  /** The shared copy, verified; null when there is none, it is not newer than wanted, Redis fails, or it does not verify (logged). */
-  async #take<T>(request: AnswerRequest<T>, key: string): Promise<Obtained<T> | null> {
-    let copy: { der?: Buffer; at?: Buffer } | null;
+  /**
+   * The shared copy, verified, to use; otherwise what was seen: no copy, one
+   * stored too early, one that does not verify (logged), or Redis failing. A
+   * copy stored at `seen` was looked at already: it is not verified (and logged) twice.
+   */
+  async #look<T>(request: AnswerRequest<T>, key: string, seen: string | null): Promise<Look<T>> {
+    let copy: { der?: Buffer; at?: Buffer };
     try {
       copy = (await this.link.redis.hgetallBuffer(key)) as { der?: Buffer; at?: Buffer };
     } catch {
-      return null; // Redis lost: fetched as without a cluster
+      return { seen: null }; // Redis lost: fetched as without a cluster
     }
-    if (!copy?.der) return null;
-    const at = Number(copy.at?.toString() ?? 'NaN');
-    if (request.storedAfter > 0 && !(at > request.storedAfter)) return null;
+    if (!copy.der) return { seen: null };
+    const at = copy.at?.toString() ?? '';
+    if (at === seen || (request.storedAfter > 0 && !(Number(at) > request.storedAfter))) return { seen: at };
     try {
       const answer = await request.verify(copy.der);
       this.metrics.sharedAnswers.inc({ kind: request.kind, result: 'shared' });
-      return { answer, from: 'shared' };
+      return { use: { answer, from: 'shared' } };
     } catch (err) {
       this.metrics.sharedAnswers.inc({ kind: request.kind, result: 'rejected' });
       this.log.warn(
         { event: 'shared_answer_rejected', kind: request.kind, source: request.source, key, reason: codeOf(err), detail: (err as Error).message },
         `the cluster's copy of the ${request.kind} answer from ${request.source} does not verify here and is not used (${(err as Error).message}); fetching it`,
       );
-      return null;
+      return { seen: at };
     }
   }
 
