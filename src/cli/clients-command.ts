@@ -1,4 +1,5 @@
 import { readInventory } from '../telemetry/index.js';
+import { otherInstancesSummaries } from './cluster-summaries.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
 import { durationFlag, flushRunningInstance } from './instance-io.js';
@@ -14,16 +15,18 @@ export interface ClientsOptions {
 
 /**
  * `portcullis clients`: the client certificates that authenticated (from the
- * inventories every process keeps under dataDir), soonest expiry first — the
+ * inventories every process keeps under dataDir and, with `state.backend:
+ * redis`, those of every instance of the cluster), soonest expiry first — the
  * list to send partners before their certificates lapse.
  */
 export async function runClients(opts: ClientsOptions): Promise<void> {
-  const dataDir = dataDirOf(configFileFor(opts.config));
+  const file = configFileFor(opts.config);
+  const dataDir = dataDirOf(file);
   const expiring = durationFlag('--expiring', opts.expiring);
   const since = durationFlag('--since', opts.since);
   await flushRunningInstance(dataDir);
   const now = Date.now();
-  const entries = readInventory(dataDir)
+  const entries = readInventory(dataDir, await otherInstancesSummaries(file, dataDir, 'inventory'))
     .filter((e) => since === null || now - new Date(e.lastSeen).getTime() <= since)
     .filter((e) => expiring === null || (e.notAfter !== null && new Date(e.notAfter).getTime() - now <= expiring))
     .sort((a, b) => (a.notAfter ?? '9999').localeCompare(b.notAfter ?? '9999'));

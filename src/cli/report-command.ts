@@ -1,5 +1,6 @@
 import { PortcullisError } from '../errors.js';
 import { readWeakClients, type WeakClientEntry } from '../telemetry/index.js';
+import { otherInstancesSummaries } from './cluster-summaries.js';
 import { dataDirOf } from './data-dir.js';
 import { configFileFor } from './start-command.js';
 import { durationFlag, flushRunningInstance } from './instance-io.js';
@@ -38,16 +39,18 @@ function table(rows: string[][]): string {
  * `portcullis report weak-clients`: the sources, JA4 fingerprints and server
  * names that tried TLS below 1.2, offered no acceptable suite, or offered no
  * TLS 1.3 — the list an operator needs before raising the minimum version —
- * from the summaries every process keeps under dataDir.
+ * from the summaries every process keeps under dataDir and, with
+ * `state.backend: redis`, those of every instance of the cluster.
  */
 export async function runReport(kind: string, opts: ReportOptions): Promise<void> {
   if (kind !== 'weak-clients') throw new PortcullisError('PCL_CLI_USAGE', `there is no report "${kind}"; use: portcullis report weak-clients [--since 7d]`);
-  const dataDir = dataDirOf(configFileFor(opts.config));
+  const file = configFileFor(opts.config);
+  const dataDir = dataDirOf(file);
   const since = durationFlag('--since', opts.since);
   await flushRunningInstance(dataDir);
   const now = Date.now();
   const order = (w: WeakClientEntry['weakness']) => weaknesses.findIndex((x) => x.name === w);
-  const entries = readWeakClients(dataDir)
+  const entries = readWeakClients(dataDir, await otherInstancesSummaries(file, dataDir, 'weak-clients'))
     .filter((e) => since === null || now - new Date(e.lastSeen).getTime() <= since)
     .sort((a, b) => order(a.weakness) - order(b.weakness) || b.count - a.count || b.lastSeen.localeCompare(a.lastSeen));
   if (opts.json) {

@@ -4,8 +4,8 @@ import type { Config } from '../config/index.js';
 import type { HttpsListenerOptions } from '../edge/index.js';
 import { EventBus, Metrics, type Logger } from '../observe/index.js';
 import { ClientVerdicts, handleRequest, handleUpgrade, refuseUnparsable, UpstreamSet, type ProxyState } from '../proxy/index.js';
-import { inventoryFile, LeasedRateBuckets, memoryRateBuckets, weakClientsFile } from '../state/index.js';
-import { ClientInventory, ConnectionEvents, ProbeGuard, WeakClients } from '../telemetry/index.js';
+import { inventoryFile, LeasedRateBuckets, localAnswers, memoryRateBuckets, sharedAnswers, weakClientsFile } from '../state/index.js';
+import { ClientInventory, ConnectionEvents, ProbeGuard, shareSummaries, summaryOwner, WeakClients } from '../telemetry/index.js';
 import { AlpnChallengeServers, classifyHandshakeFailure, ExpiryMonitor, helloRouter, OcspStapler, SiteServers, TicketKeyRing, type TlsHandlers } from '../tls/index.js';
 import { RevocationChecker, SharedIntermediates } from '../trust/index.js';
 import type { StartOptions } from './portcullis.js';
@@ -54,14 +54,17 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
   const rateBuckets = leasedRates ?? memoryRateBuckets();
   const accessLog = options.accessLog ?? null;
   const stateFor = (c: Config): ProxyState => ({ config: c, upstreams: new UpstreamSet(c), log, draining: false, accessLog, metrics, events, apiKeys, rateBuckets });
-  const revocation = new RevocationChecker(log, metrics);
+  // in a cluster, CRLs, OCSP answers and staples are fetched once and shared, each verified by every instance
+  const answers = options.cluster ? sharedAnswers(options.cluster, log, metrics) : localAnswers;
+  const revocation = new RevocationChecker(log, metrics, answers);
   revocation.setDenyList(options.denyList ?? []);
   const processName = options.processName ?? 'main';
   const inventory = new ClientInventory(inventoryFile(config.dataDir, processName), log);
   const verdicts = new ClientVerdicts(revocation, inventory, log, metrics, events);
   const weakClients = new WeakClients(weakClientsFile(config.dataDir, processName), bus, log);
+  const unshareSummaries = shareSummaries(options.cluster ?? null, { inventory, weakClients }, summaryOwner(config.dataDir, processName), log);
   // stapling is automatic: every served certificate that names an OCSP responder gets its response stapled
-  const stapler = new OcspStapler({ log, metrics });
+  const stapler = new OcspStapler({ log, metrics, answers });
   const expiry = new ExpiryMonitor(log, metrics);
   const probes = new ProbeGuard(config, metrics, bus, log);
   const ownKeys: Component[] = options.tickets ? [] : [ownTickets(tickets)];
@@ -83,6 +86,7 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
     stop: async () => {
       challenges.alpn.close();
       leasedRates?.stop();
+      unshareSummaries();
       await Promise.all([...components.map((c) => c.stop()), holder.state.upstreams.destroy(), weakClients.stop()]);
     },
   });

@@ -103,6 +103,14 @@ export class Metrics {
     this.ocspLatency.observe({ purpose }, seconds);
   }
 
+  /** With state.backend: redis, where each CRL, OCSP answer and staple came from (docs/cluster.md). */
+  readonly sharedAnswers = new Counter<'kind' | 'result'>({
+    name: 'portcullis_shared_answers_total',
+    help: 'CRLs (crl), client OCSP answers (ocsp) and staples (staple) obtained in cluster mode, by result: shared (the cluster\'s copy, verified here), fetched (from the origin, then shared), rejected (a cluster copy that failed verification), direct (fetched without sharing: Redis unavailable)',
+    labelNames: ['kind', 'result'],
+    registers: [this.registry],
+  });
+
   // --- OCSP stapling of our server certificates ---
   // `certificate` labels are the first 16 hex digits of a served leaf's SHA-256 fingerprint: one per configured certificate, bounded.
 

@@ -23,6 +23,7 @@ export {
 export { memoryState, type StateBackend, type LockLease } from './state-backend.js';
 export { RedisLink, type RedisSettings, type LinkListener } from './redis-link.js';
 export { redisState } from './redis-state.js';
+export { localAnswers, sharedAnswers, type AnswerRequest, type AnswerSharing, type Obtained, type SharedAnswerKind } from './shared-answers.js';
 export { readStoreList } from './json-store.js';
 export { memoryRateBuckets, type RateBuckets, type RateDecision } from './rate-buckets.js';
 export { LeasedRateBuckets, leaseSizeOf, leaseTtlMs } from './leased-rate-buckets.js';

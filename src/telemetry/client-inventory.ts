@@ -2,7 +2,7 @@ import type { Config } from '../config/index.js';
 import { inventoryFolder } from '../state/index.js';
 import type { ClientIdentity } from '../trust/index.js';
 import type { Logger } from '../observe/index.js';
-import { readSummaries, SummaryFile, type EntryShape } from './summary-file.js';
+import { readSummaries, SummaryFile, type EntryShape, type SummaryMirror } from './summary-file.js';
 
 /** One client certificate that authenticated, as the inventory keeps it. */
 export interface InventoryEntry {
@@ -37,16 +37,17 @@ const keyOf = (e: InventoryEntry) => e.fingerprint;
 
 /**
  * Every inventory under dataDir merged (one file per process: the single
- * instance, or each worker): per certificate the earliest first sighting, the
+ * instance, or each worker), with `others` (the texts of other instances'
+ * inventories, from the cluster): per certificate the earliest first sighting, the
  * latest last one, and the sum of the counts.
  */
-export function readInventory(dataDir: string): InventoryEntry[] {
+export function readInventory(dataDir: string, others: readonly string[] = []): InventoryEntry[] {
   return readSummaries(inventoryFolder(dataDir), shape, keyOf, (known, e) => {
     if (e.firstSeen < known.firstSeen) known.firstSeen = e.firstSeen;
     if (e.lastSeen > known.lastSeen) known.lastSeen = e.lastSeen;
     known.count += e.count;
     known.sites = [...new Set([...known.sites, ...e.sites])];
-  });
+  }, others);
 }
 
 /**
@@ -100,6 +101,15 @@ export class ClientInventory {
   /** Writes the inventory if it changed. Never rejects (a failure is logged). */
   flush(): Promise<void> {
     return this.#summary.flush();
+  }
+
+  /** Copies the summary to `mirror` (the cluster's Redis) at every flush after a change; `again` when that copy may be lost. */
+  mirrorTo(mirror: SummaryMirror): void {
+    this.#summary.mirrorTo(mirror);
+  }
+
+  mirrorAgain(): void {
+    this.#summary.mirrorAgain();
   }
 
   async stop(): Promise<void> {

@@ -3,3 +3,4 @@ export { ConnectionEvents, isConnectionEvent, type ConnectionEvent, type Connect
 export { ClientInventory, readInventory, type InventoryEntry } from './client-inventory.js';
 export { ProbeGuard } from './probe-guard.js';
 export { WeakClients, readWeakClients, type WeakClientEntry } from './weak-clients.js';
+export { clusterSummaryTexts, requestSummaryFlush, shareSummaries, summaryOwner, type SummaryKind } from './cluster-summaries.js';

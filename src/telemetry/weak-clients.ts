@@ -3,7 +3,7 @@ import type { WeakOffer } from '../edge/index.js';
 import { isConnectionEvent } from './connection-events.js';
 import type { EventBus } from '../observe/index.js';
 import type { Logger } from '../observe/index.js';
-import { readSummaries, SummaryFile, type EntryShape } from './summary-file.js';
+import { readSummaries, SummaryFile, type EntryShape, type SummaryMirror } from './summary-file.js';
 
 /**
  * What the report lists a client for: a weak offer (edge/weak-offer.ts), or,
@@ -52,8 +52,8 @@ const shape: EntryShape<WeakClientEntry> = {
 
 const keyOf = (e: Pick<WeakClientEntry, 'weakness' | 'address' | 'ja4' | 'sni'>) => `${e.weakness}|${e.address}|${e.ja4 ?? ''}|${e.sni ?? ''}`;
 
-/** Every process's weak-client summary under dataDir merged. */
-export function readWeakClients(dataDir: string): WeakClientEntry[] {
+/** Every process's weak-client summary under dataDir merged, with `others` (the texts of other instances' summaries, from the cluster). */
+export function readWeakClients(dataDir: string, others: readonly string[] = []): WeakClientEntry[] {
   return readSummaries(weakClientsFolder(dataDir), shape, keyOf, (known, e) => {
     if (e.firstSeen < known.firstSeen) known.firstSeen = e.firstSeen;
     if (e.lastSeen > known.lastSeen) {
@@ -64,7 +64,7 @@ export function readWeakClients(dataDir: string): WeakClientEntry[] {
     known.count += e.count;
     known.refused += e.refused;
     known.sites = [...new Set([...known.sites, ...e.sites])];
-  });
+  }, others);
 }
 
 /**
@@ -110,6 +110,15 @@ export class WeakClients {
 
   flush(): Promise<void> {
     return this.#summary.flush();
+  }
+
+  /** Copies the summary to `mirror` (the cluster's Redis) at every flush after a change; `again` when that copy may be lost. */
+  mirrorTo(mirror: SummaryMirror): void {
+    this.#summary.mirrorTo(mirror);
+  }
+
+  mirrorAgain(): void {
+    this.#summary.mirrorAgain();
   }
 
   async stop(): Promise<void> {

@@ -5,7 +5,8 @@ import * as pkijs from 'pkijs';
 import type { Config } from '../config/index.js';
 import { pemBlocks, type CertificatePair } from '../pki/index.js';
 import type { Logger, Metrics } from '../observe/index.js';
-import { maxAgeWithoutNextUpdateMs, rfc4514, OcspError, ocspResponderOf, queryOcsp, type FetchLimits, type OcspAnswer } from '../trust/index.js';
+import { localAnswers, type AnswerSharing, type Obtained } from '../state/index.js';
+import { maxAgeWithoutNextUpdateMs, rfc4514, OcspError, ocspResponderOf, queryOcsp, verifyOcspResponse, type FetchLimits, type OcspAnswer } from '../trust/index.js';
 
 /** What `OCSPRequest` listeners are handed to answer with: a DER OCSPResponse to staple, or nothing. */
 export type OcspCallback = (err: Error | null, response?: Buffer) => void;
@@ -13,6 +14,8 @@ export type OcspCallback = (err: Error | null, response?: Buffer) => void;
 export interface OcspStaplerOptions {
   readonly log: Logger;
   readonly metrics: Metrics;
+  /** Where responses come from: the responder (default), or first the cluster's copies, verified here. */
+  readonly answers?: AnswerSharing;
 }
 
 // The refresh schedule (docs/ocsp-stapling.md). A response is fetched when a certificate starts
@@ -48,6 +51,8 @@ interface Tracked {
   readonly planKey: string;
   /** The latest verified 'good' answer, served until it expires; null when there is none to serve. */
   staple: OcspAnswer | null;
+  /** When the latest answer (of any status) was obtained, ms since the epoch: a cluster's copy stored before then is no newer. */
+  obtainedAt: number;
   /** The moment `staple` stops being served (ms since the epoch). */
   stapleUntil: number;
   failures: number;
@@ -112,6 +117,7 @@ const skipMessages: Record<SkipReason, string> = {
 export class OcspStapler {
   readonly #log: Logger;
   readonly #metrics: Metrics;
+  readonly #answers: AnswerSharing;
   /** By `${site id} ${leaf fingerprint}`. */
   readonly #tracked = new Map<string, Tracked>();
   /** Per site, the entries that may staple: looked up on every handshake that asks. */
@@ -121,6 +127,7 @@ export class OcspStapler {
   constructor(options: OcspStaplerOptions) {
     this.#log = options.log;
     this.#metrics = options.metrics;
+    this.#answers = options.answers ?? localAnswers;
   }
 
   /** Tracks the certificates of `config`: new ones are fetched at once, kept ones keep their staple and schedule, removed ones are forgotten. */
@@ -185,6 +192,7 @@ export class OcspStapler {
       plan,
       planKey,
       staple: null,
+      obtainedAt: 0,
       stapleUntil: 0,
       failures: 0,
       timer: null,
@@ -233,25 +241,43 @@ export class OcspStapler {
     t.timer = null;
     const started = performance.now();
     let answer: OcspAnswer;
+    let from: Obtained<OcspAnswer>['from'];
     try {
-      answer = await queryOcsp(t.leaf, t.plan.issuer, t.plan.url, limits);
+      ({ answer, from } = await this.#obtain(t, t.plan.url, t.plan.issuer));
     } catch (err) {
       const e = err instanceof OcspError ? err : new OcspError('malformed', (err as Error).message, { cause: err });
       this.#metrics.ocspQueried('staple', e.code, (performance.now() - started) / 1000);
       if (!t.stopped) this.#failed(t, e.code, e.message);
       return;
     }
-    this.#metrics.ocspQueried('staple', answer.status, (performance.now() - started) / 1000);
+    t.obtainedAt = Date.now();
+    if (from === 'fetched') this.#metrics.ocspQueried('staple', answer.status, (performance.now() - started) / 1000);
     if (t.stopped) return;
     // an answer older than the one held (a responder's stale cache, or a replay) never replaces it
     if (t.staple && answer.thisUpdate < t.staple.thisUpdate) this.#failed(t, 'stale', `OCSP responder ${t.plan.url} answered with thisUpdate ${answer.thisUpdate.toISOString()}, older than the response held`);
-    else if (answer.status === 'good') this.#updated(t, answer);
+    else if (answer.status === 'good') this.#updated(t, answer, from);
     else if (answer.status === 'revoked') this.#revoked(t, answer);
     // 'unknown': the responder does not know our certificate; a previous good answer stays valid until it expires
     else this.#failed(t, 'unknown', `OCSP responder ${t.plan.url} answered unknown for ${t.subject} (serial ${t.leaf.serialNumber})`);
   }
 
-  #updated(t: Tracked, answer: OcspAnswer): void {
+  /** The responder's answer, or in a cluster the copy another instance fetched once it verifies here. */
+  #obtain(t: Tracked, url: string, issuer: X509Certificate): Promise<Obtained<OcspAnswer>> {
+    return this.#answers.obtain({
+      kind: 'staple',
+      subject: `${url} ${issuer.fingerprint256} ${t.leaf.fingerprint256}`,
+      source: url,
+      storedAfter: t.obtainedAt,
+      verify: (bytes) => verifyOcspResponse(bytes, t.leaf, issuer),
+      fetch: async () => {
+        const answer = await queryOcsp(t.leaf, issuer, url, limits);
+        return { answer, bytes: answer.der };
+      },
+      shareUntil: (answer) => (answer.nextUpdate ?? new Date(answer.thisUpdate.getTime() + maxAgeWithoutNextUpdateMs)).getTime(),
+    });
+  }
+
+  #updated(t: Tracked, answer: OcspAnswer, from: Obtained<OcspAnswer>['from']): void {
     const now = Date.now();
     t.staple = answer;
     t.stapleUntil = answer.nextUpdate ? answer.nextUpdate.getTime() : answer.thisUpdate.getTime() + maxAgeWithoutNextUpdateMs;
@@ -269,6 +295,7 @@ export class OcspStapler {
         thisUpdate: answer.thisUpdate.toISOString(),
         nextUpdate: answer.nextUpdate?.toISOString() ?? null,
         refreshAt: new Date(now + delay).toISOString(),
+        ...(from === 'shared' ? { from: 'cluster' } : {}),
       },
       `OCSP response for ${t.subject} stapled until ${new Date(t.stapleUntil).toISOString()}`,
     );

@@ -3,6 +3,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import type { Logger, Metrics } from '../observe/index.js';
+import { localAnswers, type AnswerSharing } from '../state/index.js';
 import { CrlError, crlCovers, issuerKeyOf, normaliseSerial, parseCrl, verifyCrl, type VerifiedCrl } from './crl.js';
 import { FetchError, fetchBounded } from './fetch-bounded.js';
 
@@ -27,6 +28,8 @@ interface Source {
   readonly location: string;
   issuers: readonly X509Certificate[];
   crl: VerifiedCrl | null;
+  /** When `crl` was obtained (ms since the epoch): a cluster's copy stored before then is no newer. */
+  obtainedAt: number;
   problem: string | null;
   /** Set until the first load has finished, successfully or not. */
   firstLoad: Promise<void> | null;
@@ -80,10 +83,13 @@ export class CrlStore {
   readonly #sources = new Map<string, Source>();
   readonly #log: Logger;
   readonly #metrics: Metrics;
+  readonly #answers: AnswerSharing;
 
-  constructor(log: Logger, metrics: Metrics) {
+  /** `answers`: where URL sources come from (the origin, or first the cluster's verified copies). */
+  constructor(log: Logger, metrics: Metrics, answers: AnswerSharing = localAnswers) {
     this.#log = log;
     this.#metrics = metrics;
+    this.#answers = answers;
   }
 
   /** Brings the configured sources in line with a (re)loaded config; distribution points stay. */
@@ -151,7 +157,7 @@ export class CrlStore {
   }
 
   #add(key: string, kind: 'file' | 'url', location: string, issuers: readonly X509Certificate[]): void {
-    const source: Source = { kind, location, issuers, crl: null, problem: null, firstLoad: null, failures: 0, loading: null, queued: null, timer: null, watcher: null, fileStamp: '', stopped: false };
+    const source: Source = { kind, location, issuers, crl: null, obtainedAt: 0, problem: null, firstLoad: null, failures: 0, loading: null, queued: null, timer: null, watcher: null, fileStamp: '', stopped: false };
     this.#sources.set(key, source);
     source.firstLoad = this.#load(source, 'always').finally(() => (source.firstLoad = null));
     if (kind === 'file') this.#watch(source);
@@ -219,26 +225,25 @@ export class CrlStore {
   async #loadOnce(source: Source): Promise<void> {
     let outcome = 'ok';
     try {
-      let bytes: Buffer;
+      let crl: VerifiedCrl;
+      let shared = false;
       if (source.kind === 'file') {
         source.fileStamp = await this.#stampOf(source.location);
-        bytes = await readCrlFile(source.location);
+        crl = await this.#verified(source, await readCrlFile(source.location));
       } else {
-        bytes = await fetchBounded(source.location, fetchLimits, { accept: 'application/pkix-crl' });
+        const obtained = await this.#fetchShared(source);
+        crl = obtained.answer;
+        shared = obtained.from === 'shared';
       }
       if (source.stopped) return;
-      const crl = await verifyCrl(parseCrl(bytes, source.location), source.issuers, source.location);
-      if (source.stopped) return;
-      if (source.crl && crl.thisUpdate < source.crl.thisUpdate) {
-        throw new CrlError('not_yet_valid', `${source.location} is older (thisUpdate ${crl.thisUpdate.toISOString()}) than the CRL in use (${source.crl.thisUpdate.toISOString()}); a rollback is refused`);
-      }
       source.crl = crl;
+      source.obtainedAt = Date.now();
       source.problem = null;
       source.failures = 0;
       this.#metrics.crlLoaded(source.location, crl.thisUpdate, crl.nextUpdate);
       this.#log.info(
-        { event: 'crl_loaded', source: source.location, thisUpdate: crl.thisUpdate.toISOString(), nextUpdate: crl.nextUpdate?.toISOString() ?? null, revoked: crl.revoked.size },
-        `CRL loaded from ${source.location}`,
+        { event: 'crl_loaded', source: source.location, thisUpdate: crl.thisUpdate.toISOString(), nextUpdate: crl.nextUpdate?.toISOString() ?? null, revoked: crl.revoked.size, ...(shared ? { from: 'cluster' } : {}) },
+        `CRL loaded from ${source.location}${shared ? " (the cluster's copy, verified here)" : ''}`,
       );
     } catch (err) {
       if (source.stopped) return;
@@ -254,6 +259,39 @@ export class CrlStore {
       if (!source.stopped) this.#metrics.crlLoads.inc({ result: outcome });
     }
     if (source.kind === 'url') this.#schedule(source);
+  }
+
+  /** Signature and issuer checked against the source's CAs; a CRL older than the one in use is refused (a rollback). */
+  async #verified(source: Source, bytes: Buffer): Promise<VerifiedCrl> {
+    const crl = await verifyCrl(parseCrl(bytes, source.location), source.issuers, source.location);
+    if (source.crl && crl.thisUpdate < source.crl.thisUpdate) {
+      throw new CrlError('not_yet_valid', `${source.location} is older (thisUpdate ${crl.thisUpdate.toISOString()}) than the CRL in use (${source.crl.thisUpdate.toISOString()}); a rollback is refused`);
+    }
+    return crl;
+  }
+
+  /**
+   * A URL source's CRL: the cluster's copy when one newer than ours verifies
+   * here, else fetched (and shared until its nextUpdate). A copy must also be
+   * current: an expired CRL still proves revocations, but the origin may have a newer one.
+   */
+  #fetchShared(source: Source) {
+    return this.#answers.obtain({
+      kind: 'crl',
+      subject: source.location,
+      source: source.location,
+      storedAfter: source.crl ? source.obtainedAt : 0,
+      verify: async (bytes) => {
+        const crl = await this.#verified(source, bytes);
+        if (crl.nextUpdate && crl.nextUpdate.getTime() <= Date.now()) throw Object.assign(new Error(`${source.location}: the copy expired at ${crl.nextUpdate.toISOString()} (nextUpdate)`), { code: 'expired' });
+        return crl;
+      },
+      fetch: async () => {
+        const bytes = await fetchBounded(source.location, fetchLimits, { accept: 'application/pkix-crl' });
+        return { answer: await this.#verified(source, bytes), bytes };
+      },
+      shareUntil: (crl) => (crl.nextUpdate ? crl.nextUpdate.getTime() : Date.now() + 3_600_000),
+    });
   }
 
   #schedule(source: Source): void {

@@ -1,7 +1,8 @@
 import type { X509Certificate } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Metrics } from '../observe/index.js';
-import { OcspError, queryOcsp, type OcspAnswer } from './ocsp.js';
+import { localAnswers, type AnswerSharing } from '../state/index.js';
+import { OcspError, queryOcsp, verifyOcspResponse, type OcspAnswer } from './ocsp.js';
 
 /** What is known of one certificate's OCSP status: an answer, or why none could be had. */
 export type OcspKnowledge = { readonly answer: OcspAnswer; readonly problem: null } | { readonly answer: null; readonly problem: string };
@@ -27,9 +28,12 @@ const maxEntries = 10_000;
 export class OcspCache {
   readonly #entries = new Map<string, Entry>();
   readonly #metrics: Metrics;
+  readonly #answers: AnswerSharing;
 
-  constructor(metrics: Metrics) {
+  /** `answers`: where answers come from (the responder, or first the cluster's verified copies). */
+  constructor(metrics: Metrics, answers: AnswerSharing = localAnswers) {
     this.#metrics = metrics;
+    this.#answers = answers;
   }
 
   /** The current knowledge, or null when there is none (or it expired) and `fetch` must be awaited. */
@@ -38,7 +42,11 @@ export class OcspCache {
     return entry?.knowledge && entry.expiresAt > now ? entry.knowledge : null;
   }
 
-  /** Asks the responder unless a query is already in flight; never rejects (a failure becomes knowledge with a problem). */
+  /**
+   * Asks the responder unless a query is already in flight; never rejects (a
+   * failure becomes knowledge with a problem). In a cluster, another
+   * instance's answer is taken first when it verifies here as a fresh one would.
+   */
   fetch(cert: X509Certificate, issuer: X509Certificate, url: string): Promise<void> {
     const key = keyOf(cert, issuer);
     let entry = this.#entries.get(key);
@@ -50,13 +58,13 @@ export class OcspCache {
     }
     const target = entry;
     const started = performance.now();
-    const inflight = queryOcsp(cert, issuer, url, limits)
+    const inflight = this.#obtain(cert, issuer, url, key)
       .then(
-        (answer) => {
+        ({ answer, from }) => {
           const now = Date.now();
           target.knowledge = { answer, problem: null };
           target.expiresAt = answer.nextUpdate ? answer.nextUpdate.getTime() : now + noNextUpdateTtlMs;
-          this.#metrics.ocspQueried('client', answer.status, (performance.now() - started) / 1000);
+          if (from === 'fetched') this.#metrics.ocspQueried('client', answer.status, (performance.now() - started) / 1000);
         },
         (err: unknown) => {
           const code = err instanceof OcspError ? err.code : 'error';
@@ -68,6 +76,21 @@ export class OcspCache {
       .finally(() => (target.inflight = null));
     target.inflight = inflight;
     return inflight;
+  }
+
+  #obtain(cert: X509Certificate, issuer: X509Certificate, url: string, key: string) {
+    return this.#answers.obtain({
+      kind: 'ocsp',
+      subject: `${url} ${key}`,
+      source: url,
+      storedAfter: 0,
+      verify: (bytes) => verifyOcspResponse(bytes, cert, issuer),
+      fetch: async () => {
+        const answer = await queryOcsp(cert, issuer, url, limits);
+        return { answer, bytes: answer.der };
+      },
+      shareUntil: (answer) => (answer.nextUpdate ? answer.nextUpdate.getTime() : Date.now() + noNextUpdateTtlMs),
+    });
   }
 }
 

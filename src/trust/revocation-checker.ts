@@ -1,6 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { RevocationPolicy } from './revocation-policy.js';
 import type { Logger, Metrics } from '../observe/index.js';
+import { localAnswers, type AnswerSharing } from '../state/index.js';
 import { distributionPointsOf } from './crl.js';
 import { CrlStore, type CrlSourceSpec } from './crl-store.js';
 import { DenyList, type DenyEntry } from './deny-list.js';
@@ -68,9 +69,10 @@ export class RevocationChecker {
   readonly #ocsp: OcspCache;
   #deny = DenyList.empty;
 
-  constructor(log: Logger, metrics: Metrics) {
-    this.crls = new CrlStore(log, metrics);
-    this.#ocsp = new OcspCache(metrics);
+  /** `answers`: where CRLs and OCSP answers come from (the origin, or first the cluster's verified copies). */
+  constructor(log: Logger, metrics: Metrics, answers: AnswerSharing = localAnswers) {
+    this.crls = new CrlStore(log, metrics, answers);
+    this.#ocsp = new OcspCache(metrics, answers);
   }
 
   get denyList(): DenyList {

@@ -27,6 +27,8 @@ export interface OcspResponderOptions {
 export interface OcspResponder {
   readonly url: string;
   readonly port: number;
+  /** How many OCSP requests it answered or refused so far. */
+  asked(): number;
   /** Stops the responder (idempotent): its port then refuses connections. */
   stop(): Promise<void>;
 }
@@ -42,6 +44,7 @@ export async function startOcspResponder(t: Scope, pki: TestPki, ca: Ca, opts: O
   const signer = opts.signer ?? ca;
   const work = mkdtempSync(join(tmpdir(), 'pcl-ocsp-'));
   let sequence = 0;
+  let asked = 0;
   const answer = async (request: Buffer): Promise<Buffer> => {
     const base = join(work, String(sequence++));
     writeFileSync(`${base}.req`, request);
@@ -63,6 +66,7 @@ export async function startOcspResponder(t: Scope, pki: TestPki, ca: Ca, opts: O
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       if (req.method !== 'POST') return void res.writeHead(405).end();
+      asked++;
       answer(Buffer.concat(chunks)).then(
         (der) => res.writeHead(200, { 'content-type': 'application/ocsp-response' }).end(der),
         (err: Error) => res.writeHead(500).end(err.message),
@@ -79,7 +83,7 @@ export async function startOcspResponder(t: Scope, pki: TestPki, ca: Ca, opts: O
     }).then(() => rmSync(work, { recursive: true, force: true })));
   t.after(stop);
   const port = (server.address() as AddressInfo).port;
-  return { url: `http://127.0.0.1:${port}/`, port, stop };
+  return { url: `http://127.0.0.1:${port}/`, port, asked: () => asked, stop };
 }
 
 /** Limits for test queries: a local responder answers at once. */
