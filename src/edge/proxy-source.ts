@@ -1,4 +1,5 @@
 import { isIPv6, type BlockList, type Socket } from 'node:net';
+import { FirstBytesReader } from './first-bytes.js';
 import { parseProxyHeader, proxySignatureOf, type ProxySource } from './proxy-header.js';
 
 /**
@@ -33,108 +34,70 @@ export function fromBalancer(balancers: BlockList, address: string): boolean {
  * signature, which a TLS or HTTP client shows in its first byte. Reports
  * exactly once, at the latest after `timeoutMs`.
  */
-export class ProxyHeaderRead {
-  readonly #socket: Socket;
+export class ProxyHeaderRead extends FirstBytesReader<HeaderRead> {
   readonly #trusted: boolean;
   readonly #timeoutMs: number;
-  readonly #report: (read: HeaderRead) => void;
-  readonly #chunks: Buffer[] = [];
-  #received = 0;
-  #need = 1;
-  readonly #timer: NodeJS.Timeout;
-  #done = false;
 
   constructor(socket: Socket, trusted: boolean, timeoutMs: number, report: (read: HeaderRead) => void) {
-    this.#socket = socket;
+    super(socket, timeoutMs, report);
     this.#trusted = trusted;
     this.#timeoutMs = timeoutMs;
-    this.#report = report;
-    this.#timer = setTimeout(this.#onTimeout, timeoutMs);
-    socket.on('readable', this.#onReadable);
-    socket.once('end', this.#onClosed);
-    socket.once('close', this.#onClosed);
-    socket.on('error', this.#onClosed);
   }
 
-  readonly #onReadable = (): void => {
-    let chunk: Buffer | null;
-    while ((chunk = this.#socket.read() as Buffer | null) !== null) {
-      this.#chunks.push(chunk);
-      this.#received += chunk.length;
-    }
-    if (this.#done || this.#received < this.#need) return;
-    const data = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks);
-    this.#chunks.length = 0;
-    this.#chunks.push(data);
+  protected examine(data: Buffer): void {
     if (this.#trusted) this.#parse(data);
     else this.#screen(data);
-  };
+  }
 
   #parse(data: Buffer): void {
     const parsed = parseProxyHeader(data);
     switch (parsed.kind) {
       case 'incomplete':
-        this.#need = parsed.need;
+        this.need = parsed.need;
         return;
       case 'none':
-        return this.#end({ kind: 'refused', reason: 'proxy_protocol_missing', why: 'the connection did not start with a PROXY header, and listen.proxyProtocol lists its source' });
+        return this.end({ kind: 'refused', reason: 'proxy_protocol_missing', why: 'the connection did not start with a PROXY header, and listen.proxyProtocol lists its source' });
       case 'malformed':
-        return this.#end({ kind: 'refused', reason: 'proxy_protocol_malformed', why: parsed.why });
+        return this.end({ kind: 'refused', reason: 'proxy_protocol_malformed', why: parsed.why });
       case 'header':
-        this.#finish();
-        if (data.length > parsed.length) this.#socket.unshift(data.subarray(parsed.length));
-        this.#report({ kind: 'header', source: parsed.source });
+        this.finish();
+        if (data.length > parsed.length) this.socket.unshift(data.subarray(parsed.length));
+        this.report({ kind: 'header', source: parsed.source });
     }
   }
 
   #screen(data: Buffer): void {
     const signature = proxySignatureOf(data);
     if (signature === null) {
-      this.#need = data.length + 1;
+      this.need = data.length + 1;
       return;
     }
-    if (signature !== 'none') return this.#end({ kind: 'refused', reason: 'proxy_protocol_untrusted', why: `a PROXY ${signature} header from a source outside listen.proxyProtocol` });
-    this.#finish();
-    this.#socket.unshift(data);
-    this.#report({ kind: 'none' });
+    if (signature !== 'none') return this.end({ kind: 'refused', reason: 'proxy_protocol_untrusted', why: `a PROXY ${signature} header from a source outside listen.proxyProtocol` });
+    this.finish();
+    this.socket.unshift(data);
+    this.report({ kind: 'none' });
   }
 
-  #end(read: HeaderRead): void {
-    this.#finish();
-    this.#report(read);
-  }
-
-  readonly #onTimeout = (): void => {
-    if (this.#done) return;
-    const received = this.#received;
+  protected timedOut(): void {
+    const received = this.received;
     if (!this.#trusted) {
       // still a prefix of a signature after all this time: whatever it is, the HTTP or TLS layer judges it as it would today
-      this.#finish();
-      if (received > 0) this.#socket.unshift(Buffer.concat(this.#chunks));
-      this.#report({ kind: 'none' });
+      this.finish();
+      if (received > 0) this.socket.unshift(this.buffered());
+      this.report({ kind: 'none' });
       return;
     }
-    this.#end(
+    this.end(
       received === 0
         ? { kind: 'refused', reason: 'proxy_protocol_missing', why: `no PROXY header within ${this.#timeoutMs} ms` }
         : { kind: 'refused', reason: 'proxy_protocol_malformed', why: `PROXY header incomplete after ${this.#timeoutMs} ms: ${received} bytes` },
     );
-  };
+  }
 
-  readonly #onClosed = (): void => {
-    if (this.#done) return;
-    const received = this.#received;
-    if (received === 0 || !this.#trusted) return this.#end({ kind: 'closed' });
-    this.#end({ kind: 'refused', reason: 'proxy_protocol_malformed', why: `connection closed after ${received} bytes of a PROXY header` });
-  };
-
-  #finish(): void {
-    this.#done = true;
-    clearTimeout(this.#timer);
-    this.#socket.off('readable', this.#onReadable);
-    this.#socket.off('end', this.#onClosed);
-    this.#socket.off('close', this.#onClosed);
-    this.#socket.off('error', this.#onClosed);
+  protected closed(): void {
+    const received = this.received;
+    if (received === 0 || !this.#trusted) return this.end({ kind: 'closed' });
+    this.end({ kind: 'refused', reason: 'proxy_protocol_malformed', why: `connection closed after ${received} bytes of a PROXY header` });
   }
 }
 
