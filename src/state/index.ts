@@ -25,3 +25,4 @@ export { RedisLink, type RedisSettings, type LinkListener } from './redis-link.j
 export { redisState } from './redis-state.js';
 export { readStoreList } from './json-store.js';
 export { memoryRateBuckets, type RateBuckets, type RateDecision } from './rate-buckets.js';
+export { execAll } from './redis-exec.js';
