@@ -5,7 +5,7 @@ import type { HttpsListenerOptions } from '../edge/index.js';
 import { EventBus, Metrics, type Logger } from '../observe/index.js';
 import { ClientVerdicts, handleRequest, handleUpgrade, refuseUnparsable, UpstreamSet, type ProxyState } from '../proxy/index.js';
 import { inventoryFile, memoryRateBuckets, weakClientsFile } from '../state/index.js';
-import { ClientInventory, ConnectionEvents, ProbeGuard, WeakClients } from '../telemetry/index.js';
+import { ClientInventory, ConnectionEvents, ProbeGuard, SharedBlocks, WeakClients } from '../telemetry/index.js';
 import { AlpnChallengeServers, classifyHandshakeFailure, ExpiryMonitor, helloRouter, OcspStapler, SiteServers, TicketKeyRing, type TlsHandlers } from '../tls/index.js';
 import { RevocationChecker } from '../trust/index.js';
 import type { StartOptions } from './portcullis.js';
@@ -36,6 +36,8 @@ export interface Assembly {
   /** The http-01 answer for a token, while an ACME order waits for it. */
   acmeAnswer(token: string): string | null;
   setAcmeChallenges(set: AcmeChallengeSet): void;
+  /** Resolves once what the cluster shares with this process is in force (the detector's blocks); at once without a cluster. Never rejects. */
+  readonly ready: Promise<void>;
   /** Stops every component, pool and timer (the listeners are the caller's). */
   stop(): Promise<void>;
 }
@@ -62,6 +64,8 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
   const stapler = new OcspStapler({ log, metrics });
   const expiry = new ExpiryMonitor(log, metrics);
   const probes = new ProbeGuard(config, metrics, bus, log);
+  // with state.backend: redis, a block decided by any process of the cluster is enforced by this one too
+  const blocks = options.cluster ? new SharedBlocks(options.cluster, probes, bus, metrics, log) : null;
   const ownKeys: Component[] = options.tickets ? [] : [ownTickets(tickets)];
   const revocationPolicies: Component = { apply: (c) => revocation.configure(clientPolicies(c)), stop: () => revocation.stop() };
   // before the site servers exist: their handshakes use what these hold
@@ -70,12 +74,13 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
   const servers = new SiteServers(config, tickets, siteHandlers(() => holder.state, stapler, verdicts, events, metrics));
   const challenges = new AcmeChallenges(config);
   if (options.acmeChallenges) challenges.set(options.acmeChallenges);
-  const components: Component[] = [...ownKeys, servers, stapler, expiry, probes, inventory, revocationPolicies];
+  const components: Component[] = [...ownKeys, servers, stapler, expiry, probes, ...(blocks ? [blocks] : []), inventory, revocationPolicies];
   return Object.assign(holder, {
     metrics, bus, events, stateFor, revocation, verdicts, servers, apiKeys, inventory, weakClients, components,
     listenerOptions: { route: helloRouter(servers, challenges.alpn), events, guard: probes },
     acmeAnswer: (token: string) => challenges.httpAnswer(token),
     setAcmeChallenges: (set: AcmeChallengeSet) => challenges.set(set),
+    ready: blocks?.start() ?? Promise.resolve(),
     stop: async () => {
       challenges.alpn.close();
       await Promise.all([...components.map((c) => c.stop()), holder.state.upstreams.destroy(), weakClients.stop()]);

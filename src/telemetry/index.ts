@@ -3,3 +3,5 @@ export { ConnectionEvents, isConnectionEvent, type ConnectionEvent, type Connect
 export { ClientInventory, readInventory, type InventoryEntry } from './client-inventory.js';
 export { ProbeGuard } from './probe-guard.js';
 export { WeakClients, readWeakClients, type WeakClientEntry } from './weak-clients.js';
+export { SharedBlocks } from './shared-blocks.js';
+export type { DetectorBlock } from './probe-guard.js';
