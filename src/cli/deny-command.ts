@@ -70,6 +70,8 @@ export async function runDeny(action: 'add' | 'remove' | 'list', opts: DenyTarge
   const entry = targetEntry(opts);
   const key = denyKey(entry);
   const present = entries.find((e) => denyKey(e) === key);
+  // what a cluster's instance tells the cluster; the memory backend re-reads the file alone
+  const shared = sharesState(file);
   if (action === 'add') {
     if (present) process.stdout.write(`already on the deny list: ${describe(entry)}\n`);
     else {
@@ -78,14 +80,14 @@ export async function runDeny(action: 'add' | 'remove' | 'list', opts: DenyTarge
       process.stdout.write(`added to the deny list: ${describe(entry)}\n`);
       if (how === 'handed over') return;
     }
-    await notifyRunningInstance(dataDir, { command: 'deny-list', edit: { add: present ?? entry } }, 'list');
+    await notifyRunningInstance(dataDir, shared ? { command: 'deny-list', edit: { add: present ?? entry } } : { command: 'deny-list' }, 'list');
     return;
   }
   if (!present) throw new PortcullisError('PCL_CLI_USAGE', `not on the deny list: ${blocked(entry)}; see portcullis deny list`);
-  if (sharesState(file)) return removeFromCluster(dataDir, present);
+  if (shared) return removeFromCluster(dataDir, present);
   writeDenyList(dataDir, entries.filter((e) => denyKey(e) !== key));
   process.stdout.write(`removed from the deny list: ${blocked(entry)}\n`);
-  await notifyRunningInstance(dataDir, { command: 'deny-list', edit: { remove: present } }, 'list');
+  await notifyRunningInstance(dataDir, { command: 'deny-list' }, 'list');
 }
 
 /** A removal from a cluster's list: made by the running instance through Redis, which rewrites the local copy itself. */

@@ -3,7 +3,7 @@ import { normalisePath } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { apiKeysFile } from '../state/index.js';
 import { normaliseFingerprint } from '../trust/index.js';
-import { dataDirOf } from './data-dir.js';
+import { dataDirOf, sharesState } from './data-dir.js';
 import { durationFlag, notifyRunningInstance, writeOrHandOver } from './instance-io.js';
 import { configFileFor } from './start-command.js';
 
@@ -78,7 +78,8 @@ function find(keys: readonly ApiKeyRecord[], id: string): ApiKeyRecord {
  * that is not saved would vanish at the next start.
  */
 export async function runKeys(action: 'create' | 'list' | 'revoke' | 'rotate', id: string | undefined, opts: KeyCreateOptions & KeyRotateOptions): Promise<void> {
-  const dataDir = dataDirOf(configFileFor(opts.config));
+  const file = configFileFor(opts.config);
+  const dataDir = dataDirOf(file);
   const keys = readApiKeys(dataDir);
   const now = Date.now();
   const at = new Date(now).toISOString();
@@ -124,5 +125,6 @@ export async function runKeys(action: 'create' | 'list' | 'revoke' | 'rotate', i
     process.stderr.write(`the old key ${id} keeps working until ${new Date(oldUntil).toISOString()}\n`);
   }
   // stdout carries only the key (or the outcome of revoke): the instance's answer goes to stderr
-  await notifyRunningInstance(dataDir, { command: 'api-keys', edit: { keys: changed } }, 'API keys', process.stderr);
+  // what a cluster's instance tells the cluster; the memory backend re-reads the file alone
+  await notifyRunningInstance(dataDir, sharesState(file) ? { command: 'api-keys', edit: { keys: changed } } : { command: 'api-keys' }, 'API keys', process.stderr);
 }
