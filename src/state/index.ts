@@ -26,3 +26,4 @@ export { redisState } from './redis-state.js';
 export { readStoreList } from './json-store.js';
 export { memoryRateBuckets, type RateBuckets, type RateDecision } from './rate-buckets.js';
 export { execAll } from './redis-exec.js';
+export { resyncOnLink, rereadAfterRecoveryMs } from './link-resync.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { PortcullisError } from '../errors.js';
 import type { Logger } from '../observe/index.js';
-import { StateWriteError, type RedisLink } from '../state/index.js';
+import { resyncOnLink, StateWriteError, type RedisLink } from '../state/index.js';
 import type { ReloadResult } from './reloader.js';
 
 /** How often every instance re-reads a shared store in full, besides at every change announced and every recovery: the bound on a missed announcement. */
@@ -64,10 +64,10 @@ function canonical<T>(entries: Iterable<T>): string {
  *   at once, then written to Redis and announced on the store's channel;
  *   when Redis is unreachable it stays queued and is written at recovery;
  * - every announcement from another instance, every recovery of the link
- *   and every `resyncEveryMs` re-read Redis in full; each re-read first
- *   writes back what this instance holds and Redis lacks (a restarted Redis
- *   that lost its data gets it back from every instance), except copies
- *   of entries removed since;
+ *   (and once more shortly after it) and every `resyncEveryMs` re-read
+ *   Redis in full; each re-read first writes back what this instance holds
+ *   and Redis lacks (a restarted Redis that lost its data gets it back from
+ *   every instance), except copies of entries removed since;
  * - a removal (which loosens) is made only through Redis: refused
  *   (PCL_STATE_UNAVAILABLE) while it is unreachable.
  * Operations run one at a time; nothing here rejects: failures are answered
@@ -106,10 +106,7 @@ export class SharedStoreSync<T> {
 
   /** Subscribes, follows the link, re-reads every `resyncEveryMs`, and syncs once (on failure the local copy stays in force). */
   async start(): Promise<void> {
-    this.#stops.push(this.link.onLink((up) => void (up && this.resync())));
-    const timer = setInterval(() => void this.resync(), resyncEveryMs);
-    timer.unref();
-    this.#stops.push(() => clearInterval(timer));
+    this.#stops.push(resyncOnLink(this.link, () => void this.resync(), resyncEveryMs));
     try {
       this.#stops.push(await this.link.subscribe(this.store.channel, (origin) => void (origin !== this.#origin && this.resync())));
     } catch (err) {
@@ -141,9 +138,16 @@ export class SharedStoreSync<T> {
       const made = edits((key) => this.#local.get(key));
       for (const e of made) this.#queued.set(this.store.key(e), this.#joined(e));
       for (const e of [...made, ...this.#fileExtras()]) this.#local.set(this.store.key(e), this.#joined(e));
+      // in force here before Redis is asked: a denial never waits for the network
+      let effect: string | null;
+      try {
+        effect = await this.#settle(false);
+      } catch (err) {
+        return this.#failed(err as Error);
+      }
       const reached = await this.#tryExchange();
       if (!reached && made.length > 0) this.#queuedLog(made);
-      return this.#answer(reached);
+      return this.#answer(reached, effect);
     });
   }
 
@@ -294,12 +298,18 @@ export class SharedStoreSync<T> {
     }
   }
 
-  async #answer(reached: boolean): Promise<ReloadResult> {
+  #failed(err: Error): ReloadResult {
+    return { ok: false, code: err instanceof PortcullisError ? err.code : 'PCL_WORKER_FAILED', message: `${this.store.what} ${err.message}` };
+  }
+
+  /** Puts what the exchange brought in force, writes the local copy, and says what happened (`earlier`: what applying the change itself did). */
+  async #answer(reached: boolean, earlier: string | null = null): Promise<ReloadResult> {
     let effect: string | null;
     try {
-      effect = await this.#settle(true);
+      effect = earlier ?? (await this.#settle(true));
+      if (earlier !== null) await this.#settle(true);
     } catch (err) {
-      return { ok: false, code: err instanceof PortcullisError ? err.code : 'PCL_WORKER_FAILED', message: `${this.store.what} ${(err as Error).message}` };
+      return this.#failed(err as Error);
     }
     const n = this.#local.size;
     const entries = `${n} entr${n === 1 ? 'y' : 'ies'}`;

@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { StateBackendMetrics, type EventBus, type Logger, type Metrics } from '../observe/index.js';
-import { execAll, type RedisLink } from '../state/index.js';
+import { execAll, resyncOnLink, type RedisLink } from '../state/index.js';
 import type { DetectorBlock, ProbeGuard } from './probe-guard.js';
 
 /** How often every serving process re-reads the cluster's blocks in full, besides at every recovery: the bound on a missed announcement. */
@@ -44,8 +44,8 @@ function blockOf(message: string): DetectorBlock | null {
  *
  * A block is written with ZADD GT (the later end wins) and announced; every
  * process applies what it hears, and re-reads both sets in full at start,
- * at every recovery and every `blocksResyncEveryMs` (pruning what has
- * ended). During an outage, blocks decided here are enforced here and
+ * at every recovery (and once more shortly after it) and every
+ * `blocksResyncEveryMs` (pruning what has ended). During an outage, blocks decided here are enforced here and
  * queued, then written and announced at recovery. `until` is the deciding
  * machine's clock: instances are expected to keep time (NTP).
  */
@@ -69,10 +69,7 @@ export class SharedBlocks {
 
   /** Subscribes, follows the link, and reads the cluster's blocks once (on failure: at recovery). Never rejects. */
   async start(): Promise<void> {
-    this.#stops.push(this.link.onLink((up) => void (up && this.resync())));
-    const timer = setInterval(() => void this.resync(), blocksResyncEveryMs);
-    timer.unref();
-    this.#stops.push(() => clearInterval(timer));
+    this.#stops.push(resyncOnLink(this.link, () => void this.resync(), blocksResyncEveryMs));
     try {
       this.#stops.push(await this.link.subscribe('blocks', (message) => this.#heard(message)));
     } catch (err) {
