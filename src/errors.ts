@@ -22,6 +22,7 @@ export const errorCatalog = {
   PCL_STATE_WRITE_FAILED: 'a file under dataDir (or another state file) could not be written: full disk, read-only filesystem, permissions; nothing was changed',
   PCL_STATE_UNREACHABLE: 'the redis state backend (state.redis) did not answer at start; the instance refuses to start rather than serve without the cluster\'s deny list and blocks',
   PCL_STATE_NOT_PERSISTED: 'a security-tightening change (deny add, keys revoke) could not be saved; the running instance applied it and keeps retrying to save it',
+  PCL_STATE_UNAVAILABLE: 'with state.backend: redis, a change that loosens the cluster\'s shared state (deny remove) needs Redis, which cannot be reached now; nothing was changed',
   // Failures met while serving, never thrown to a command: the code is the `detail` of a reason code (or, for the last two, the abort reason handed to undici).
   PCL_TLS_UNREADABLE_CONNECTION: 'a finished TLS handshake could not be described (protocol, cipher, client certificate); the connection is closed as handshake_failed rather than served undescribed',
   PCL_UPSTREAM_BAD_HEADERS: 'the upstream answered with response headers that cannot be relayed to the client (a field HTTP/2 forbids or allows once, an invalid character); answered 502 upstream_bad_response',

@@ -37,6 +37,24 @@ function check(e: Record<string, unknown>): string | null {
   return null;
 }
 
+/** One record as a store keeps it (the file, the cluster's Redis): the record, or what is wrong with it. */
+export function storedApiKey(e: Record<string, unknown>): ApiKeyRecord | string {
+  const problem = check(e);
+  if (problem) return problem;
+  return {
+    id: e.id as string,
+    name: e.name as string,
+    hash: e.hash as string,
+    routes: (e.routes as string[] | undefined) ?? null,
+    createdAt: e.createdAt as string,
+    expiresAt: (e.expiresAt as string | undefined) ?? null,
+    revokedAt: (e.revokedAt as string | undefined) ?? null,
+    bindCert: (e.bindCert as string | undefined) ?? null,
+    bindUri: (e.bindUri as string | undefined) ?? null,
+    rotatedTo: (e.rotatedTo as string | undefined) ?? null,
+  };
+}
+
 /**
  * Reads the key store; none yet is no keys. A file that cannot be used is an
  * error (PCL_API_KEYS_INVALID), never an empty store quietly: every key would
@@ -48,21 +66,11 @@ export function readApiKeys(dataDir: string): ApiKeyRecord[] {
   const seen = new Set<unknown>();
   return keys.map((e, i) => {
     // two records with one id: which one a presented key meets would depend on the order
-    const problem = check(e) ?? (seen.has(e.id) ? `id ${e.id as string} appears twice` : null);
-    if (problem) throw new PortcullisError('PCL_API_KEYS_INVALID', `${path} keys[${i}]: ${problem}; fix or remove that entry`);
+    const record = storedApiKey(e);
+    const problem = typeof record === 'string' ? record : seen.has(e.id) ? `id ${e.id as string} appears twice` : null;
+    if (problem !== null) throw new PortcullisError('PCL_API_KEYS_INVALID', `${path} keys[${i}]: ${problem}; fix or remove that entry`);
     seen.add(e.id);
-    return {
-      id: e.id as string,
-      name: e.name as string,
-      hash: e.hash as string,
-      routes: (e.routes as string[] | undefined) ?? null,
-      createdAt: e.createdAt as string,
-      expiresAt: (e.expiresAt as string | undefined) ?? null,
-      revokedAt: (e.revokedAt as string | undefined) ?? null,
-      bindCert: (e.bindCert as string | undefined) ?? null,
-      bindUri: (e.bindUri as string | undefined) ?? null,
-      rotatedTo: (e.rotatedTo as string | undefined) ?? null,
-    };
+    return record as ApiKeyRecord;
   });
 }
 

@@ -1,10 +1,11 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { PortcullisError } from '../errors.js';
-import { denyListFile } from '../state/index.js';
+import { errorCatalog, PortcullisError, type ErrorCode } from '../errors.js';
+import { controlSocketFile, denyListFile } from '../state/index.js';
+import { sendControl } from '../supervisor/index.js';
 import { readDenyList, writeDenyList } from '../trust/index.js';
 import { denyEntry, denyKey, type DenyEntry } from '../trust/index.js';
-import { dataDirOf } from './data-dir.js';
+import { dataDirOf, sharesState } from './data-dir.js';
 import { configFileFor } from './start-command.js';
 import { notifyRunningInstance, writeOrHandOver } from './instance-io.js';
 
@@ -50,9 +51,16 @@ function describe(e: DenyEntry): string {
  * written (full disk, read-only filesystem), add still hands the entry to the
  * running instance, which applies it and keeps trying to save it; remove
  * changes nothing: an unblock that is not saved is never applied.
+ *
+ * With `state.backend: redis` the file is the instance's copy of the
+ * cluster's list: add works as above (the instance also writes the entry to
+ * Redis, or queues it during an outage); remove goes through the running
+ * instance only, which removes the entry from Redis or, when it cannot,
+ * refuses (PCL_STATE_UNAVAILABLE) and nothing changes.
  */
 export async function runDeny(action: 'add' | 'remove' | 'list', opts: DenyTarget): Promise<void> {
-  const dataDir = dataDirOf(configFileFor(opts.config));
+  const file = configFileFor(opts.config);
+  const dataDir = dataDirOf(file);
   const entries = readDenyList(dataDir);
   if (action === 'list') {
     if (entries.length === 0) process.stdout.write(`the deny list (${denyListFile(dataDir)}) is empty\n`);
@@ -61,7 +69,9 @@ export async function runDeny(action: 'add' | 'remove' | 'list', opts: DenyTarge
   }
   const entry = targetEntry(opts);
   const key = denyKey(entry);
-  const present = entries.some((e) => denyKey(e) === key);
+  const present = entries.find((e) => denyKey(e) === key);
+  // what a cluster's instance tells the cluster; the memory backend re-reads the file alone
+  const shared = sharesState(file);
   if (action === 'add') {
     if (present) process.stdout.write(`already on the deny list: ${describe(entry)}\n`);
     else {
@@ -70,10 +80,25 @@ export async function runDeny(action: 'add' | 'remove' | 'list', opts: DenyTarge
       process.stdout.write(`added to the deny list: ${describe(entry)}\n`);
       if (how === 'handed over') return;
     }
-  } else {
-    if (!present) throw new PortcullisError('PCL_CLI_USAGE', `not on the deny list: ${blocked(entry)}; see portcullis deny list`);
-    writeDenyList(dataDir, entries.filter((e) => denyKey(e) !== key));
-    process.stdout.write(`removed from the deny list: ${blocked(entry)}\n`);
+    await notifyRunningInstance(dataDir, shared ? { command: 'deny-list', edit: { add: present ?? entry } } : { command: 'deny-list' }, 'list');
+    return;
   }
-  await notifyRunningInstance(dataDir, 'deny-list', 'list');
+  if (!present) throw new PortcullisError('PCL_CLI_USAGE', `not on the deny list: ${blocked(entry)}; see portcullis deny list`);
+  if (shared) return removeFromCluster(dataDir, present);
+  writeDenyList(dataDir, entries.filter((e) => denyKey(e) !== key));
+  process.stdout.write(`removed from the deny list: ${blocked(entry)}\n`);
+  await notifyRunningInstance(dataDir, { command: 'deny-list' }, 'list');
+}
+
+/** A removal from a cluster's list: made by the running instance through Redis, which rewrites the local copy itself. */
+async function removeFromCluster(dataDir: string, entry: DenyEntry): Promise<void> {
+  let result;
+  try {
+    result = await sendControl(controlSocketFile(dataDir), { command: 'deny-list', edit: { remove: entry } }, 10_000);
+  } catch (err) {
+    if (!(err instanceof PortcullisError && err.code === 'PCL_CONTROL_UNREACHABLE')) throw err;
+    throw new PortcullisError('PCL_STATE_UNAVAILABLE', `${blocked(entry)} NOT removed: no running instance answers on ${controlSocketFile(dataDir)}. With state.backend: redis the deny list is the cluster's, and a removal is made by a running instance, through Redis; run the command where an instance of the cluster runs.`, { cause: err });
+  }
+  if (!result.ok) throw new PortcullisError(result.code in errorCatalog ? (result.code as ErrorCode) : 'PCL_RELOAD_FAILED', result.message);
+  process.stdout.write(`removed from the deny list: ${blocked(entry)}\n${result.message}\n`);
 }

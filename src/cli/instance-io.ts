@@ -11,15 +11,20 @@ export function durationFlag(flag: string, value: string | undefined): number | 
   return ms;
 }
 
+/** A request that makes the running instance re-read a store a command just wrote, with what the command changed (`edit`). */
+type StoreRequest = Extract<ControlRequest, { command: 'deny-list' | 'api-keys' }>;
+
 /**
  * Asks the running instance, if any, to re-read a store a command just wrote
  * (`deny-list`, `api-keys`) and prints the outcome; without one, says when it
- * applies.
+ * applies. A refusal is printed, except PCL_STATE_UNAVAILABLE (a removal the
+ * cluster could not make), which is thrown: the command did not do its job.
  */
-export async function notifyRunningInstance(dataDir: string, command: 'deny-list' | 'api-keys', what: string, out: NodeJS.WritableStream = process.stdout): Promise<void> {
+export async function notifyRunningInstance(dataDir: string, request: StoreRequest, what: string, out: NodeJS.WritableStream = process.stdout): Promise<void> {
   try {
-    const result = await sendControl(controlSocketFile(dataDir), { command }, 10_000);
+    const result = await sendControl(controlSocketFile(dataDir), request, 10_000);
     if (result.ok) out.write(`${result.message}\n`);
+    else if (result.code === 'PCL_STATE_UNAVAILABLE') throw new PortcullisError('PCL_STATE_UNAVAILABLE', result.message);
     else process.stderr.write(`portcullis: ${result.code}: the running instance refused the ${what}: ${result.message}\n`);
   } catch (err) {
     if (!(err instanceof PortcullisError && err.code === 'PCL_CONTROL_UNREACHABLE')) throw err;
@@ -28,7 +33,7 @@ export async function notifyRunningInstance(dataDir: string, command: 'deny-list
 }
 
 /** A control request carrying a change a command could not save. */
-type TighteningRequest = Extract<ControlRequest, { command: 'deny-list' | 'api-keys' }>;
+type TighteningRequest = StoreRequest;
 
 /**
  * A tightening change (a deny entry, a key revocation) that `failure` kept

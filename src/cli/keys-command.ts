@@ -3,7 +3,7 @@ import { normalisePath } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
 import { apiKeysFile } from '../state/index.js';
 import { normaliseFingerprint } from '../trust/index.js';
-import { dataDirOf } from './data-dir.js';
+import { dataDirOf, sharesState } from './data-dir.js';
 import { durationFlag, notifyRunningInstance, writeOrHandOver } from './instance-io.js';
 import { configFileFor } from './start-command.js';
 
@@ -78,10 +78,13 @@ function find(keys: readonly ApiKeyRecord[], id: string): ApiKeyRecord {
  * that is not saved would vanish at the next start.
  */
 export async function runKeys(action: 'create' | 'list' | 'revoke' | 'rotate', id: string | undefined, opts: KeyCreateOptions & KeyRotateOptions): Promise<void> {
-  const dataDir = dataDirOf(configFileFor(opts.config));
+  const file = configFileFor(opts.config);
+  const dataDir = dataDirOf(file);
   const keys = readApiKeys(dataDir);
   const now = Date.now();
   const at = new Date(now).toISOString();
+  /** The records this command wrote: what a cluster's instance writes to Redis. */
+  const changed: ApiKeyRecord[] = [];
   if (action === 'list') {
     if (keys.length === 0) process.stdout.write(`no API keys (${apiKeysFile(dataDir)})\n`);
     for (const k of keys) process.stdout.write(`${describe(k, now)}\n`);
@@ -93,12 +96,14 @@ export async function runKeys(action: 'create' | 'list' | 'revoke' | 'rotate', i
     const record: ApiKeyRecord = { id: fresh.id, name: opts.name.trim(), hash: fresh.hash, routes: routesOf(opts.routes), createdAt: at, expiresAt: expiryOf(opts.expires, now), revokedAt: null, ...bindingOf(opts), rotatedTo: null };
     writeApiKeys(dataDir, [...keys, record]);
     printKey(fresh.key, record, dataDir);
+    changed.push(record);
   } else if (id === undefined) {
     throw usage(`keys ${action} needs the key id; see portcullis keys list`);
   } else if (action === 'revoke') {
     const key = find(keys, id);
     if (key.revokedAt) throw usage(`API key ${id} was revoked already, at ${key.revokedAt}`);
     // a revocation must not wait for disk space: unsaved, it still goes to the running instance
+    changed.push({ ...key, revokedAt: at });
     const how = await writeOrHandOver(() => writeApiKeys(dataDir, keys.map((k) => (k.id === id ? { ...k, revokedAt: at } : k))), dataDir, { command: 'api-keys', unpersisted: { revoke: { id, at } } }, `revocation of API key ${id} (${key.name})`, process.stderr);
     process.stdout.write(`revoked API key ${id} (${key.name})\n`);
     if (how === 'handed over') return;
@@ -113,10 +118,13 @@ export async function runKeys(action: 'create' | 'list' | 'revoke' | 'rotate', i
     const record: ApiKeyRecord = { ...old, id: fresh.id, hash: fresh.hash, createdAt: at, expiresAt: old.expiresAt === null ? null : new Date(now + (Date.parse(old.expiresAt) - Date.parse(old.createdAt))).toISOString(), rotatedTo: null };
     // the old key works until the overlap ends (or its own expiry, if sooner), so clients can switch without an outage
     const oldUntil = old.expiresAt === null ? overlapEnd : Math.min(overlapEnd, Date.parse(old.expiresAt));
-    writeApiKeys(dataDir, [...keys.map((k) => (k.id === id ? { ...k, expiresAt: new Date(oldUntil).toISOString(), rotatedTo: fresh.id } : k)), record]);
+    const rotated: ApiKeyRecord = { ...old, expiresAt: new Date(oldUntil).toISOString(), rotatedTo: fresh.id };
+    writeApiKeys(dataDir, [...keys.map((k) => (k.id === id ? rotated : k)), record]);
+    changed.push(rotated, record);
     printKey(fresh.key, record, dataDir);
     process.stderr.write(`the old key ${id} keeps working until ${new Date(oldUntil).toISOString()}\n`);
   }
   // stdout carries only the key (or the outcome of revoke): the instance's answer goes to stderr
-  await notifyRunningInstance(dataDir, 'api-keys', 'API keys', process.stderr);
+  // what a cluster's instance tells the cluster; the memory backend re-reads the file alone
+  await notifyRunningInstance(dataDir, sharesState(file) ? { command: 'api-keys', edit: { keys: changed } } : { command: 'api-keys' }, 'API keys', process.stderr);
 }

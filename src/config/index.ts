@@ -1,5 +1,5 @@
 export { loadConfigFile, parseConfigText, buildConfig } from './load-config.js';
-export { readLeniently, type LenientRead, type InternalSite } from './lenient-read.js';
+export { readLeniently, readsSharedState, type LenientRead, type InternalSite } from './lenient-read.js';
 export { quickstart, renewQuickstartCertificate, type Quickstart } from './quickstart.js';
 export { certificateSource, type CertificateSource } from './certificate-sources.js';
 export { issueInternalCertificates } from './internal-certificates.js';

@@ -48,3 +48,19 @@ function wantsInternalCertificate(site: unknown): site is Record<string, unknown
   const { certificates, hosts } = site;
   return Array.isArray(certificates) && certificates.some((c) => isRecord(c) && c.internal === true) && Array.isArray(hosts) && hosts.length > 0 && hosts.every((h) => typeof h === 'string');
 }
+
+/**
+ * Whether config text asks for a cluster's shared state (`state.backend:
+ * redis`), read as leniently as the dataDir: the CLI's commands that change
+ * a shared store (deny remove) then go through the running instance, since
+ * the local files are only copies of what the cluster holds.
+ */
+export function readsSharedState(text: string): boolean {
+  let raw: unknown;
+  try {
+    raw = YAML.parse(text, { maxAliasCount });
+  } catch {
+    return false;
+  }
+  return isRecord(raw) && isRecord(raw.state) && raw.state.backend === 'redis';
+}

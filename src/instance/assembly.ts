@@ -5,7 +5,7 @@ import type { HttpsListenerOptions } from '../edge/index.js';
 import { EventBus, Metrics, type Logger } from '../observe/index.js';
 import { ClientVerdicts, handleRequest, handleUpgrade, refuseUnparsable, UpstreamSet, type ProxyState } from '../proxy/index.js';
 import { inventoryFile, LeasedRateBuckets, localAnswers, memoryRateBuckets, sharedAnswers, weakClientsFile } from '../state/index.js';
-import { ClientInventory, ConnectionEvents, ProbeGuard, shareSummaries, summaryOwner, WeakClients } from '../telemetry/index.js';
+import { ClientInventory, ConnectionEvents, ProbeGuard, SharedBlocks, shareSummaries, summaryOwner, WeakClients } from '../telemetry/index.js';
 import { AlpnChallengeServers, classifyHandshakeFailure, ExpiryMonitor, helloRouter, OcspStapler, SiteServers, TicketKeyRing, type TlsHandlers } from '../tls/index.js';
 import { RevocationChecker, SharedIntermediates } from '../trust/index.js';
 import type { StartOptions } from './portcullis.js';
@@ -36,6 +36,8 @@ export interface Assembly {
   /** The http-01 answer for a token, while an ACME order waits for it. */
   acmeAnswer(token: string): string | null;
   setAcmeChallenges(set: AcmeChallengeSet): void;
+  /** Resolves once what the cluster shares with this process is in force (the detector's blocks); at once without a cluster. Never rejects. */
+  readonly ready: Promise<void>;
   /** Stops every component, pool and timer (the listeners are the caller's). */
   stop(): Promise<void>;
 }
@@ -67,6 +69,8 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
   const stapler = new OcspStapler({ log, metrics, answers });
   const expiry = new ExpiryMonitor(log, metrics);
   const probes = new ProbeGuard(config, metrics, bus, log);
+  // with state.backend: redis, a block decided by any process of the cluster is enforced by this one too
+  const blocks = options.cluster ? new SharedBlocks(options.cluster, probes, bus, metrics, log) : null;
   const ownKeys: Component[] = options.tickets ? [] : [ownTickets(tickets)];
   const revocationPolicies: Component = { apply: (c) => revocation.configure(clientPolicies(c)), stop: () => revocation.stop() };
   // with state.backend: redis, the client intermediates every instance saw, so a session resumed from another instance's ticket can be checked
@@ -77,12 +81,13 @@ export function assemble(config: Config, log: Logger, options: StartOptions): As
   const servers = new SiteServers(config, tickets, siteHandlers(() => holder.state, stapler, verdicts, events, metrics));
   const challenges = new AcmeChallenges(config);
   if (options.acmeChallenges) challenges.set(options.acmeChallenges);
-  const components: Component[] = [...ownKeys, servers, stapler, expiry, probes, inventory, revocationPolicies, ...shared];
+  const components: Component[] = [...ownKeys, servers, stapler, expiry, probes, ...(blocks ? [blocks] : []), inventory, revocationPolicies, ...shared];
   return Object.assign(holder, {
     metrics, bus, events, stateFor, revocation, verdicts, servers, apiKeys, inventory, weakClients, components,
     listenerOptions: { route: helloRouter(servers, challenges.alpn), events, guard: probes },
     acmeAnswer: (token: string) => challenges.httpAnswer(token),
     setAcmeChallenges: (set: AcmeChallengeSet) => challenges.set(set),
+    ready: blocks?.start() ?? Promise.resolve(),
     stop: async () => {
       challenges.alpn.close();
       leasedRates?.stop();

@@ -81,6 +81,7 @@ export async function startPortcullis(config: Config, log: Logger, options: Star
   const parts = assemble(config, log, options);
   let listeners: Listeners;
   try {
+    await parts.ready;
     listeners = await Listeners.open(config, parts.listenerOptions, { config: () => parts.state.config, acmeAnswer: (token) => parts.acmeAnswer(token) }, log);
   } catch (err) {
     await parts.stop();

@@ -40,3 +40,5 @@ export {
   type FleetRead,
 } from './fleet-records.js';
 export { compareFleet, servedSerials, type FleetReport, type FleetEntry, type FleetFlag } from './fleet-report.js';
+export { execAll } from './redis-exec.js';
+export { resyncOnLink, rereadAfterRecoveryMs } from './link-resync.js';

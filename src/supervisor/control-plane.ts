@@ -22,6 +22,8 @@ import type { InstanceRecord } from '../state/index.js';
 import { onStopSignals } from './stop-signals.js';
 import { apiKeyStore, denyListStore, StoreSync } from './store-sync.js';
 import type { DenyChange, KeyRevocation } from './store-changes.js';
+import type { DenyEdit, KeyEdit } from './store-edits.js';
+import { SharedStores, type StoreKeeper } from './shared-stores.js';
 import { startWorkerFleet } from './worker-fleet.js';
 
 /**
@@ -69,8 +71,10 @@ export async function runControlPlane(source: ConfigSource, initial: { config: C
 
 class ControlPlane {
   readonly #metrics = new SupervisorMetrics();
-  readonly #denyList: StoreSync<DenyEntry, DenyChange>;
-  readonly #apiKeys: StoreSync<ApiKeyRecord, KeyRevocation>;
+  readonly #denyList: StoreKeeper<DenyChange, DenyEdit>;
+  readonly #apiKeys: StoreKeeper<KeyRevocation, KeyEdit>;
+  /** With state.backend: redis, the deny list and API keys the cluster shares. */
+  readonly #shared: SharedStores | null;
   readonly #watcher: FileWatcher;
   readonly #reloader: Reloader;
   #accepted: ConfigGeneration;
@@ -93,12 +97,16 @@ class ControlPlane {
     private readonly log: Logger,
   ) {
     this.#accepted = accepted;
-    // the stores under dataDir as the data plane keeps them in force, with the changes a command could not save on top
-    this.#denyList = new StoreSync(() => denyListStore(this.#accepted.config.dataDir), state.denyList, async (entries) => {
+    const applyDenyList = async (entries: readonly DenyEntry[]) => {
       const applied = await plane.setDenyList(entries);
       return `${this.#by(applied)}${applied.closed} open connection(s) closed`;
-    }, log);
-    this.#apiKeys = new StoreSync(() => apiKeyStore(this.#accepted.config.dataDir), state.apiKeys, async (records) => `${this.#by(await plane.setApiKeys(records))}in force for every request from now on`, log);
+    };
+    const applyApiKeys = async (records: readonly ApiKeyRecord[]) => `${this.#by(await plane.setApiKeys(records))}in force for every request from now on`;
+    const dataDir = () => this.#accepted.config.dataDir;
+    this.#shared = cluster ? new SharedStores(cluster, dataDir, state, { denyList: applyDenyList, apiKeys: applyApiKeys }, this.#metrics.registry, log) : null;
+    // the stores under dataDir as the data plane keeps them in force, with the changes a command could not save on top
+    this.#denyList = this.#shared?.denyList ?? new StoreSync(() => denyListStore(dataDir()), state.denyList, applyDenyList, log);
+    this.#apiKeys = this.#shared?.apiKeys ?? new StoreSync(() => apiKeyStore(dataDir()), state.apiKeys, applyApiKeys, log);
     // certificate files replaced on disk (renewal tooling, cert-manager) are picked up by a reload
     this.#watcher = new FileWatcher((files) => {
       log.info({ event: 'certificate_files_changed', files }, 'certificate files changed on disk; reloading');
@@ -133,12 +141,14 @@ class ControlPlane {
   async open(): Promise<void> {
     const { config } = this.#accepted;
     await this.#watcher.watch(watchedFilesOf(config));
+    // the cluster's deny list and keys in force before the first control request
+    await this.#shared?.start();
     this.#control = await openControlSocket(
       config.dataDir,
       {
         reload: () => this.#reloader.reload('control socket'),
-        denyList: (change) => this.#denyList.sync(change),
-        apiKeys: (change) => this.#apiKeys.sync(change),
+        denyList: (change, edit) => this.#denyList.sync(change, edit),
+        apiKeys: (change, edit) => this.#apiKeys.sync(change, edit),
         flush: () => this.#flush(),
         status: async () => ({ ok: true, message: `${this.#identity.id}: config generation ${this.#accepted.generation}`, status: this.#describe() }),
       },
@@ -192,7 +202,7 @@ class ControlPlane {
     this.#stopRenewal();
     this.#acme?.stop();
     await this.#fleet?.stop();
-    await Promise.all([this.plane.close(), this.#control?.close(), this.#admin?.close()]);
+    await Promise.all([this.plane.close(), this.#control?.close(), this.#admin?.close(), this.#shared?.stop()]);
     this.tickets?.stop();
     await this.cluster?.close();
   }

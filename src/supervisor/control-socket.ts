@@ -4,6 +4,7 @@ import { PortcullisError } from '../errors.js';
 import { controlSocketFile, type InstanceRecord } from '../state/index.js';
 import type { ReloadResult } from './reloader.js';
 import { parseDenyChange, parseKeyRevocation, type DenyChange, type KeyRevocation } from './store-changes.js';
+import { parseDenyEdit, parseKeyEdit, type DenyEdit, type KeyEdit } from './store-edits.js';
 
 /**
  * The local control channel of a running instance: a Unix socket at
@@ -16,10 +17,10 @@ import { parseDenyChange, parseKeyRevocation, type DenyChange, type KeyRevocatio
 
 export interface ControlHandlers {
   reload(): Promise<ReloadResult>;
-  /** Re-reads the deny list under dataDir and applies it; with `change`, a deny entry the command could not save, applied on top and kept until saved. */
-  denyList(change: DenyChange | null): Promise<ReloadResult>;
-  /** Re-reads the API keys under dataDir and applies them; with `change`, a revocation the command could not save, applied on top and kept until saved. */
-  apiKeys(change: KeyRevocation | null): Promise<ReloadResult>;
+  /** Re-reads the deny list under dataDir and applies it; with `change`, a deny entry the command could not save, applied on top and kept until saved; `edit`: what the command changed (store-edits.ts). */
+  denyList(change: DenyChange | null, edit: DenyEdit | null): Promise<ReloadResult>;
+  /** Re-reads the API keys under dataDir and applies them; with `change`, a revocation the command could not save, applied on top and kept until saved; `edit`: what the command changed. */
+  apiKeys(change: KeyRevocation | null, edit: KeyEdit | null): Promise<ReloadResult>;
   /** Writes every process's summaries under dataDir (client inventory, weak clients), for a report to read. */
   flush(): Promise<ReloadResult>;
   /** Describes the instance (`portcullis status`): the record it keeps in the fleet registry. */
@@ -36,8 +37,8 @@ export type ControlAnswer = ReloadResult & { readonly status?: InstanceRecord };
  */
 export type ControlRequest =
   | { readonly command: 'reload' | 'flush' | 'status' }
-  | { readonly command: 'deny-list'; readonly unpersisted?: DenyChange }
-  | { readonly command: 'api-keys'; readonly unpersisted?: KeyRevocation };
+  | { readonly command: 'deny-list'; readonly unpersisted?: DenyChange; readonly edit?: DenyEdit }
+  | { readonly command: 'api-keys'; readonly unpersisted?: KeyRevocation; readonly edit?: KeyEdit };
 
 type Run = (handlers: ControlHandlers) => Promise<ControlAnswer>;
 
@@ -52,7 +53,7 @@ function parseRequest(request: unknown): Run | string {
   const command = fields?.command;
   if (!fields || typeof command !== 'string' || !commandNames.includes(command)) return `unknown command; send {"command": one of ${commandNames.join(', ')}}`;
   const takesChange = command === 'deny-list' || command === 'api-keys';
-  const extra = Object.keys(fields).find((k) => k !== 'command' && !(takesChange && k === 'unpersisted'));
+  const extra = Object.keys(fields).find((k) => k !== 'command' && !(takesChange && (k === 'unpersisted' || k === 'edit')));
   if (extra !== undefined) return `"${extra}" is not a field of the ${command} request`;
   const raw = fields.unpersisted;
   switch (command) {
@@ -64,11 +65,15 @@ function parseRequest(request: unknown): Run | string {
       return (h) => h.status();
     case 'deny-list': {
       const change = raw === undefined ? null : parseDenyChange(raw);
-      return typeof change === 'string' ? change : (h) => h.denyList(change);
+      const edit = fields.edit === undefined ? null : parseDenyEdit(fields.edit);
+      if (typeof change === 'string' || typeof edit === 'string') return typeof change === 'string' ? change : (edit as string);
+      return (h) => h.denyList(change, edit);
     }
     default: {
       const change = raw === undefined ? null : parseKeyRevocation(raw);
-      return typeof change === 'string' ? change : (h) => h.apiKeys(change);
+      const edit = fields.edit === undefined ? null : parseKeyEdit(fields.edit);
+      if (typeof change === 'string' || typeof edit === 'string') return typeof change === 'string' ? change : (edit as string);
+      return (h) => h.apiKeys(change, edit);
     }
   }
 }

@@ -4,3 +4,4 @@ export { unsavedRetryMs } from './store-sync.js';
 export { runControlPlane } from './control-plane.js';
 export { runWorker } from './worker.js';
 export type { ReloadResult } from './reloader.js';
+export type { DenyEdit, KeyEdit } from './store-edits.js';

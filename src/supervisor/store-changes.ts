@@ -47,11 +47,11 @@ export const keyRevocations: ChangeOps<ApiKeyRecord, KeyRevocation> = {
   describe: (c) => `revoke API key ${c.revoke.id}`,
 };
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const isTime = (v: unknown): v is string => typeof v === 'string' && v.length <= 40 && !Number.isNaN(Date.parse(v));
 
 /** The name of a key of `o` that `allowed` does not list, or null. */
-function unknownKey(o: Record<string, unknown>, allowed: readonly string[]): string | null {
+export function unknownKey(o: Record<string, unknown>, allowed: readonly string[]): string | null {
   return Object.keys(o).find((k) => !allowed.includes(k)) ?? null;
 }
 
@@ -64,16 +64,21 @@ function unknownKey(o: Record<string, unknown>, allowed: readonly string[]): str
 export function parseDenyChange(raw: unknown): DenyChange | string {
   const shape = '{"deny": {"fingerprint": "sha256:…" | "serial": "HEX", "issuer": "DN", "note": string|null, "addedAt": ISO time}}';
   if (!isObject(raw) || unknownKey(raw, ['deny']) !== null || !isObject(raw.deny)) return `unpersisted must be ${shape}`;
-  const e = raw.deny;
+  const entry = parseDenyEntry(raw.deny, 'unpersisted.deny', shape);
+  return typeof entry === 'string' ? entry : { deny: entry };
+}
+
+/** Validates a deny entry carried by a control request at `path` ("unpersisted.deny"); `shape` is the request's, for the message. */
+export function parseDenyEntry(e: Record<string, unknown>, path: string, shape: string): DenyEntry | string {
   const extra = unknownKey(e, ['fingerprint', 'serial', 'issuer', 'note', 'addedAt']);
-  if (extra !== null) return `unpersisted.deny.${extra} is not a field of a deny entry (${shape})`;
+  if (extra !== null) return `${path}.${extra} is not a field of a deny entry (${shape})`;
   for (const field of ['fingerprint', 'serial', 'issuer'] as const) {
-    if (e[field] !== undefined && (typeof e[field] !== 'string' || e[field].length > 1024)) return `unpersisted.deny.${field} must be a string`;
+    if (e[field] !== undefined && (typeof e[field] !== 'string' || e[field].length > 1024)) return `${path}.${field} must be a string`;
   }
-  if (e.note !== null && (typeof e.note !== 'string' || e.note.length > 1024)) return 'unpersisted.deny.note must be a string (at most 1024 characters) or null';
-  if (!isTime(e.addedAt)) return 'unpersisted.deny.addedAt must be an ISO time';
+  if (e.note !== null && (typeof e.note !== 'string' || e.note.length > 1024)) return `${path}.note must be a string (at most 1024 characters) or null`;
+  if (!isTime(e.addedAt)) return `${path}.addedAt must be an ISO time`;
   const entry = denyEntry({ fingerprint: e.fingerprint as string | undefined, serial: e.serial as string | undefined, issuer: e.issuer as string | undefined }, e.note, new Date(e.addedAt));
-  return typeof entry === 'string' ? `unpersisted.deny: ${entry}` : { deny: entry };
+  return typeof entry === 'string' ? `${path}: ${entry}` : entry;
 }
 
 /** Validates the `unpersisted` part of an `api-keys` control request: only a revocation. */

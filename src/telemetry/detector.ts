@@ -65,6 +65,19 @@ export class Detector {
     return null;
   }
 
+  /**
+   * Blocks `key` until `until`, as decided elsewhere (another instance of a
+   * cluster); returns false when it was blocked at least that long already,
+   * or `until` has passed.
+   */
+  impose(key: string, until: number, now = Date.now()): boolean {
+    if (!key || until <= now || (this.#blocked.get(key) ?? 0) >= until) return false;
+    this.#blocked.set(key, until);
+    this.#failures.delete(key);
+    if (this.#blocked.size > maxTracked) this.#forgetExpired(now);
+    return true;
+  }
+
   #forgetExpired(now: number): void {
     for (const [key, until] of this.#blocked) if (until <= now) this.#blocked.delete(key);
     // still too many live blocks: the oldest go first (a flood of addresses must not exhaust memory)

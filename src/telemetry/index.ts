@@ -4,3 +4,5 @@ export { ClientInventory, readInventory, type InventoryEntry } from './client-in
 export { ProbeGuard } from './probe-guard.js';
 export { WeakClients, readWeakClients, type WeakClientEntry } from './weak-clients.js';
 export { clusterSummaryTexts, requestSummaryFlush, shareSummaries, summaryOwner, type SummaryKind } from './cluster-summaries.js';
+export { SharedBlocks } from './shared-blocks.js';
+export type { DetectorBlock } from './probe-guard.js';

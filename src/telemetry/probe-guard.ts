@@ -8,6 +8,13 @@ import type { EventBus } from '../observe/index.js';
 import type { Logger } from '../observe/index.js';
 import type { Metrics } from '../observe/index.js';
 
+/** A block the detector decided: a source address, or a JA4 (refused only with detector.fingerprint.block); `until` in ms since the epoch. */
+export interface DetectorBlock {
+  readonly kind: 'source' | 'ja4';
+  readonly key: string;
+  readonly until: number;
+}
+
 /**
  * Failures that are not the source's doing, and so never count against it. A
  * missing or malformed PROXY header is reported with the address of a
@@ -23,7 +30,8 @@ const notCounted: ReadonlySet<Reason> = new Set<Reason>(['blocked', 'ip_denied',
  * past `detector.fingerprint.threshold` (`fingerprint_flagged`) and blocked
  * only when `detector.fingerprint.block` says so. Allow-listed sources never
  * count. Alerts go to the bus (hence the log) and to the webhook when one is
- * configured. State is per process.
+ * configured. Failures are counted per process; with state.backend: redis
+ * the blocks are shared with the cluster (`shared-blocks.ts`).
  */
 export class ProbeGuard {
   readonly #sources: Detector;
@@ -32,6 +40,7 @@ export class ProbeGuard {
   #webhook: AlertWebhook | null = null;
   #webhookUrl: string | null = null;
   readonly #unsubscribe: () => void;
+  #share: ((block: DetectorBlock) => void) | null = null;
 
   constructor(
     config: Config,
@@ -69,6 +78,25 @@ export class ProbeGuard {
     }
   }
 
+  /**
+   * Hands every block decided here to `share` (with state.backend: redis,
+   * the cluster's other instances): sources, and JA4s when
+   * detector.fingerprint.block is on. Failures are counted here only.
+   */
+  shareBlocks(share: (block: DetectorBlock) => void): void {
+    this.#share = share;
+  }
+
+  /**
+   * Enforces a block decided elsewhere until it ends; false when it changes
+   * nothing (blocked that long already, expired, or an address of
+   * detector.allow, which is never blocked).
+   */
+  impose(block: DetectorBlock): boolean {
+    if (block.kind === 'ja4') return this.#fingerprints.impose(block.key, block.until);
+    return !this.#allowed(block.key) && this.#sources.impose(block.key, block.until);
+  }
+
   /** Stops counting failures (the instance is closing). */
   stop(): void {
     this.#unsubscribe();
@@ -103,6 +131,7 @@ export class ProbeGuard {
     const alert = { event: 'source_blocked', address: block.key, failures: block.failures, lastReason: block.lastReason, until: new Date(block.until).toISOString() };
     this.bus.publish('warn', alert, `blocked ${block.key} until ${alert.until}: ${block.failures} failed handshakes or client certificates within detector.window (last: ${block.lastReason})`);
     this.#webhook?.send({ ...alert, time: new Date().toISOString() });
+    this.#share?.({ kind: 'source', key: block.key, until: block.until });
   }
 
   #fingerprintFlagged(flag: BlockDecision, lastAddress: string): void {
@@ -110,6 +139,7 @@ export class ProbeGuard {
     this.metrics.fingerprintsFlagged.inc({ blocked: String(blocked) });
     const alert = { event: 'fingerprint_flagged', ja4: flag.key, failures: flag.failures, lastReason: flag.lastReason, lastAddress, blocked, until: new Date(flag.until).toISOString() };
     const what = blocked ? `blocked until ${alert.until} (detector.fingerprint.block)` : 'not blocked (detector.fingerprint.block is off); the sources are counted on their own';
+    if (blocked) this.#share?.({ kind: 'ja4', key: flag.key, until: flag.until });
     this.bus.publish('warn', alert, `JA4 ${flag.key} failed ${flag.failures} handshakes or client certificates within detector.window (last: ${flag.lastReason} from ${lastAddress}): ${what}`);
     this.#webhook?.send({ ...alert, time: new Date().toISOString() });
   }

@@ -10,3 +10,4 @@ export type { RevocationPolicy } from './revocation-policy.js';
 export { readDenyList, writeDenyList } from './deny-list-file.js';
 export { fetchBounded, FetchError, type FetchLimits } from './fetch-bounded.js';
 export { maxAgeWithoutNextUpdateMs, OcspError, ocspResponderOf, queryOcsp, verifyOcspResponse, type OcspAnswer } from './ocsp.js';
+export { readSharedDenyList, addSharedDenyEntries, removeSharedDenyEntry, type SharedDenyList } from './shared-deny-list.js';
