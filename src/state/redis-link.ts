@@ -29,7 +29,8 @@ export type LinkListener = (up: boolean) => void;
 
 /**
  * One instance's connection to the cluster's Redis: a command connection and,
- * once something subscribes, a subscriber connection. Both reconnect by
+ * once something subscribes, a subscriber connection. The link is up while
+ * both are (a recovery is announced once both are ready). Both reconnect by
  * themselves (following a Sentinel failover); whoever keeps state from Redis
  * listens to `onLink` to re-read it in full after an outage, and keeps
  * serving on its local copy during one.
@@ -42,6 +43,8 @@ export class RedisLink {
   readonly #listeners = new Set<LinkListener>();
   readonly #log: Logger;
   #up = true;
+  /** The connections ("commands", "subscriber") lost and not ready again. */
+  readonly #down = new Set<string>();
   #closed = false;
 
   private constructor(settings: RedisSettings, commands: Redis, log: Logger) {
@@ -110,7 +113,13 @@ export class RedisLink {
     if (!handlers) {
       handlers = new Set();
       this.#handlers.set(name, handlers);
-      await this.#subscriberConnection().subscribe(name);
+      try {
+        await this.#subscriberConnection().subscribe(name);
+      } catch (err) {
+        // not subscribed: the next call must ask again rather than find the channel taken
+        this.#handlers.delete(name);
+        throw err;
+      }
     }
     handlers.add(handler);
     return () => handlers.delete(handler);
@@ -129,6 +138,8 @@ export class RedisLink {
       for (const handler of this.#handlers.get(channel) ?? []) handler(message);
     });
     this.#subscriber = subscriber;
+    // the link is up only while both connections are: a recovery is announced once messages arrive again too
+    this.#watch(subscriber, 'subscriber');
     return subscriber;
   }
 
@@ -138,13 +149,15 @@ export class RedisLink {
       lastError = err.message;
     });
     client.on('close', () => {
+      this.#down.add(role);
       if (this.#closed || !this.#up) return;
       this.#up = false;
       this.#log.error({ event: 'state_backend_lost', backend: this.settings.display, connection: role, error: lastError || undefined }, `lost the redis state backend at ${this.settings.display}: serving on the last known state, changes are queued until it is back`);
       for (const listener of this.#listeners) listener(false);
     });
     client.on('ready', () => {
-      if (this.#up) return;
+      this.#down.delete(role);
+      if (this.#up || this.#down.size > 0) return;
       this.#up = true;
       this.#log.info({ event: 'state_backend_recovered', backend: this.settings.display }, `the redis state backend at ${this.settings.display} is back: re-reading the cluster's state`);
       for (const listener of this.#listeners) listener(true);
