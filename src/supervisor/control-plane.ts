@@ -7,6 +7,7 @@ import { PortcullisError } from '../errors.js';
 import { SupervisorMetrics, type Logger } from '../observe/index.js';
 import { memoryState, redisState, type RedisLink, type StateBackend } from '../state/index.js';
 import { openCluster } from './cluster-link.js';
+import { ClusterCertificates } from './cluster-certificates.js';
 import { readDenyList, type DenyEntry } from '../trust/index.js';
 import type { ConfigSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
@@ -45,7 +46,8 @@ export async function runControlPlane(source: ConfigSource, initial: { config: C
     await cluster?.close();
     throw err;
   }
-  const control = new ControlPlane(source, { ...initial, generation: 1 }, plane, state, cluster, log);
+  const shared = cluster ? new ClusterCertificates(cluster, dataDir, log) : null;
+  const control = new ControlPlane(source, { ...initial, generation: 1 }, plane, state, cluster, log, shared);
   try {
     await control.open();
   } catch (err) {
@@ -75,6 +77,8 @@ class ControlPlane {
     state: PlaneState,
     private readonly cluster: RedisLink | null,
     private readonly log: Logger,
+    /** The ACME certificates, challenges and CA the cluster shares (null with state.backend: memory). */
+    private readonly shared: ClusterCertificates | null = null,
   ) {
     this.#accepted = accepted;
     // the stores under dataDir as the data plane keeps them in force, with the changes a command could not save on top
@@ -126,12 +130,13 @@ class ControlPlane {
       },
     );
     if (config.listen.admin) {
-      this.#admin = await AdminListener.open({ address: config.listen.admin, dataDir: config.dataDir, profile: config.tls.profile, log: this.log, metrics: this.#metrics, scrape: () => this.#scrape() });
+      this.#admin = await AdminListener.open({ address: config.listen.admin, dataDir: config.dataDir, profile: config.tls.profile, log: this.log, metrics: this.#metrics, scrape: () => this.#scrape(), caReplica: this.shared?.caReplica });
     }
     this.#stopRenewal = scheduleInternalRenewal(renewalOf(this.source, this.#admin), this.log);
     // once this instance owns the dataDir (the control socket): only then may it order certificates into it
-    this.#acme = new AcmeManager({ state: this.#stateBackend(), board: new ChallengeBoard((set) => this.plane.setAcmeChallenges(set)), log: this.log, metrics: this.#metrics, issued: () => this.#reloader.reload('acme certificate issued') });
-    this.#acme.apply(config);
+    const inCluster = await this.shared?.follow({ reload: (trigger) => this.#reloader.reload(trigger), setAcmeChallenges: (set) => this.plane.setAcmeChallenges(set) });
+    this.#acme = new AcmeManager({ state: this.#stateBackend(), board: new ChallengeBoard((set) => this.plane.setAcmeChallenges(set)), log: this.log, metrics: this.#metrics, issued: () => this.#reloader.reload('acme certificate issued'), ...inCluster });
+    this.#acme.apply(this.#accepted.config);
   }
 
   /** Where values and locks are shared: the cluster's Redis, or this instance's dataDir. */
@@ -158,6 +163,7 @@ class ControlPlane {
     this.#watcher.close();
     this.#stopRenewal();
     this.#acme?.stop();
+    this.shared?.stop();
     await Promise.all([this.plane.close(), this.#control?.close(), this.#admin?.close()]);
     await this.cluster?.close();
   }
@@ -168,6 +174,7 @@ class ControlPlane {
     this.#watcher.close();
     this.#stopRenewal();
     this.#acme?.stop();
+    this.shared?.stop();
     await this.#reloader.stop();
     this.log.info(
       { event: 'stopping', signal, drainMs, ...(workers === null ? {} : { workers }) },
