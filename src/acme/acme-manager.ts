@@ -59,8 +59,10 @@ type Outcome =
  * site serves none, renews at a third of the lifetime left (or in the CA's
  * ARI window), retries failures with backoff while the current certificate
  * keeps serving, and stores results through the state backend. One order per
- * certificate at a time: each runs under the per-domain lock, so instances
- * sharing state never order the same certificate together. Plans follow the
+ * certificate at a time: each runs under the per-domain lock, and stores its
+ * result before releasing it, so instances sharing state never order the
+ * same certificate together, and one that waited takes the other's result
+ * (`shared`) instead of ordering again. Plans follow the
  * served config, so a stored certificate the config refused is ordered anew.
  */
 export class AcmeManager {
