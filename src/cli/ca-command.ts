@@ -71,14 +71,14 @@ async function writeOutputs(store: CaStore, leaf: IssuedLeaf, name: string, opts
 }
 
 export async function runCaIssue(usage: 'server' | 'client', opts: IssueOptions): Promise<void> {
-  const hosts = usage === 'server' ? [...(opts.host ?? [])] : [...(opts.dns ?? [])];
-  if (usage === 'server' && hosts.length === 0) throw new PortcullisError('PCL_CLI_USAGE', 'give at least one --host');
-  if (usage === 'client' && opts.name === undefined) throw new PortcullisError('PCL_CLI_USAGE', 'give --name, the client\'s common name');
-  if (usage === 'client') checkName(opts.name as string);
-  const name = usage === 'server' ? (hosts[0] as string) : (opts.name as string);
-  const lifetimeDays = days(opts.days, usage === 'server' ? 90 : 30, usage === 'server' ? 397 : 825);
+  // the CA is opened before the arguments are checked, as it always was
   const { leaf, files } = await withStore(opts, async (store) => {
-    const issued = await store.issue({ commonName: name, hosts, uris: opts.uri ?? [], usage, lifetimeDays });
+    const hosts = usage === 'server' ? [...(opts.host ?? [])] : [...(opts.dns ?? [])];
+    if (usage === 'server' && hosts.length === 0) throw new PortcullisError('PCL_CLI_USAGE', 'give at least one --host');
+    if (usage === 'client' && opts.name === undefined) throw new PortcullisError('PCL_CLI_USAGE', 'give --name, the client\'s common name');
+    if (usage === 'client') checkName(opts.name as string);
+    const name = usage === 'server' ? (hosts[0] as string) : (opts.name as string);
+    const issued = await store.issue({ commonName: name, hosts, uris: opts.uri ?? [], usage, lifetimeDays: days(opts.days, usage === 'server' ? 90 : 30, usage === 'server' ? 397 : 825) });
     return { leaf: issued, files: await writeOutputs(store, issued, name, opts) };
   });
   process.stdout.write(`issued ${usage} certificate serial ${leaf.serial}, valid until ${leaf.notAfter.toISOString()}\n${files.map((f) => `  ${f}\n`).join('')}`);
@@ -99,9 +99,8 @@ export async function runCaEnrollToken(opts: EnrollTokenOptions): Promise<void> 
     throw new PortcullisError('PCL_CLI_USAGE', `--expires ${expires}: use a duration from 1m to 30d, e.g. 24h`);
   }
   checkName(opts.name);
-  const lifetimeDays = days(opts.days, 30, 825);
   const { token, record, caFile } = await withStore(opts, async (store) => ({
-    ...(await store.createEnrollment({ commonName: opts.name, uris: opts.uri ?? [], dns: opts.dns ?? [], lifetimeDays, validForMs: durationMs(expires) })),
+    ...(await store.createEnrollment({ commonName: opts.name, uris: opts.uri ?? [], dns: opts.dns ?? [], lifetimeDays: days(opts.days, 30, 825), validForMs: durationMs(expires) })),
     caFile: store.ca.certFile,
   }));
   const names = [...record.uris, ...record.dns].join(' ');
@@ -135,6 +134,5 @@ export async function runCaList(opts: CaOptions): Promise<void> {
 }
 
 export async function runCaCrl(opts: CaOptions & { days?: string }): Promise<void> {
-  const validDays = days(opts.days, 7, 90);
-  process.stdout.write(`${await withStore(opts, (store) => store.publishCrl(validDays))}\n`);
+  process.stdout.write(`${await withStore(opts, (store) => store.publishCrl(days(opts.days, 7, 90)))}\n`);
 }
