@@ -23,6 +23,7 @@ export const errorCatalog = {
   PCL_STATE_UNREACHABLE: 'the redis state backend (state.redis) did not answer at start; the instance refuses to start rather than serve without the cluster\'s deny list and blocks',
   PCL_STATE_NOT_PERSISTED: 'a security-tightening change (deny add, keys revoke) could not be saved; the running instance applied it and keeps retrying to save it',
   PCL_STATE_UNAVAILABLE: 'with state.backend: redis, a change that loosens the cluster\'s shared state (deny remove) needs Redis, which cannot be reached now; nothing was changed',
+  PCL_STATE_SHARED_WRITE_FAILED: 'a change to state the cluster shares (the built-in CA) could not be recorded in Redis: Redis is unreachable, or another holder took the cluster lock meanwhile; nothing was changed',
   // Failures met while serving, never thrown to a command: the code is the `detail` of a reason code (or, for the last two, the abort reason handed to undici).
   PCL_TLS_UNREADABLE_CONNECTION: 'a finished TLS handshake could not be described (protocol, cipher, client certificate); the connection is closed as handshake_failed rather than served undescribed',
   PCL_UPSTREAM_BAD_HEADERS: 'the upstream answered with response headers that cannot be relayed to the client (a field HTTP/2 forbids or allows once, an invalid character); answered 502 upstream_bad_response',
@@ -113,6 +114,7 @@ export const reasonCatalog = {
   bad_csr: { status: 400, text: 'the enrollment body is not a PKCS#10 certificate request (PEM or DER) whose signature verifies' },
   weak_csr_key: { status: 400, text: 'the certificate request key is not ECDSA P-256/P-384, Ed25519 or RSA of at least 2048 bits' },
   body_too_large: { status: 413, text: 'the request body is larger than the admin endpoint accepts' },
+  state_unavailable: { status: 503, text: 'with state.backend: redis, the change (an enrollment) could not be recorded in the cluster\'s Redis; nothing was issued and the token is unspent: try again' },
   // proxy
   internal_error: { status: 500, text: 'an unexpected error inside the proxy; the log has the details' },
   // connections refused before or during the TLS handshake (never an HTTP answer, except plaintext_http)

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { formatHostPort, type ListenAddress, type TlsProfile } from '../config/index.js';
 import { bindServer } from '../edge/index.js';
 import { reasonCatalog, type Reason } from '../errors.js';
-import { CaStore, ensureIssuedCertificate, type IssuedFiles } from '../pki/index.js';
+import { CaStore, ensureIssuedCertificate, type CaReplica, type IssuedFiles } from '../pki/index.js';
 import { adminCertificateFiles } from '../state/index.js';
 import type { Logger, SupervisorMetrics } from '../observe/index.js';
 import { profileOptions } from '../tls/index.js';
@@ -22,6 +22,8 @@ export interface AdminListenerOptions {
   readonly metrics: SupervisorMetrics;
   /** The Prometheus text of the whole instance (this process and its workers). */
   readonly scrape: () => Promise<string>;
+  /** With state.backend: redis, the cluster's CA (enrollments are recorded there); the local one without. */
+  readonly caReplica?: CaReplica | null;
 }
 
 /** The admin listener's own certificate: from the built-in CA, like `internal: true` site certificates, and renewed by the same rule. */
@@ -96,7 +98,7 @@ export class AdminListener {
 
   /** Issues (or reuses) the listener's certificate and the admin token, then listens. */
   static async open(opts: AdminListenerOptions): Promise<AdminListener> {
-    const store = await CaStore.open(opts.dataDir);
+    const store = await CaStore.open(opts.dataDir, { replica: opts.caReplica ?? null });
     const files = { ...adminCertificateFiles(opts.dataDir), hosts: adminHosts(opts.address.host), lifetimeDays: certificateLifetimeDays };
     await ensureIssuedCertificate(store.ca, files);
     const listener = new AdminListener(opts, store, ensureAdminToken(opts.dataDir), files);

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Reason } from '../errors.js';
+import { PortcullisError, type Reason } from '../errors.js';
 import type { CaStore } from '../pki/index.js';
 import { CsrError, EnrollmentError, requestedPublicKey } from '../pki/index.js';
 import type { Logger, SupervisorMetrics } from '../observe/index.js';
@@ -17,15 +17,11 @@ export type EnrollOutcome = { readonly ok: true; readonly chainPem: string } | {
  * `application/pem-certificate-chain`.
  */
 export class EnrollEndpoint {
-  readonly #caPem: string;
-
   constructor(
     private readonly store: CaStore,
     private readonly log: Logger,
     private readonly metrics: SupervisorMetrics,
-  ) {
-    this.#caPem = store.ca.chainPem + readFileSync(store.ca.certFile, 'utf8');
-  }
+  ) {}
 
   async enroll(authorization: string | undefined, body: Buffer, remoteAddress: string): Promise<EnrollOutcome> {
     const token = /^Bearer (\S+)$/i.exec(authorization ?? '')?.[1];
@@ -47,9 +43,13 @@ export class EnrollEndpoint {
     try {
       const publicKey = await requestedPublicKey(body);
       const { leaf, record } = await this.store.enroll(token, publicKey);
-      return { ok: true, chainPem: leaf.certPem + this.#caPem, logged: { commonName: record.commonName, serial: leaf.serial, uris: record.uris, dns: record.dns } };
+      // read at each enrollment: in a cluster another instance may have changed the CA (an intermediate added)
+      const caPem = this.store.ca.chainPem + readFileSync(this.store.ca.certFile, 'utf8');
+      return { ok: true, chainPem: leaf.certPem + caPem, logged: { commonName: record.commonName, serial: leaf.serial, uris: record.uris, dns: record.dns } };
     } catch (err) {
       if (err instanceof EnrollmentError || err instanceof CsrError) return { ok: false, reason: err.reason, detail: err.message };
+      // the cluster's Redis could not record it: nothing was handed out and the token is unspent
+      if (err instanceof PortcullisError && err.code === 'PCL_STATE_SHARED_WRITE_FAILED') return { ok: false, reason: 'state_unavailable', detail: err.message };
       throw err;
     }
   }

@@ -2,9 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { durationMs, durationPattern } from '../config/index.js';
 import { PortcullisError } from '../errors.js';
-import { buildPkcs12, CaStore, commonNameProblem, revocationReasons, type IssuedLeaf, type RevocationReason } from '../pki/index.js';
+import { buildPkcs12, commonNameProblem, revocationReasons, type CaStore, type IssuedLeaf, type RevocationReason } from '../pki/index.js';
 import { writeFileAtomic } from '../state/index.js';
-import { dataDirOf } from './data-dir.js';
+import { withCaStore } from './ca-store-for.js';
 import { configFileFor } from './start-command.js';
 
 export interface CaOptions {
@@ -21,7 +21,8 @@ export interface IssueOptions extends CaOptions {
   readonly p12PasswordFile?: string;
 }
 
-const open = (opts: CaOptions) => CaStore.open(dataDirOf(configFileFor(opts.config)));
+/** The CA of the config: the cluster's with state.backend: redis, else dataDir/ca's. */
+const withStore = <T>(opts: CaOptions & { intermediate?: boolean }, fn: (store: CaStore) => Promise<T>) => withCaStore(configFileFor(opts.config), { intermediate: opts.intermediate === true }, fn);
 
 /** Refuses a `--name` the CA would not certify exactly as given, before anything is created. */
 function checkName(name: string): void {
@@ -38,7 +39,10 @@ function days(value: string | undefined, fallback: number, max: number): number 
 
 /** `ca init`: creates the CA (ECDSA P-256 root, with `--intermediate` an issuing intermediate under it) unless it exists, and publishes its first CRLs. */
 export async function runCaInit(opts: CaOptions & { intermediate?: boolean }): Promise<void> {
-  const store = await CaStore.open(dataDirOf(configFileFor(opts.config)), { intermediate: opts.intermediate === true });
+  await withStore(opts, (store) => initialised(store));
+}
+
+async function initialised(store: CaStore): Promise<void> {
   if (!store.crlFiles.every((f) => existsSync(f))) await store.publishCrl();
   const trust = store.issuingCrlFile ? [store.ca.certFile, store.ca.issuing.certFile] : [store.ca.certFile];
   process.stdout.write(
@@ -67,14 +71,16 @@ async function writeOutputs(store: CaStore, leaf: IssuedLeaf, name: string, opts
 }
 
 export async function runCaIssue(usage: 'server' | 'client', opts: IssueOptions): Promise<void> {
-  const store = await open(opts);
-  const hosts = usage === 'server' ? [...(opts.host ?? [])] : [...(opts.dns ?? [])];
-  if (usage === 'server' && hosts.length === 0) throw new PortcullisError('PCL_CLI_USAGE', 'give at least one --host');
-  if (usage === 'client' && opts.name === undefined) throw new PortcullisError('PCL_CLI_USAGE', 'give --name, the client\'s common name');
-  if (usage === 'client') checkName(opts.name as string);
-  const name = usage === 'server' ? (hosts[0] as string) : (opts.name as string);
-  const leaf = await store.issue({ commonName: name, hosts, uris: opts.uri ?? [], usage, lifetimeDays: days(opts.days, usage === 'server' ? 90 : 30, usage === 'server' ? 397 : 825) });
-  const files = await writeOutputs(store, leaf, name, opts);
+  // the CA is opened before the arguments are checked, as it always was
+  const { leaf, files } = await withStore(opts, async (store) => {
+    const hosts = usage === 'server' ? [...(opts.host ?? [])] : [...(opts.dns ?? [])];
+    if (usage === 'server' && hosts.length === 0) throw new PortcullisError('PCL_CLI_USAGE', 'give at least one --host');
+    if (usage === 'client' && opts.name === undefined) throw new PortcullisError('PCL_CLI_USAGE', 'give --name, the client\'s common name');
+    if (usage === 'client') checkName(opts.name as string);
+    const name = usage === 'server' ? (hosts[0] as string) : (opts.name as string);
+    const issued = await store.issue({ commonName: name, hosts, uris: opts.uri ?? [], usage, lifetimeDays: days(opts.days, usage === 'server' ? 90 : 30, usage === 'server' ? 397 : 825) });
+    return { leaf: issued, files: await writeOutputs(store, issued, name, opts) };
+  });
   process.stdout.write(`issued ${usage} certificate serial ${leaf.serial}, valid until ${leaf.notAfter.toISOString()}\n${files.map((f) => `  ${f}\n`).join('')}`);
 }
 
@@ -93,13 +99,15 @@ export async function runCaEnrollToken(opts: EnrollTokenOptions): Promise<void> 
     throw new PortcullisError('PCL_CLI_USAGE', `--expires ${expires}: use a duration from 1m to 30d, e.g. 24h`);
   }
   checkName(opts.name);
-  const store = await open(opts);
-  const { token, record } = await store.createEnrollment({ commonName: opts.name, uris: opts.uri ?? [], dns: opts.dns ?? [], lifetimeDays: days(opts.days, 30, 825), validForMs: durationMs(expires) });
+  const { token, record, caFile } = await withStore(opts, async (store) => ({
+    ...(await store.createEnrollment({ commonName: opts.name, uris: opts.uri ?? [], dns: opts.dns ?? [], lifetimeDays: days(opts.days, 30, 825), validForMs: durationMs(expires) })),
+    caFile: store.ca.certFile,
+  }));
   const names = [...record.uris, ...record.dns].join(' ');
   process.stdout.write(
     `${token}\n` +
       `single-use enrollment token ${record.id} for ${record.commonName}${names ? ` (${names})` : ''}, usable until ${record.expiresAt}; the certificate will be valid ${record.lifetimeDays} days.\n` +
-      `Hand the partner the token, the CA certificate ${store.ca.certFile} and the admin listener's address; it runs:\n` +
+      `Hand the partner the token, the CA certificate ${caFile} and the admin listener's address; it runs:\n` +
       `  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout client.key -subj /CN=x -out client.csr\n` +
       `  curl --cacert ca.pem -H "Authorization: Bearer $TOKEN" --data-binary @client.csr https://ADMIN/v1/enroll -o client.pem\n`,
   );
@@ -108,26 +116,23 @@ export async function runCaEnrollToken(opts: EnrollTokenOptions): Promise<void> 
 export async function runCaRevoke(serial: string, opts: CaOptions & { reason?: string }): Promise<void> {
   const reason = (opts.reason ?? 'unspecified') as RevocationReason;
   if (!revocationReasons.includes(reason)) throw new PortcullisError('PCL_CLI_USAGE', `--reason ${opts.reason}: use one of ${revocationReasons.join(', ')}`);
-  const store = await open(opts);
-  const record = await store.revoke(serial, reason);
-  process.stdout.write(`revoked ${record.serial} (${record.commonName}) at ${record.revokedAt}; CRLs published at ${store.crlFiles.join(', ')}\n`);
+  const { record, crlFiles } = await withStore(opts, async (store) => ({ record: await store.revoke(serial, reason), crlFiles: store.crlFiles }));
+  process.stdout.write(`revoked ${record.serial} (${record.commonName}) at ${record.revokedAt}; CRLs published at ${crlFiles.join(', ')}\n`);
 }
 
 export async function runCaList(opts: CaOptions): Promise<void> {
-  const store = await open(opts);
-  const records = store.list();
+  const { records, enrollments } = await withStore(opts, async (store) => ({ records: store.list(), enrollments: store.enrollments() }));
   if (records.length === 0) process.stdout.write('no certificate issued yet\n');
   for (const r of records) {
     const state = r.revokedAt ? `revoked ${r.revokedAt} (${r.revocationReason})` : new Date(r.notAfter).getTime() < Date.now() ? 'expired' : 'valid';
     process.stdout.write(`${r.serial}  ${r.usage.padEnd(6)}  ${r.commonName}  until ${r.notAfter}  ${state}${r.uris.length ? `  ${r.uris.join(' ')}` : ''}\n`);
   }
-  for (const e of store.enrollments()) {
+  for (const e of enrollments) {
     const state = e.usedAt ? `used ${e.usedAt} for ${e.serial}` : Date.parse(e.expiresAt) <= Date.now() ? 'expired' : `usable until ${e.expiresAt}`;
     process.stdout.write(`token ${e.id}  ${e.commonName}  ${state}${e.uris.length ? `  ${e.uris.join(' ')}` : ''}\n`);
   }
 }
 
 export async function runCaCrl(opts: CaOptions & { days?: string }): Promise<void> {
-  const store = await open(opts);
-  process.stdout.write(`${await store.publishCrl(days(opts.days, 7, 90))}\n`);
+  process.stdout.write(`${await withStore(opts, (store) => store.publishCrl(days(opts.days, 7, 90)))}\n`);
 }

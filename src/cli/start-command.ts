@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { existsSync } from 'node:fs';
 import { PortcullisError } from '../errors.js';
-import { fileSource, quickstartSource, runControlPlane, runWorker } from '../supervisor/index.js';
+import { fileSource, joinClusterBeforeLoad, quickstartSource, runControlPlane, runWorker } from '../supervisor/index.js';
 import { createLogger, type Level } from '../observe/index.js';
 
 export interface StartOptions {
@@ -53,6 +53,8 @@ export async function runStart(opts: StartOptions): Promise<void> {
     return;
   }
   const source = fileSource(file);
+  // with state.backend: redis, the cluster's CA and ACME certificates first: the config may name them
+  await joinClusterBeforeLoad(file, createLogger(opts.logLevel ?? 'info'));
   const initial = await source.load();
   // The log level comes from the config unless the command line says otherwise.
   await runControlPlane(source, initial, createLogger(opts.logLevel ?? initial.config.log.level));

@@ -1,5 +1,6 @@
 export { loadConfigFile, parseConfigText, buildConfig } from './load-config.js';
 export { readLeniently, readsSharedState, type LenientRead, type InternalSite } from './lenient-read.js';
+export { readStateSettings } from './state-settings.js';
 export { quickstart, renewQuickstartCertificate, type Quickstart } from './quickstart.js';
 export { certificateSource, type CertificateSource } from './certificate-sources.js';
 export { issueInternalCertificates } from './internal-certificates.js';

@@ -1,9 +1,11 @@
 import { X509Certificate, createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as asn1js from 'asn1js';
 import { PortcullisError } from '../errors.js';
-import { caFolder, StateWriteError, writeFileAtomic } from '../state/index.js';
+import { caFolder, writeFileAtomic } from '../state/index.js';
+import { lockCaFolder } from './ca-folder-lock.js';
+import type { CaReplica } from './ca-replica.js';
 import { commonNameProblem, ensureIntermediate, ensureLocalCa, issueCertificate, signCertificate, type CaKeyPair, type IssuedLeaf, type LeafRequest, type LocalCa, type SignedLeaf } from './local-ca.js';
 import { x509 } from './x509.js';
 
@@ -83,30 +85,49 @@ export const caCrlFiles = (dir: string): { root: string; issuing: string } => ({
  * holds an exclusive lock file, records the new state with an atomic write
  * before anything else is handed out, and so survives a crash at any point:
  * the database is the old or the new one, never torn; serials are 128 random
- * bits, never reused.
+ * bits, never reused. With a `replica` (a cluster on Redis) the folder is
+ * the local copy of the cluster's CA: every change also holds the cluster's
+ * lock, starts from the cluster's copy and is recorded there before anything
+ * is handed out (`ca-replica.ts`).
  */
 export class CaStore {
   readonly dir: string;
-  readonly ca: LocalCa;
+  #ca: LocalCa;
   /** The root's CRL: the leaves it signed, and the intermediate. */
   readonly crlFile: string;
-  /** The intermediate's CRL (the leaves it signed), when there is an intermediate. */
-  readonly issuingCrlFile: string | null;
   readonly #dbFile: string;
+  readonly #replica: CaReplica | null;
 
-  private constructor(dir: string, ca: LocalCa) {
+  private constructor(dir: string, ca: LocalCa, replica: CaReplica | null) {
     this.dir = dir;
-    this.ca = ca;
-    const crl = caCrlFiles(dir);
-    this.crlFile = crl.root;
-    this.issuingCrlFile = ca.chainPem ? crl.issuing : null;
+    this.#ca = ca;
+    this.crlFile = caCrlFiles(dir).root;
     this.#dbFile = join(dir, 'db.json');
+    this.#replica = replica;
   }
 
-  /** Opens the CA under `dataDir/ca`, creating the root on first use and, with `intermediate`, an intermediate under it. */
-  static async open(dataDir: string, opts: { intermediate?: boolean } = {}): Promise<CaStore> {
+  /**
+   * Opens the CA under `dataDir/ca`, creating the root on first use and, with
+   * `intermediate`, an intermediate under it. With a `replica`, the cluster's
+   * CA: pulled into the folder, or created (or taken from the folder) and
+   * recorded when the cluster has none yet.
+   */
+  static async open(dataDir: string, opts: { intermediate?: boolean; replica?: CaReplica | null } = {}): Promise<CaStore> {
     const dir = caFolder(dataDir);
-    return new CaStore(dir, await (opts.intermediate ? ensureIntermediate(dir) : ensureLocalCa(dir)));
+    const ensure = () => (opts.intermediate ? ensureIntermediate(dir) : ensureLocalCa(dir));
+    const replica = opts.replica ?? null;
+    if (!replica) return new CaStore(dir, await ensure(), null);
+    return replica.change(dir, async () => new CaStore(dir, await ensure(), replica));
+  }
+
+  /** The root and the CA that signs (the cluster's as of the latest change, with a replica). */
+  get ca(): LocalCa {
+    return this.#ca;
+  }
+
+  /** The intermediate's CRL (the leaves it signed), when there is an intermediate. */
+  get issuingCrlFile(): string | null {
+    return this.#ca.chainPem ? caCrlFiles(this.dir).issuing : null;
   }
 
   /** Every CRL a relying party needs: the root's, then the intermediate's. */
@@ -263,38 +284,15 @@ export class CaStore {
     writeFileAtomic(this.#dbFile, `${JSON.stringify(db, null, 2)}\n`, 0o600);
   }
 
-  /** One change at a time across processes: an exclusive lock file, taken over when the process that left it is gone. */
+  /** One change at a time: this machine's folder lock, and with a replica the cluster's lock around it, signing with the cluster's current CA. */
   async #locked<T>(fn: () => Promise<T>): Promise<T> {
-    const lock = join(this.dir, 'db.lock');
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const fd = openSync(lock, 'wx', 0o600);
-        try {
-          writeSync(fd, String(process.pid));
-        } catch (err) {
-          // a full disk creates the file but not its content: leave no empty lock behind
-          unlinkSync(lock);
-          throw err;
-        } finally {
-          closeSync(fd);
-        }
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new StateWriteError(lock, err);
-        const holder = Number(readFileSync(lock, 'utf8') || 0);
-        if (!holder || !alive(holder)) {
-          unlinkSync(lock);
-          continue;
-        }
-        if (attempt > 100) throw new PortcullisError('PCL_PKI_STORE_INVALID', `${lock} is held by process ${holder}; wait for it to finish, or remove the file if it is not a Portcullis command`);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-    }
-    try {
-      return await fn();
-    } finally {
-      unlinkSync(lock);
-    }
+    const replica = this.#replica;
+    if (!replica) return lockCaFolder(this.dir, fn);
+    return replica.change(this.dir, async () => {
+      // the pull (or an earlier refresh) may have brought another instance's new intermediate
+      this.#ca = await ensureLocalCa(this.dir);
+      return fn();
+    });
   }
 }
 
@@ -317,13 +315,4 @@ function issuedRecord(request: LeafRequest, leaf: SignedLeaf, ca: LocalCa): Issu
     revokedAt: null,
     revocationReason: null,
   };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -97,9 +97,9 @@ export class RedisLink {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Sends `message` to every instance subscribed to `channel` (a name inside this cluster), this one included; resolves with how many subscribers received it. */
-  async publish(channel: string, message: string): Promise<number> {
-    return await this.#commands.publish(this.key('ch', channel), message);
+  /** Sends `message` to every instance subscribed to `channel` (a name inside this cluster), this one included; resolves with the number of subscribers that received it. */
+  publish(channel: string, message: string): Promise<number> {
+    return this.#commands.publish(this.key('ch', channel), message);
   }
 
   /**

@@ -8,6 +8,7 @@ import { SupervisorMetrics, type Logger } from '../observe/index.js';
 import { memoryState, redisState, type RedisLink, type StateBackend } from '../state/index.js';
 import { openCluster } from './cluster-link.js';
 import { ClusterTicketKeys, type TicketKeyRing } from '../tls/index.js';
+import { ClusterCertificates } from './cluster-certificates.js';
 import { readDenyList, type DenyEntry } from '../trust/index.js';
 import type { ConfigSource } from './config-source.js';
 import { openControlSocket } from './control-socket.js';
@@ -58,7 +59,8 @@ export async function runControlPlane(source: ConfigSource, initial: { config: C
     await cluster?.close();
     throw err;
   }
-  const control = new ControlPlane(source, { ...initial, generation: 1 }, plane, state, cluster, tickets, log);
+  const certificates = cluster ? new ClusterCertificates(cluster, dataDir, log) : null;
+  const control = new ControlPlane(source, { ...initial, generation: 1 }, plane, state, cluster, tickets, certificates, log);
   try {
     await control.open();
   } catch (err) {
@@ -74,7 +76,7 @@ class ControlPlane {
   readonly #denyList: StoreKeeper<DenyChange, DenyEdit>;
   readonly #apiKeys: StoreKeeper<KeyRevocation, KeyEdit>;
   /** With state.backend: redis, the deny list and API keys the cluster shares. */
-  readonly #shared: SharedStores | null;
+  readonly #stores: SharedStores | null;
   readonly #watcher: FileWatcher;
   readonly #reloader: Reloader;
   #accepted: ConfigGeneration;
@@ -94,6 +96,8 @@ class ControlPlane {
     state: PlaneState,
     private readonly cluster: RedisLink | null,
     private readonly tickets: ClusterTicketKeys | null,
+    /** The ACME certificates, challenges and CA the cluster shares (null with state.backend: memory). */
+    private readonly certificates: ClusterCertificates | null,
     private readonly log: Logger,
   ) {
     this.#accepted = accepted;
@@ -103,10 +107,10 @@ class ControlPlane {
     };
     const applyApiKeys = async (records: readonly ApiKeyRecord[]) => `${this.#by(await plane.setApiKeys(records))}in force for every request from now on`;
     const dataDir = () => this.#accepted.config.dataDir;
-    this.#shared = cluster ? new SharedStores(cluster, dataDir, state, { denyList: applyDenyList, apiKeys: applyApiKeys }, this.#metrics.registry, log) : null;
+    this.#stores = cluster ? new SharedStores(cluster, dataDir, state, { denyList: applyDenyList, apiKeys: applyApiKeys }, this.#metrics.registry, log) : null;
     // the stores under dataDir as the data plane keeps them in force, with the changes a command could not save on top
-    this.#denyList = this.#shared?.denyList ?? new StoreSync(() => denyListStore(dataDir()), state.denyList, applyDenyList, log);
-    this.#apiKeys = this.#shared?.apiKeys ?? new StoreSync(() => apiKeyStore(dataDir()), state.apiKeys, applyApiKeys, log);
+    this.#denyList = this.#stores?.denyList ?? new StoreSync(() => denyListStore(dataDir()), state.denyList, applyDenyList, log);
+    this.#apiKeys = this.#stores?.apiKeys ?? new StoreSync(() => apiKeyStore(dataDir()), state.apiKeys, applyApiKeys, log);
     // certificate files replaced on disk (renewal tooling, cert-manager) are picked up by a reload
     this.#watcher = new FileWatcher((files) => {
       log.info({ event: 'certificate_files_changed', files }, 'certificate files changed on disk; reloading');
@@ -142,7 +146,7 @@ class ControlPlane {
     const { config } = this.#accepted;
     await this.#watcher.watch(watchedFilesOf(config));
     // the cluster's deny list and keys in force before the first control request
-    await this.#shared?.start();
+    await this.#stores?.start();
     this.#control = await openControlSocket(
       config.dataDir,
       {
@@ -158,12 +162,13 @@ class ControlPlane {
       },
     );
     if (config.listen.admin) {
-      this.#admin = await AdminListener.open({ address: config.listen.admin, dataDir: config.dataDir, profile: config.tls.profile, log: this.log, metrics: this.#metrics, scrape: () => this.#scrape() });
+      this.#admin = await AdminListener.open({ address: config.listen.admin, dataDir: config.dataDir, profile: config.tls.profile, log: this.log, metrics: this.#metrics, scrape: () => this.#scrape(), caReplica: this.certificates?.caReplica });
     }
     this.#stopRenewal = scheduleInternalRenewal(renewalOf(this.source, this.#admin), this.log);
     // once this instance owns the dataDir (the control socket): only then may it order certificates into it
-    this.#acme = new AcmeManager({ state: this.#stateBackend(), board: new ChallengeBoard((set) => this.plane.setAcmeChallenges(set)), log: this.log, metrics: this.#metrics, issued: () => this.#reloader.reload('acme certificate issued') });
-    this.#acme.apply(config);
+    const inCluster = await this.certificates?.follow({ reload: (trigger) => this.#reloader.reload(trigger), setAcmeChallenges: (set) => this.plane.setAcmeChallenges(set) });
+    this.#acme = new AcmeManager({ state: this.#stateBackend(), board: new ChallengeBoard((set) => this.plane.setAcmeChallenges(set)), log: this.log, metrics: this.#metrics, issued: () => this.#reloader.reload('acme certificate issued'), ...inCluster });
+    this.#acme.apply(this.#accepted.config);
     if (this.cluster) {
       this.#fleet = new FleetRegistry(this.cluster, () => this.#describe(), this.log);
       await this.#fleet.start();
@@ -201,8 +206,9 @@ class ControlPlane {
     this.#watcher.close();
     this.#stopRenewal();
     this.#acme?.stop();
+    this.certificates?.stop();
     await this.#fleet?.stop();
-    await Promise.all([this.plane.close(), this.#control?.close(), this.#admin?.close(), this.#shared?.stop()]);
+    await Promise.all([this.plane.close(), this.#control?.close(), this.#admin?.close(), this.#stores?.stop()]);
     this.tickets?.stop();
     await this.cluster?.close();
   }
@@ -213,6 +219,7 @@ class ControlPlane {
     this.#watcher.close();
     this.#stopRenewal();
     this.#acme?.stop();
+    this.certificates?.stop();
     await this.#reloader.stop();
     // out of the fleet as soon as it stops taking connections
     await this.#fleet?.stop();
