@@ -12,7 +12,7 @@ import { startMember, type ClusterMember } from '../helpers/cluster.js';
 import { TestPki } from '../helpers/pki.js';
 import { tempDir, type Scope } from '../helpers/proxy.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
-import { waitFor } from '../helpers/wait.js';
+import { untilPast, waitFor } from '../helpers/wait.js';
 
 /*
  * Three (or two) instances of one cluster on a real redis-server, each its own
@@ -208,7 +208,6 @@ describe('client certificates in a cluster', () => {
     const revoked = pki.leaf('tickets-mtls-revoked', inter, { eku: 'clientAuth', crlUrl: crls.url('inter.crl') });
     const dir = tempDir(t);
     const rootCrl = pki.crl(mtlsRoot, join(dir, 'root.crl'));
-    crls.files.set('inter.crl', readFileSync(pki.crl(inter, join(dir, 'inter.crl'), { der: true })));
     const redis = await startRedis(t);
     const siteExtra = `\n    clientAuth: { mode: require, ca: [${mtlsRoot.certFile}], crl: [${rootCrl}] }`;
     const [a, b] = await Promise.all([0, 1].map(() => startMember(t, redis.url, server, { siteExtra }))) as [ClusterMember, ClusterMember];
@@ -217,6 +216,10 @@ describe('client certificates in a cluster', () => {
     const call = (member: ClusterMember, who: typeof good, session: { out?: string; in?: string }) =>
       sClientRequest(member.port, 'api.test', [...client(who), ...(session.out ? ['-sess_out', session.out] : []), ...(session.in ? ['-sess_in', session.in] : [])]);
 
+    // The CRL A fetches is shared with B until its nextUpdate (cluster.md): a short one, so that B must
+    // fetch the one that lists the revocation once it has passed, as it would after any CRL's period.
+    const firstCrlEnds = Date.now() + 10_000;
+    crls.files.set('inter.crl', readFileSync(pki.crl(inter, join(dir, 'inter.crl'), { der: true, nextUpdate: new Date(firstCrlEnds) })));
     // full handshakes on A, with the intermediate: both admitted
     for (const who of [good, revoked]) {
       const made = await call(a, who, { out: join(dir, `${who === good ? 'good' : 'revoked'}.pem`) });
@@ -228,6 +231,7 @@ describe('client certificates in a cluster', () => {
 
     pki.revoke(inter, revoked.certFile);
     crls.files.set('inter.crl', readFileSync(pki.crl(inter, join(dir, 'inter.crl'), { der: true })));
+    await untilPast(firstCrlEnds);
 
     const resumedGood = await call(b, good, { in: join(dir, 'good.pem') });
     assert.equal(resumedGood.reused, true, 'the session made on A resumes on B');
