@@ -10,8 +10,8 @@
 #   one-redis       one instance, state.backend: redis (a local redis-server), directly
 #   one-haproxy     one instance (redis) behind HAProxy in TCP mode with PROXY protocol v2
 #   three-haproxy   three instances (redis, one cluster) behind HAProxy, round robin
-# Every instance runs on BENCH_NODE (default: Node 24 when scripts/node24.sh has it, else
-# `node`), workers: 1, and the same config: TLS 1.3 + 1.2, an ECDSA P-256 certificate, a
+# Every instance runs on BENCH_NODE (default: the pinned Node 24 of scripts/node24.sh, which
+# installs it into .cache/ when missing), workers: 1, and the same config: TLS 1.3 + 1.2, an ECDSA P-256 certificate, a
 # route `/` and a route `/limited` with a rate limit far above the load (rps and burst
 # 1000000: every request takes a token, none is refused), both to the same nginx backend.
 # HAProxy (one thread) passes TLS through: Portcullis terminates it.
@@ -32,7 +32,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-32}
 TOPOLOGIES=${BENCH_TOPOLOGIES:-"one-memory one-redis one-haproxy three-haproxy"}
 SCENARIOS=${BENCH_SCENARIOS:-"keepalive limited reconnect"}
-NODE_BIN=${BENCH_NODE:-$( [[ -x .cache/node-v24.22.3/bin/node ]] && echo .cache/node-v24.22.3/bin/node || command -v node)}
+NODE_BIN=${BENCH_NODE:-$(bash scripts/node24.sh)}
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 OUT=bench/results/cluster-$(date -u +%Y%m%dT%H%M%SZ)
 WORK=$(mktemp -d /tmp/pcl-cluster-bench.XXXXXX)
@@ -41,10 +41,11 @@ PIDS=()
 log() { printf '[cluster-bench] %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${STARTED[@]}" "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${STARTED[@]}" "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
+STARTED=()
 trap cleanup EXIT
 
 for tool in wrk redis-server nginx openssl curl "$HAPROXY"; do command -v "$tool" >/dev/null || die "missing: $tool (apt-get install -y wrk redis-server nginx-light openssl curl haproxy)"; done
@@ -137,7 +138,6 @@ CONF
   "$HAPROXY" -c -q -f "$WORK/haproxy.cfg" || die "haproxy -c failed"
 }
 
-STARTED=()
 start_topology() { # NAME → sets TARGET_PORT
   local n=1 backend=redis pp=0 i
   case $1 in
@@ -195,6 +195,8 @@ read -r -a order <<<"$TOPOLOGIES"
 for ((round = 1; round <= ROUNDS; round++)); do
   for topology in "${order[@]}"; do
     start_topology "$topology"
+    # JIT and pools warm before the first measured run, as for every later one
+    wrk -t2 -c"$CONNS" -d2s "https://127.0.0.1:$TARGET_PORT/" >/dev/null 2>&1 || true
     for scenario in $SCENARIOS; do measure "$topology" "$scenario" "$round"; done
     stop_topology
   done
@@ -213,5 +215,5 @@ median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] :
     done
   done
   errors=$(awk -F'\t' '$7 != "" { print $1 " " $2 " round " $3 ": " $7 }' "$OUT/runs.tsv")
-  [[ -n $errors ]] && printf '\nRuns with errors (non-2xx count, or socket errors):\n%s\n' "$errors"
+  if [[ -n $errors ]]; then printf '\nRuns with errors (non-2xx count, or socket errors):\n%s\n' "$errors"; fi
 } | tee "$OUT/table.md"
