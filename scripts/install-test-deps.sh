@@ -17,6 +17,7 @@ declare -A needed=(
   [redis-sentinel]=redis-sentinel
   [redis-cli]=redis-tools
   [haproxy]=haproxy
+  [systemd-analyze]=systemd
 )
 
 missing=()

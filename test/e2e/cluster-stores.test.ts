@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
@@ -9,7 +8,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { Redis } from 'ioredis';
 import { runCli } from '../helpers/cli-process.js';
 import { linesOf, nextLine, type LogLine } from '../helpers/cli-logs.js';
-import { curl, resolveTo } from '../helpers/clients.js';
+import { curl, plaintextFrom, resolveTo } from '../helpers/clients.js';
 import { startMember, type ClusterMember } from '../helpers/cluster.js';
 import { TestPki, type Leaf } from '../helpers/pki.js';
 import { suiteScope, type Scope } from '../helpers/proxy.js';
@@ -77,16 +76,6 @@ async function liveConnection(t: Scope, m: ClusterMember, client: Leaf): Promise
   return socket;
 }
 
-/** A plain-HTTP request from `localAddress`: answered 400 by an instance that serves the source, nothing by one that blocks it. */
-function plaintextFrom(localAddress: string, port: number): Promise<string> {
-  return new Promise((resolve) => {
-    let answer = '';
-    const socket = connect({ host: '127.0.0.1', port, localAddress }, () => socket.write('GET / HTTP/1.1\r\nHost: api.test\r\n\r\n'));
-    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
-    socket.on('error', () => {});
-    socket.on('close', () => resolve(answer));
-  });
-}
 
 /** Marks "from now on" in each member's log. */
 const marks = (members: readonly ClusterMember[]) => members.map((m) => m.cli.stderr.length);

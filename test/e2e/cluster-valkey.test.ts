@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { leaseSizeOf } from '../../src/state/index.js';
 import { nextLine } from '../helpers/cli-logs.js';
-import { curl, resolveTo, sClientRequest } from '../helpers/clients.js';
+import { curl, plaintextFrom, resolveTo, sClientRequest } from '../helpers/clients.js';
 import { startMember, type ClusterMember } from '../helpers/cluster.js';
 import { TestPki } from '../helpers/pki.js';
 import { tempDir } from '../helpers/proxy.js';
@@ -31,16 +30,6 @@ async function statuses(member: ClusterMember, n: number): Promise<number[]> {
   return r.stdout.trim().split('\n').map(Number);
 }
 
-/** A plain-HTTP request from `localAddress`: answered 400 by an instance that serves the source, nothing by one that blocks it. */
-function plaintextFrom(localAddress: string, port: number): Promise<string> {
-  return new Promise((resolve) => {
-    let answer = '';
-    const socket = connect({ host: '127.0.0.1', port, localAddress }, () => socket.write('GET / HTTP/1.1\r\nHost: api.test\r\n\r\n'));
-    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
-    socket.on('error', () => {});
-    socket.on('close', () => resolve(answer));
-  });
-}
 
 test('two instances on Valkey 8 share session tickets, one rate limit and detector blocks', async (t) => {
   const valkey = await startRedis(t, { server: 'valkey' });

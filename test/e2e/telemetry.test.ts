@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { EventEmitter, once } from 'node:events';
 import { createServer } from 'node:http';
 import { writeFileSync } from 'node:fs';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { runCli, startCli } from '../helpers/cli-process.js';
-import { curl, resolveTo, sClient } from '../helpers/clients.js';
+import { curl, plaintextFrom, resolveTo, sClient } from '../helpers/clients.js';
 import { TestPki, type Ca } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy } from '../helpers/proxy.js';
 import { untilPast, whenever } from '../helpers/wait.js';
@@ -77,16 +77,6 @@ sites:
   });
 });
 
-/** One plain-HTTP request to the TLS port from `localAddress`: what came back before the close ('' when nothing did). */
-function plaintextFrom(localAddress: string, port: number): Promise<string> {
-  return new Promise((resolve) => {
-    let answer = '';
-    const socket = connect({ host: '127.0.0.1', port, localAddress }, () => socket.write('GET / HTTP/1.1\r\nHost: api.test\r\n\r\n'));
-    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
-    socket.on('error', () => {});
-    socket.on('close', () => resolve(answer));
-  });
-}
 
 describe('the detector', () => {
   test('blocks a source after a burst of refused handshakes while others keep working, alerts the webhook, lets the block expire, and never blocks the allow-list', async (t) => {

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect as h2connect, type ClientHttp2Session } from 'node:http2';
+import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 
 export interface RunResult {
@@ -80,4 +81,19 @@ export function h2Client(t: { after(fn: () => unknown): void }, port: number, se
   session.on('error', () => {});
   t.after(() => session.destroy());
   return session;
+}
+
+/**
+ * One plain-HTTP request to a TLS port from `localAddress` (another loopback
+ * address, to be a source of its own): what came back before the close — a
+ * 400 from a port that serves the source, '' from one that closes it at accept.
+ */
+export function plaintextFrom(localAddress: string, port: number): Promise<string> {
+  return new Promise((resolve) => {
+    let answer = '';
+    const socket = tcpConnect({ host: '127.0.0.1', port, localAddress }, () => socket.write('GET / HTTP/1.1\r\nHost: api.test\r\n\r\n'));
+    socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(answer));
+  });
 }

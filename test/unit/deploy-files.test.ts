@@ -46,15 +46,13 @@ describe('deploy/', () => {
     for (const line of defaults) assert.match(line, /\bcheck\b.*\bsend-proxy-v2\b.*\bcheck-send-proxy\b/);
   });
 
-  test('the systemd unit passes systemd-analyze verify and keeps its hardening', async (t) => {
+  test('the systemd unit passes systemd-analyze verify and keeps its hardening', async () => {
     const unit = join(deploy, 'systemd', 'portcullis.service');
     const text = readFileSync(unit, 'utf8');
     for (const line of ['NoNewPrivileges=yes', 'ProtectSystem=strict', 'ReadWritePaths=/var/lib/portcullis', 'AmbientCapabilities=CAP_NET_BIND_SERVICE', 'CapabilityBoundingSet=CAP_NET_BIND_SERVICE', 'PrivateTmp=yes', 'ProtectHome=yes', 'ExecReload=/bin/kill -HUP $MAINPID']) {
       assert.ok(text.split('\n').includes(line), line);
     }
     assert.ok(!/^MemoryDenyWriteExecute=yes/m.test(text), 'V8 needs W+X pages');
-    const which = await run('sh', ['-c', 'command -v systemd-analyze']);
-    if (which.code !== 0) return t.skip('systemd-analyze is not installed here');
     const r = await run('systemd-analyze', ['verify', unit]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stderr.trim(), '', 'no warning');
