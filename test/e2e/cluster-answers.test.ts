@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
@@ -13,9 +10,10 @@ import { nextLine, type LogLine } from '../helpers/cli-logs.js';
 import { startMember, type ClusterMember } from '../helpers/cluster.js';
 import { startOcspResponder } from '../helpers/ocsp-responder.js';
 import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
-import { tempDir, type Scope } from '../helpers/proxy.js';
+import { tempDir } from '../helpers/proxy.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { within } from '../helpers/wait.js';
+import { startCrlServer } from '../helpers/crl-server.js';
 
 /*
  * CRLs, client OCSP answers and OCSP staples in a cluster: fetched once,
@@ -24,19 +22,6 @@ import { within } from '../helpers/wait.js';
 
 const pki = new TestPki();
 after(() => pki.cleanup());
-
-/** A plain HTTP server handing out one CRL, counting the fetches. */
-async function startCrlServer(t: Scope, body: () => Buffer): Promise<{ url: string; hits: () => number }> {
-  let hits = 0;
-  const server = createServer((_req, res) => {
-    hits++;
-    res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(body());
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/clients.crl`, hits: () => hits };
-}
 
 /** A request to api.test on `member` with `client`'s certificate: the status, and the reason of a refusal. */
 async function call(member: ClusterMember, root: Ca, client: Leaf): Promise<{ status: number; reason: string | null }> {
@@ -126,14 +111,15 @@ describe('revocation answers shared by the cluster', () => {
     const revoked = pki.leaf('shared-crl-revoked', root, { eku: 'clientAuth' });
     pki.revoke(root, revoked.certFile);
     const crl = readFileSync(pki.crl(root, join(tempDir(t), 'clients.crl'), { der: true }));
-    const origin = await startCrlServer(t, () => crl);
+    const origin = await startCrlServer(t);
+    origin.files.set('clients.crl', crl);
     const redis = await startRedis(t);
-    const siteExtra = `\n    clientAuth: { mode: require, ca: [${root.certFile}], crl: ["${origin.url}"] }`;
+    const siteExtra = `\n    clientAuth: { mode: require, ca: [${root.certFile}], crl: ["${origin.url('clients.crl')}"] }`;
 
     const a = await startMember(t, redis.url, server, { siteExtra });
     const loadedA = await logOf(a, 'crl_loaded');
     assert.equal(loadedA.from, undefined, 'A fetched it from the origin');
-    assert.equal(origin.hits(), 1);
+    assert.equal(origin.hits.get('clients.crl'), 1);
 
     const b = await startMember(t, redis.url, server, { siteExtra });
     const loadedB = await logOf(b, 'crl_loaded');
@@ -141,7 +127,7 @@ describe('revocation answers shared by the cluster', () => {
     assert.equal(loadedB.revoked, 1);
     assert.deepEqual(await call(b, root, revoked), { status: 403, reason: 'revoked' });
     assert.deepEqual(await call(b, root, good), { status: 200, reason: null });
-    assert.equal(origin.hits(), 1, 'the origin was asked once for the two instances');
+    assert.equal(origin.hits.get('clients.crl'), 1, 'the origin was asked once for the two instances');
   });
 
   test('a CRL in Redis signed by another CA is not used: the instance fetches and verifies its own, and still refuses a revoked client', async (t) => {
@@ -154,9 +140,10 @@ describe('revocation answers shared by the cluster', () => {
     const forged = readFileSync(pki.crl(root, join(dir, 'forged.crl'), { signedBy: impostor, lastUpdate: new Date() }));
     pki.revoke(root, revoked.certFile);
     const crl = readFileSync(pki.crl(root, join(dir, 'clients.crl'), { der: true, lastUpdate: new Date(Date.now() - 120_000) }));
-    const origin = await startCrlServer(t, () => crl);
+    const origin = await startCrlServer(t);
+    origin.files.set('clients.crl', crl);
     const redis = await startRedis(t);
-    const siteExtra = `\n    clientAuth: { mode: require, ca: [${root.certFile}], crl: ["${origin.url}"] }`;
+    const siteExtra = `\n    clientAuth: { mode: require, ca: [${root.certFile}], crl: ["${origin.url('clients.crl')}"] }`;
 
     const a = await startMember(t, redis.url, server, { siteExtra });
     await logOf(a, 'crl_loaded');
@@ -169,7 +156,7 @@ describe('revocation answers shared by the cluster', () => {
     assert.equal(rejected.reason, 'bad_signature');
     const loaded = await logOf(b, 'crl_loaded');
     assert.equal(loaded.from, undefined, 'B fetched the CRL itself');
-    assert.equal(origin.hits(), 2);
+    assert.equal(origin.hits.get('clients.crl'), 2);
     assert.deepEqual(await call(b, root, revoked), { status: 403, reason: 'revoked' });
     assert.deepEqual(await withRedis(redis, (c) => c.hgetBuffer(key, 'der')), crl, 'the verified CRL replaced the forged copy');
   });

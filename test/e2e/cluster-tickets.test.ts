@@ -1,18 +1,16 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { once } from 'node:events';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { sClientRequest } from '../helpers/clients.js';
 import { linesOf, nextLine, type LogLine } from '../helpers/cli-logs.js';
 import { startMember, type ClusterMember } from '../helpers/cluster.js';
 import { TestPki } from '../helpers/pki.js';
-import { tempDir, type Scope } from '../helpers/proxy.js';
+import { tempDir } from '../helpers/proxy.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { untilPast, waitFor } from '../helpers/wait.js';
+import { startCrlServer } from '../helpers/crl-server.js';
 
 /*
  * Three (or two) instances of one cluster on a real redis-server, each its own
@@ -181,21 +179,6 @@ describe('session tickets in a cluster', () => {
     assert.equal(new Set(rotated.map((l) => l.keyId)).size, 1, 'rotation goes on after the recovery, in step');
   });
 });
-
-/** A plain HTTP server handing out CRLs by name (the distribution points of the client certificates). */
-async function startCrlServer(t: Scope): Promise<{ url: (name: string) => string; files: Map<string, Buffer> }> {
-  const files = new Map<string, Buffer>();
-  const server = createServer((req, res) => {
-    const body = files.get((req.url ?? '/').slice(1));
-    if (!body) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(body);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const port = (server.address() as AddressInfo).port;
-  return { url: (name) => `http://127.0.0.1:${port}/${name}`, files };
-}
 
 describe('client certificates in a cluster', () => {
   test('a session made on A by a client under an intermediate that clientAuth.ca does not list is checked for revocation when it resumes on B', async (t) => {

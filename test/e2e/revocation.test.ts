@@ -2,8 +2,6 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
@@ -13,28 +11,11 @@ import { startOcspResponder, expectOcspStatus } from '../helpers/ocsp-responder.
 import { closedPort } from '../helpers/upstream.js';
 import { TestPki, type Ca, type Leaf } from '../helpers/pki.js';
 import { startProxy, suiteScope, tempDir, type RunningProxy, type Scope } from '../helpers/proxy.js';
+import { startCrlServer } from '../helpers/crl-server.js';
 
 const pki = new TestPki();
 after(() => pki.cleanup());
 const day = 86_400_000;
-
-/** A plain HTTP server handing out whatever `files` holds (CRLs for URL sources and distribution points). */
-async function startCrlServer(t: Scope): Promise<{ url: (name: string) => string; files: Map<string, Buffer>; hits: Map<string, number> }> {
-  const files = new Map<string, Buffer>();
-  const hits = new Map<string, number>();
-  const server: Server = createServer((req, res) => {
-    const name = (req.url ?? '/').slice(1);
-    hits.set(name, (hits.get(name) ?? 0) + 1);
-    const body = files.get(name);
-    if (!body) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': 'application/pkix-crl' }).end(body);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const port = (server.address() as AddressInfo).port;
-  return { url: (name) => `http://127.0.0.1:${port}/${name}`, files, hits };
-}
 
 interface Answer {
   status: number;
