@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { servedSerials, type FleetReport, type InstanceRecord } from '../state/index.js';
 
 /** "5s", "3m", "2h", "4d": the largest whole unit. */
-export function formatUptime(seconds: number): string {
+function formatUptime(seconds: number): string {
   if (seconds < 120) return `${seconds}s`;
   if (seconds < 7_200) return `${Math.floor(seconds / 60)}m`;
   if (seconds < 172_800) return `${Math.floor(seconds / 3_600)}h`;

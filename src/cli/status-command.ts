@@ -14,7 +14,7 @@ export interface StatusOptions {
 }
 
 /** The exit status of `status --fleet` when the fleet does not agree (or no instance is registered). */
-export const fleetDisagreesExit = 4;
+const fleetDisagreesExit = 4;
 
 /**
  * `portcullis status`: the running instance of the config's dataDir, asked

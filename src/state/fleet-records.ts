@@ -18,7 +18,7 @@ export const heartbeatMs = 5_000;
 /** A record outlives its last heartbeat by this long: three missed heartbeats and the instance is gone from the fleet. */
 export const recordTtlMs = 3 * heartbeatMs;
 /** The most instances one read returns: a bound on the reply, far above any real cluster. */
-export const maxFleetSize = 1_000;
+const maxFleetSize = 1_000;
 /** Ids still in the set this long after their last heartbeat are dropped by writers too, whatever the clocks say. */
 const staleIndexMs = 3_600_000;
 

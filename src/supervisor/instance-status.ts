@@ -39,7 +39,7 @@ export class InstanceIdentity {
 }
 
 /** The certificates a config serves, per site, as provisioned (leaf serials). */
-export function servedCertificates(config: Config): ServedCertificate[] {
+function servedCertificates(config: Config): ServedCertificate[] {
   return config.sites.flatMap((site) =>
     site.certificates.map((c) => ({ site: site.id, serial: c.leaf.serialNumber.toUpperCase(), notAfter: new Date(c.leaf.validTo).toISOString(), key: c.keyDescription })),
   );

@@ -5,7 +5,7 @@ import { resyncOnLink, StateWriteError, type RedisLink } from '../state/index.js
 import type { ReloadResult } from './reloader.js';
 
 /** How often every instance re-reads a shared store in full, besides at every change announced and every recovery: the bound on a missed announcement. */
-export const resyncEveryMs = 10_000;
+const resyncEveryMs = 10_000;
 
 /** A store as the cluster's Redis holds it, read at one instant. */
 export interface SharedCopy<T> {

@@ -4,7 +4,7 @@ import { execAll, resyncOnLink, type RedisLink } from '../state/index.js';
 import type { DetectorBlock, ProbeGuard } from './probe-guard.js';
 
 /** How often every serving process re-reads the cluster's blocks in full, besides at every recovery: the bound on a missed announcement. */
-export const blocksResyncEveryMs = 10_000;
+const blocksResyncEveryMs = 10_000;
 /** Blocks decided during an outage kept for writing at recovery; past it the earliest-ending go first (a flood of sources must not exhaust memory). */
 const maxQueued = 10_000;
 /** At most this many blocks are read per kind in one re-read (the detector tracks as many). */
